@@ -1,0 +1,436 @@
+//! Fan-out of one stream to many readers.
+//!
+//! Owns: the per-path `Hub` (publish never blocks, new readers start at a key frame, lagging
+//! readers skip whole frames up to the next key frame and the skip is counted) and the
+//! `MediaPath` that pairs a hub of encoded frames with the stream description.
+//! Does not own: what readers do with frames (RTSP, recording) or where frames come from.
+//!
+//! A bounded ring (tokio `broadcast`) holds the last `capacity` items; a reader that falls
+//! further behind is told so by the ring, and then waits for the next key frame, so that a
+//! slow reader never receives part of a group of pictures and never slows the others.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{broadcast, watch};
+
+use crate::media::{EncodedFrame, StreamInfo};
+
+/// Anything a hub can carry: it must say whether a reader may start decoding at it.
+pub trait HubItem: Send + Sync + 'static {
+    fn is_key(&self) -> bool;
+}
+
+impl HubItem for EncodedFrame {
+    fn is_key(&self) -> bool {
+        self.is_idr
+    }
+}
+
+/// A request for a key frame, set by readers, taken by the encoder (coalesced).
+#[derive(Default, Debug)]
+pub struct KeyframeRequest(AtomicBool);
+
+impl KeyframeRequest {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Returns true once per burst of requests.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+}
+
+struct HubState<T> {
+    /// `None` once the hub is closed: readers then see the end of the stream.
+    tx: Option<broadcast::Sender<Arc<T>>>,
+    /// The most recent item, when it is a key frame: a new reader can start right there.
+    last_key: Option<Arc<T>>,
+}
+
+/// Fan-out of items to readers. `publish` never waits for a reader.
+pub struct Hub<T> {
+    state: Mutex<HubState<T>>,
+    keyframe: Arc<KeyframeRequest>,
+    published: AtomicU64,
+    readers_dropped_frames: AtomicU64,
+}
+
+impl<T: HubItem> Hub<T> {
+    /// `capacity` is how many items a reader may fall behind before it skips to a key frame.
+    pub fn new(capacity: usize, keyframe: Arc<KeyframeRequest>) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(2));
+        Hub {
+            state: Mutex::new(HubState {
+                tx: Some(tx),
+                last_key: None,
+            }),
+            keyframe,
+            published: AtomicU64::new(0),
+            readers_dropped_frames: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState<T>> {
+        // A panic while holding this lock cannot leave the state inconsistent (two plain
+        // field writes), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands an item to every reader. Never blocks on readers.
+    pub fn publish(&self, item: Arc<T>) {
+        let mut st = self.lock();
+        st.last_key = item.is_key().then(|| item.clone());
+        if let Some(tx) = &st.tx {
+            // An error only means there is no reader right now.
+            let _ = tx.send(item);
+        }
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new reader. It starts at the cached key frame when that is the latest item, else at
+    /// the next key frame (which it asks the encoder for).
+    pub fn subscribe(self: &Arc<Self>) -> HubReader<T> {
+        let st = self.lock();
+        let rx = st.tx.as_ref().map(|tx| tx.subscribe());
+        let first = st.last_key.clone();
+        drop(st);
+        if first.is_none() {
+            self.keyframe.request();
+        }
+        HubReader {
+            hub: self.clone(),
+            rx,
+            first,
+            sync: KeySync::Joining,
+            dropped: 0,
+        }
+    }
+
+    /// Ends the stream: readers receive `None` after the items already queued.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.tx = None;
+        st.last_key = None;
+    }
+
+    /// Forgets the cached key frame (the source restarted and the old one no longer decodes
+    /// with the new parameters).
+    pub fn forget_key(&self) {
+        self.lock().last_key = None;
+    }
+
+    pub fn reader_count(&self) -> usize {
+        self.lock().tx.as_ref().map_or(0, |tx| tx.receiver_count())
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped by all readers of this hub because they lagged.
+    pub fn dropped_by_readers(&self) -> u64 {
+        self.readers_dropped_frames.load(Ordering::Relaxed)
+    }
+
+    pub fn keyframe_request(&self) -> &Arc<KeyframeRequest> {
+        &self.keyframe
+    }
+}
+
+/// One reader's position in a hub. Yields whole frames starting at a key frame.
+pub struct HubReader<T> {
+    hub: Arc<Hub<T>>,
+    rx: Option<broadcast::Receiver<Arc<T>>>,
+    first: Option<Arc<T>>,
+    sync: KeySync,
+    dropped: u64,
+}
+
+/// Where a reader stands with respect to key frames.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeySync {
+    /// Just joined: waits for its first key frame (not a loss).
+    Joining,
+    /// Lost frames: skips, and counts, everything up to the next key frame.
+    Resyncing,
+    /// Delivering every frame.
+    Synced,
+}
+
+/// What `HubReader::try_next` found.
+pub enum TryNext<T> {
+    Item(Arc<T>),
+    Empty,
+    Closed,
+}
+
+impl<T: HubItem> HubReader<T> {
+    /// Frames this reader skipped because it lagged (or joined between key frames).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped
+    }
+
+    fn count_drop(&mut self, n: u64) {
+        self.dropped += n;
+        self.hub
+            .readers_dropped_frames
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Applies the key-frame rule to a received item: `Some` if the reader may have it.
+    fn admit(&mut self, item: Arc<T>) -> Option<Arc<T>> {
+        if self.sync != KeySync::Synced {
+            if !item.is_key() {
+                if self.sync == KeySync::Resyncing {
+                    self.count_drop(1);
+                }
+                return None;
+            }
+            self.sync = KeySync::Synced;
+        }
+        Some(item)
+    }
+
+    fn lagged(&mut self, n: u64) {
+        // Whole frames were lost: everything up to the next key frame is undecodable.
+        self.count_drop(n);
+        self.sync = KeySync::Resyncing;
+        self.hub.keyframe.request();
+    }
+
+    /// The next frame, waiting for it. `None` when the hub is closed.
+    pub async fn next(&mut self) -> Option<Arc<T>> {
+        if let Some(first) = self.first.take() {
+            self.sync = KeySync::Synced;
+            return Some(first);
+        }
+        loop {
+            let res = self.rx.as_mut()?.recv().await;
+            match res {
+                Ok(item) => {
+                    if let Some(item) = self.admit(item) {
+                        return Some(item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next frame from a plain thread (the recorder), waiting for it.
+    pub fn blocking_next(&mut self) -> Option<Arc<T>> {
+        if let Some(first) = self.first.take() {
+            self.sync = KeySync::Synced;
+            return Some(first);
+        }
+        loop {
+            let res = self.rx.as_mut()?.blocking_recv();
+            match res {
+                Ok(item) => {
+                    if let Some(item) = self.admit(item) {
+                        return Some(item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next frame if one is queued, without waiting.
+    pub fn try_next(&mut self) -> TryNext<T> {
+        if let Some(first) = self.first.take() {
+            self.sync = KeySync::Synced;
+            return TryNext::Item(first);
+        }
+        loop {
+            let Some(rx) = self.rx.as_mut() else {
+                return TryNext::Closed;
+            };
+            match rx.try_recv() {
+                Ok(item) => {
+                    if let Some(item) = self.admit(item) {
+                        return TryNext::Item(item);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.lagged(n),
+                Err(broadcast::error::TryRecvError::Empty) => return TryNext::Empty,
+                Err(broadcast::error::TryRecvError::Closed) => return TryNext::Closed,
+            }
+        }
+    }
+
+    /// Gives up everything queued and waits for a fresh key frame (used after a reader
+    /// could not deliver a frame in time, so the rest of its group of pictures is useless).
+    pub fn resync(&mut self) {
+        self.first = None;
+        let mut skipped = 0;
+        if let Some(rx) = self.rx.as_mut() {
+            loop {
+                match rx.try_recv() {
+                    Ok(_) => skipped += 1,
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => skipped += n,
+                    Err(_) => break,
+                }
+            }
+        }
+        self.count_drop(skipped);
+        self.sync = KeySync::Resyncing;
+        self.hub.keyframe.request();
+    }
+}
+
+/// One served path: its encoded frames and the description readers need first.
+pub struct MediaPath {
+    pub name: String,
+    pub frames: Arc<Hub<EncodedFrame>>,
+    info: watch::Sender<Option<Arc<StreamInfo>>>,
+}
+
+/// How many frames a reader may lag before skipping to the next key frame.
+pub const DEFAULT_HUB_CAPACITY: usize = 128;
+
+impl MediaPath {
+    pub fn new(name: &str) -> Arc<Self> {
+        let keyframe = Arc::new(KeyframeRequest::default());
+        Arc::new(MediaPath {
+            name: name.to_string(),
+            frames: Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe)),
+            info: watch::channel(None).0,
+        })
+    }
+
+    /// Sets the stream description (SPS/PPS, size); called by the source when it changes.
+    pub fn set_info(&self, info: StreamInfo) {
+        self.info.send_if_modified(|cur| {
+            if cur.as_deref() == Some(&info) {
+                false
+            } else {
+                *cur = Some(Arc::new(info));
+                true
+            }
+        });
+    }
+
+    /// Clears the description while the source is down.
+    pub fn clear_info(&self) {
+        self.info.send_replace(None);
+    }
+
+    pub fn info(&self) -> Option<Arc<StreamInfo>> {
+        self.info.borrow().clone()
+    }
+
+    /// Watches the description (readers wait here for the first SPS/PPS).
+    pub fn watch_info(&self) -> watch::Receiver<Option<Arc<StreamInfo>>> {
+        self.info.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Item {
+        n: u32,
+        key: bool,
+    }
+    impl HubItem for Item {
+        fn is_key(&self) -> bool {
+            self.key
+        }
+    }
+
+    fn hub(cap: usize) -> Arc<Hub<Item>> {
+        Arc::new(Hub::new(cap, Arc::new(KeyframeRequest::default())))
+    }
+
+    fn item(n: u32, key: bool) -> Arc<Item> {
+        Arc::new(Item { n, key })
+    }
+
+    fn drain(r: &mut HubReader<Item>) -> Vec<u32> {
+        let mut out = vec![];
+        while let TryNext::Item(i) = r.try_next() {
+            out.push(i.n);
+        }
+        out
+    }
+
+    #[test]
+    fn new_reader_starts_at_cached_key_frame() {
+        let h = hub(8);
+        h.publish(item(1, true));
+        let mut r = h.subscribe();
+        assert!(!h.keyframe.take(), "no request needed: the key frame is cached");
+        h.publish(item(2, false));
+        assert_eq!(drain(&mut r), vec![1, 2]);
+    }
+
+    #[test]
+    fn new_reader_between_key_frames_waits_and_requests_one() {
+        let h = hub(8);
+        h.publish(item(1, true));
+        h.publish(item(2, false));
+        let mut r = h.subscribe();
+        assert!(h.keyframe.take(), "a key frame must be requested");
+        h.publish(item(3, false));
+        h.publish(item(4, true));
+        h.publish(item(5, false));
+        assert_eq!(drain(&mut r), vec![4, 5]);
+        assert_eq!(r.dropped_frames(), 0, "joining is not lagging");
+    }
+
+    #[test]
+    fn lagging_reader_skips_to_next_key_frame_and_counts() {
+        let h = hub(4);
+        h.publish(item(0, true));
+        let mut r = h.subscribe();
+        assert_eq!(drain(&mut r), vec![0]);
+        for n in 1..=10 {
+            h.publish(item(n, n == 9));
+        }
+        h.publish(item(11, false));
+        // Ring holds 8..=11; the reader lagged, so it resumes at key frame 9.
+        assert_eq!(drain(&mut r), vec![9, 10, 11]);
+        assert!(r.dropped_frames() >= 7, "dropped {}", r.dropped_frames());
+        assert_eq!(h.dropped_by_readers(), r.dropped_frames());
+    }
+
+    #[test]
+    fn publish_never_waits_for_a_stuck_reader() {
+        let h = hub(4);
+        let _stuck = h.subscribe();
+        for n in 0..10_000 {
+            h.publish(item(n, n % 30 == 0));
+        }
+        assert_eq!(h.published(), 10_000);
+    }
+
+    #[test]
+    fn close_ends_readers() {
+        let h = hub(4);
+        h.publish(item(0, true));
+        let mut r = h.subscribe();
+        h.close();
+        assert!(matches!(r.try_next(), TryNext::Item(_)));
+        assert!(matches!(r.try_next(), TryNext::Closed));
+    }
+
+    #[test]
+    fn resync_drops_queue_until_next_key() {
+        let h = hub(16);
+        h.publish(item(0, true));
+        let mut r = h.subscribe();
+        h.publish(item(1, false));
+        h.publish(item(2, false));
+        r.resync();
+        h.publish(item(3, false));
+        h.publish(item(4, true));
+        assert_eq!(drain(&mut r), vec![4]);
+        assert_eq!(r.dropped_frames(), 3);
+    }
+}
