@@ -1,6 +1,13 @@
 //! Vigint: a camera appliance in one binary.
 //! Source (V4L2 camera or test pattern) -> H.264 -> per-path hub -> RTSP clients.
 
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod encode;
 pub mod h264;
 pub mod hub;
+pub mod logger;
 pub mod media;
+pub mod pipeline;
+pub mod rtsp;

@@ -1,0 +1,179 @@
+//! The figures the core milestone reports, measured against the real binary on loopback:
+//! start-to-first-frame, join-to-first-frame, server CPU and RSS with 1/10/50 clients of a
+//! 2 Mbit/s 720p30 stream, and capture-to-client latency read from the burned-in code.
+//!
+//! Run: `cargo bench --bench figures` (needs ffmpeg: `scripts/install-deps.sh test`).
+//! Prints figures; asserts nothing about speed (timing goals live here, not in tests).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use futures::StreamExt;
+use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
+use retina::codec::CodecItem;
+
+const W: u32 = 1280;
+const H: u32 = 720;
+const FPS: u32 = 30;
+
+fn config() -> serde_json::Value {
+    serde_json::json!({ "paths": { "cam": pattern_path(W, H, FPS, 2000) } })
+}
+
+/// Time from DESCRIBE to the first video frame for one retina client.
+async fn first_frame(url: &str) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let mut s = Session::describe(url, SessionOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.setup(0, SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default())))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut d = s
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .demuxed()
+        .map_err(|e| e.to_string())?;
+    while let Some(item) = d.next().await {
+        if let CodecItem::VideoFrame(_) = item.map_err(|e| e.to_string())? {
+            return Ok(t0.elapsed());
+        }
+    }
+    Err("no frame".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn start_to_first_frame(rt: &tokio::runtime::Runtime) {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let s = Server::start(config());
+        let url = s.url("cam");
+        rt.block_on(first_frame(&url)).expect("first frame");
+        // Measured from the process spawn, not from the listener being up.
+        samples.push(s.started.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "start to first frame at a client: median {:.0} ms (5 runs: {:?})",
+        median(samples.clone()),
+        samples.iter().map(|v| *v as u32).collect::<Vec<_>>()
+    );
+}
+
+fn join_to_first_frame(rt: &tokio::runtime::Runtime) {
+    let s = Server::start(config());
+    std::thread::sleep(Duration::from_secs(1));
+    let url = s.url("cam");
+    let mut samples = Vec::new();
+    for i in 0..10 {
+        // Join at different points of the group of pictures.
+        std::thread::sleep(Duration::from_millis(137 * (i % 7)));
+        let t = rt.block_on(first_frame(&url)).expect("first frame");
+        samples.push(t.as_secs_f64() * 1000.0);
+    }
+    println!(
+        "join a running stream to first frame: median {:.0} ms, max {:.0} ms (10 joins)",
+        median(samples.clone()),
+        samples.iter().cloned().fold(0.0, f64::max)
+    );
+}
+
+fn load(rt: &tokio::runtime::Runtime) {
+    let s = Server::start(config());
+    std::thread::sleep(Duration::from_secs(2));
+    let url = s.url("cam");
+    let measure = |n: usize| {
+        let cpu0 = s.cpu_ticks();
+        let t0 = Instant::now();
+        let secs = 10;
+        let results = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..n {
+                let url = url.clone();
+                let kind = if i % 2 == 0 { "tcp" } else { "udp" };
+                tasks.push(tokio::spawn(async move {
+                    retina_util::frames(&url, kind, None, Duration::from_secs(secs)).await
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        });
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = (s.cpu_ticks() - cpu0) as f64 / 100.0;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        (cpu / wall * 100.0, s.rss_kib(), ok)
+    };
+    let cpu0 = s.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_cpu = (s.cpu_ticks() - cpu0) as f64 / 5.0;
+    println!(
+        "0 clients: server CPU {idle_cpu:.1}% of one core (capture + 720p30 encode), RSS {} KiB",
+        s.rss_kib()
+    );
+    for n in [1, 10, 50] {
+        let (cpu, rss, ok) = measure(n);
+        println!("{n} clients (half TCP, half UDP): server CPU {cpu:.1}% of one core, RSS {rss} KiB, {ok}/{n} sessions clean");
+    }
+}
+
+fn latency() {
+    require("ffmpeg");
+    let s = Server::start(config());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut child = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-fflags", "nobuffer", "-flags", "low_delay"])
+        .args(["-probesize", "32", "-analyzeduration", "0", "-rtsp_transport", "tcp", "-i"])
+        .arg(s.url("cam"))
+        .args(["-t", "8", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut frame = vec![0u8; (W * H) as usize];
+    let mut lat = Vec::new();
+    while out.read_exact(&mut frame).is_ok() {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        if let Some(code) = vigint::capture::pattern::read_code(&frame, W as usize, W, H) {
+            lat.push(now_ms.saturating_sub(code.capture_ms) as f64);
+        }
+    }
+    let _ = child.wait();
+    // Skip the first second: the player's start-up buffering.
+    let steady: Vec<f64> = lat.iter().skip(FPS as usize).cloned().collect();
+    let mut sorted = steady.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    if sorted.is_empty() {
+        println!("latency: no frames decoded");
+        return;
+    }
+    println!(
+        "capture-to-client latency at 720p30 (burned-in code, decoded by ffmpeg, {} frames): median {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        sorted.len(),
+        median(steady),
+        sorted[sorted.len() * 95 / 100],
+        sorted[sorted.len() - 1]
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; any other argument filters nothing here.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    start_to_first_frame(&rt);
+    join_to_first_frame(&rt);
+    latency();
+    load(&rt);
+}

@@ -1,0 +1,210 @@
+//! The supervisor: builds every subsystem from a validated config, runs them, and tears them
+//! down in order on one shutdown signal.
+//!
+//! Owns: the tokio runtime, the per-path pipelines, the RTSP server, and the mapping from a
+//! path's `source` to a frame source. Does not own: any protocol or media logic.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use crate::capture::pattern::TestPattern;
+use crate::capture::{CaptureError, FrameSource};
+use crate::config::{Config, PathConfig, SourceSpec};
+use crate::encode::EncoderSettings;
+use crate::hub::MediaPath;
+use crate::pipeline::{Pipeline, SourceFactory};
+use crate::rtsp::server::RtspServer;
+
+/// Why the appliance could not start or stopped.
+#[derive(Debug)]
+pub enum AppError {
+    Runtime(std::io::Error),
+    Rtsp(std::io::Error),
+    Pipeline { path: String, error: std::io::Error },
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+            AppError::Rtsp(e) => write!(f, "{e}"),
+            AppError::Pipeline { path, error } => {
+                write!(f, "cannot start the pipeline of path `{path}`: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// V4L2 capture devices present on this machine (`/dev/video*`), sorted.
+pub fn video_devices() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir("/dev")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("video"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Builds the frame source factory for a path.
+fn source_factory(name: &str, cfg: &PathConfig) -> SourceFactory {
+    let (w, h, fps) = cfg.geometry();
+    // Validated before we get here.
+    let spec = cfg.source_spec().unwrap_or(SourceSpec::Auto);
+    let spec = match spec {
+        SourceSpec::Auto => {
+            let devices = video_devices();
+            if devices.is_empty() {
+                log::warn!("path `{name}`: no camera found: serving the test pattern ({w}x{h}@{fps})");
+                SourceSpec::TestPattern { size: None }
+            } else {
+                // V4L2 capture is the next milestone; until then say so plainly.
+                log::warn!(
+                    "path `{name}`: found {} but V4L2 capture is not built yet: serving the test pattern",
+                    devices[0].display()
+                );
+                SourceSpec::TestPattern { size: None }
+            }
+        }
+        other => other,
+    };
+    match spec {
+        SourceSpec::Device(dev) => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
+            Err(CaptureError::Unsupported(format!(
+                "{}: V4L2 capture is not built yet (use test-pattern)",
+                dev.display()
+            )))
+        }),
+        _ => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
+            Ok(Box::new(TestPattern::new(w, h, fps)?))
+        }),
+    }
+}
+
+fn encoder_settings(cfg: &PathConfig) -> EncoderSettings {
+    let (width, height, fps) = cfg.geometry();
+    EncoderSettings {
+        width,
+        height,
+        fps,
+        bitrate_kbps: cfg.bitrate_kbps,
+        idr_interval_frames: cfg.idr_interval_frames(),
+    }
+}
+
+/// Addresses a person can paste into a player: the listen address, or every interface's
+/// address when listening on all of them.
+pub fn reachable_urls(listen: SocketAddr, path: &str) -> Vec<String> {
+    let ips: Vec<IpAddr> = if listen.ip().is_unspecified() {
+        let mut ips = local_ipv4s();
+        if ips.is_empty() {
+            ips.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        ips
+    } else {
+        vec![listen.ip()]
+    };
+    ips.into_iter()
+        .map(|ip| format!("rtsp://{}/{path}", SocketAddr::new(ip, listen.port())))
+        .collect()
+}
+
+/// Non-loopback IPv4 addresses of this machine's interfaces.
+fn local_ipv4s() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below; we only read entries it gave us.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() && (*addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    out.push(IpAddr::V4(ip));
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// Runs the appliance until SIGINT or SIGTERM.
+pub fn run(cfg: Config) -> Result<(), AppError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigint-net")
+        .build()
+        .map_err(AppError::Runtime)?;
+    runtime.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> Result<(), AppError> {
+    let server = RtspServer::bind(&cfg.rtsp, &cfg.users)
+        .await
+        .map_err(AppError::Rtsp)?;
+    let listen = server.local_addr().map_err(AppError::Rtsp)?;
+    let ctx = server.context().clone();
+    let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
+    for (name, pcfg) in &cfg.paths {
+        let media = MediaPath::new(name);
+        ctx.add_path(media.clone(), pcfg.max_readers);
+        let pipeline = Pipeline::spawn(media, source_factory(name, pcfg), encoder_settings(pcfg))
+            .map_err(|error| AppError::Pipeline {
+                path: name.clone(),
+                error,
+            })?;
+        pipelines.insert(name.clone(), pipeline);
+    }
+    if let Some(udp) = &ctx.udp {
+        let (rtp, rtcp) = udp.ports();
+        log::info!("rtsp: listening on {listen} (TCP), UDP ports {rtp}-{rtcp}");
+    } else {
+        log::info!("rtsp: listening on {listen} (TCP only)");
+    }
+    let auth = if cfg.users.is_empty() {
+        "no login needed"
+    } else {
+        "login required"
+    };
+    for name in cfg.paths.keys() {
+        for url in reachable_urls(listen, name) {
+            log::info!("serving {url} ({auth})");
+        }
+    }
+    server.run(shutdown_signal()).await;
+    log::info!("shutting down");
+    for (_, p) in pipelines {
+        p.stop();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

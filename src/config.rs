@@ -1,0 +1,541 @@
+//! The configuration: typed, defaulted, validated at the edge, saved atomically.
+//!
+//! Owns: the JSON schema (serde types), defaults, `validate()` with the exact field path of
+//! every problem, the source spec grammar, and atomic saves. Does not own: applying a config
+//! (that is `app`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A problem with the configuration, naming the field (`paths.cam.fps`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub rtsp: RtspConfig,
+    pub http: HttpConfig,
+    /// RTSP users. Empty: reading needs no credentials.
+    pub users: Vec<User>,
+    /// Where recordings and state live.
+    pub data_dir: PathBuf,
+    /// error, warn, info, debug or trace.
+    pub log_level: String,
+    pub paths: BTreeMap<String, PathConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut paths = BTreeMap::new();
+        paths.insert(DEFAULT_PATH.to_string(), PathConfig::default());
+        Config {
+            rtsp: RtspConfig::default(),
+            http: HttpConfig::default(),
+            users: Vec::new(),
+            data_dir: PathBuf::from("/var/lib/vigint"),
+            log_level: "info".to_string(),
+            paths,
+        }
+    }
+}
+
+/// The path served when no config file names any.
+pub const DEFAULT_PATH: &str = "cam";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    pub listen: SocketAddr,
+    /// Server port for RTP over UDP (RTCP uses the next port). 0 picks a free pair.
+    pub udp_rtp_port: u16,
+    /// Largest RTP packet in bytes, header included.
+    pub max_packet_size: usize,
+    /// Seconds without a request or RTCP report before a session ends.
+    pub session_timeout_s: u64,
+    /// Seconds a TCP client may block one frame's write before it is disconnected.
+    pub stall_timeout_s: u64,
+    /// Open RTSP connections accepted at once; further ones get 503.
+    pub max_connections: usize,
+    /// Authentication schemes offered when users are configured, in challenge order.
+    pub auth_methods: Vec<AuthMethod>,
+}
+
+/// An RTSP authentication scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// RFC 2617 Digest (MD5): the password never crosses the network.
+    Digest,
+    /// Basic: the password crosses the network in the clear; for clients without Digest.
+    Basic,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
+            udp_rtp_port: 8000,
+            max_packet_size: 1400,
+            session_timeout_s: 60,
+            stall_timeout_s: 10,
+            max_connections: 200,
+            auth_methods: vec![AuthMethod::Digest, AuthMethod::Basic],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials never reach logs, not even through {:?}.
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathConfig {
+    /// `auto`, `test-pattern[:WIDTHxHEIGHT@FPS]` or a V4L2 device path.
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub idr_interval_s: f64,
+    /// Readers (RTSP sessions) allowed at once on this path; 0 means no limit of its own.
+    pub max_readers: usize,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        PathConfig {
+            source: "auto".to_string(),
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_kbps: 2000,
+            idr_interval_s: 2.0,
+            max_readers: 0,
+        }
+    }
+}
+
+/// A parsed `source` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The first V4L2 camera if one exists, else the test pattern.
+    Auto,
+    /// The built-in test pattern; size and rate override the path's when given.
+    TestPattern { size: Option<(u32, u32, u32)> },
+    /// A V4L2 device node.
+    Device(PathBuf),
+}
+
+impl SourceSpec {
+    pub fn parse(spec: &str) -> Result<SourceSpec, String> {
+        if spec == "auto" {
+            return Ok(SourceSpec::Auto);
+        }
+        if spec == "test-pattern" {
+            return Ok(SourceSpec::TestPattern { size: None });
+        }
+        if let Some(rest) = spec.strip_prefix("test-pattern:") {
+            let bad = || format!("`{spec}`: expected test-pattern:WIDTHxHEIGHT@FPS, e.g. test-pattern:1280x720@30");
+            let (size, fps) = rest.split_once('@').ok_or_else(bad)?;
+            let (w, h) = size.split_once('x').ok_or_else(bad)?;
+            let parse = |s: &str| s.parse::<u32>().map_err(|_| bad());
+            return Ok(SourceSpec::TestPattern {
+                size: Some((parse(w)?, parse(h)?, parse(fps)?)),
+            });
+        }
+        if spec.starts_with('/') {
+            return Ok(SourceSpec::Device(PathBuf::from(spec)));
+        }
+        Err(format!(
+            "`{spec}`: expected auto, test-pattern[:WIDTHxHEIGHT@FPS] or a device path such as /dev/video0"
+        ))
+    }
+}
+
+impl PathConfig {
+    pub fn source_spec(&self) -> Result<SourceSpec, String> {
+        SourceSpec::parse(&self.source)
+    }
+
+    /// Width, height and rate this path asks for (a test-pattern spec with a size wins).
+    pub fn geometry(&self) -> (u32, u32, u32) {
+        match self.source_spec() {
+            Ok(SourceSpec::TestPattern { size: Some(s) }) => s,
+            _ => (self.width, self.height, self.fps),
+        }
+    }
+
+    /// Frames between IDRs, at least 1.
+    pub fn idr_interval_frames(&self) -> u32 {
+        let (_, _, fps) = self.geometry();
+        ((self.idr_interval_s * fps as f64).round() as u32).max(1)
+    }
+}
+
+/// True when `name` is a valid path name: it appears in URLs (`rtsp://host:8554/NAME`).
+pub fn valid_path_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.')
+}
+
+fn check_geometry(field: &str, w: u32, h: u32, fps: u32) -> Result<(), ConfigError> {
+    if !(16..=4096).contains(&w) || w % 2 != 0 {
+        return Err(ConfigError::new(
+            format!("{field}.width"),
+            format!("{w} must be an even number from 16 to 4096"),
+        ));
+    }
+    if !(16..=4096).contains(&h) || h % 2 != 0 {
+        return Err(ConfigError::new(
+            format!("{field}.height"),
+            format!("{h} must be an even number from 16 to 4096"),
+        ));
+    }
+    if !(1..=120).contains(&fps) {
+        return Err(ConfigError::new(
+            format!("{field}.fps"),
+            format!("{fps} must be from 1 to 120"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses a JSON document, naming the field on error; then validates.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            ConfigError::new(field, e.inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Config::from_json(&text)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain data structures cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every field; the first problem found is returned with its field path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.rtsp;
+        if !(100..=65_000).contains(&r.max_packet_size) {
+            return Err(ConfigError::new(
+                "rtsp.max_packet_size",
+                format!("{} must be from 100 to 65000", r.max_packet_size),
+            ));
+        }
+        if r.udp_rtp_port % 2 != 0 || r.udp_rtp_port == u16::MAX - 1 {
+            return Err(ConfigError::new(
+                "rtsp.udp_rtp_port",
+                format!(
+                    "{} must be even (RTCP uses the next port) or 0 for any",
+                    r.udp_rtp_port
+                ),
+            ));
+        }
+        if !(5..=3600).contains(&r.session_timeout_s) {
+            return Err(ConfigError::new(
+                "rtsp.session_timeout_s",
+                "must be from 5 to 3600",
+            ));
+        }
+        if !(1..=600).contains(&r.stall_timeout_s) {
+            return Err(ConfigError::new(
+                "rtsp.stall_timeout_s",
+                "must be from 1 to 600",
+            ));
+        }
+        if r.max_connections == 0 {
+            return Err(ConfigError::new(
+                "rtsp.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if r.auth_methods.is_empty() {
+            return Err(ConfigError::new(
+                "rtsp.auth_methods",
+                "name at least one of \"digest\", \"basic\"",
+            ));
+        }
+        if (1..r.auth_methods.len()).any(|i| r.auth_methods[..i].contains(&r.auth_methods[i])) {
+            return Err(ConfigError::new(
+                "rtsp.auth_methods",
+                "lists a method twice",
+            ));
+        }
+        if !matches!(
+            self.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(ConfigError::new(
+                "log_level",
+                format!("`{}` must be error, warn, info, debug or trace", self.log_level),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let bad_char = |s: &str| s.chars().any(|c| c.is_control());
+            if u.name.is_empty() || u.name.contains(':') || bad_char(&u.name) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    "must be non-empty, without ':' or control characters",
+                ));
+            }
+            if u.password.is_empty() || bad_char(&u.password) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].password"),
+                    "must be non-empty, without control characters",
+                ));
+            }
+            if !seen.insert(&u.name) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    format!("`{}` is listed twice", u.name),
+                ));
+            }
+        }
+        if self.paths.is_empty() {
+            return Err(ConfigError::new("paths", "at least one path is needed"));
+        }
+        let mut devices = BTreeMap::new();
+        for (name, p) in &self.paths {
+            let field = format!("paths.{name}");
+            if !valid_path_name(name) {
+                return Err(ConfigError::new(
+                    field,
+                    "path names use letters, digits, '-', '_' and '.', up to 64, not starting with '.'",
+                ));
+            }
+            let spec = p
+                .source_spec()
+                .map_err(|e| ConfigError::new(format!("{field}.source"), e))?;
+            let (w, h, fps) = p.geometry();
+            let geometry_field = match spec {
+                SourceSpec::TestPattern { size: Some(_) } => format!("{field}.source"),
+                _ => field.clone(),
+            };
+            check_geometry(&geometry_field, w, h, fps)?;
+            if !(50..=50_000).contains(&p.bitrate_kbps) {
+                return Err(ConfigError::new(
+                    format!("{field}.bitrate_kbps"),
+                    format!("{} must be from 50 to 50000", p.bitrate_kbps),
+                ));
+            }
+            if !(p.idr_interval_s.is_finite() && (0.1..=60.0).contains(&p.idr_interval_s)) {
+                return Err(ConfigError::new(
+                    format!("{field}.idr_interval_s"),
+                    "must be from 0.1 to 60 seconds",
+                ));
+            }
+            let device_key = match &spec {
+                SourceSpec::Device(d) => Some(d.display().to_string()),
+                SourceSpec::Auto => Some("auto".to_string()),
+                SourceSpec::TestPattern { .. } => None,
+            };
+            if let Some(key) = device_key {
+                if let Some(other) = devices.insert(key.clone(), name.clone()) {
+                    return Err(ConfigError::new(
+                        format!("{field}.source"),
+                        format!("`{key}` is already the source of path `{other}`; a camera serves one path"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the config atomically: temp file, fsync, rename, fsync of the directory.
+    /// After a crash the file is the old or the new one, never a mix.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "config.json".to_string());
+        let tmp = dir.join(format!(".{file_name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.to_json().as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_serves_cam() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.paths.contains_key("cam"));
+        assert_eq!(c.rtsp.listen.port(), 8554);
+    }
+
+    #[test]
+    fn issue_example_parses() {
+        let c = Config::from_json(
+            r#"{ "rtsp": { "listen": "0.0.0.0:8554" },
+                 "http": { "listen": "0.0.0.0:8080" },
+                 "users": [ { "name": "viewer", "password": "secret" } ],
+                 "paths": { "cam": { "source": "auto", "width": 1280, "height": 720, "fps": 30, "bitrate_kbps": 2000, "idr_interval_s": 2 } } }"#,
+        )
+        .unwrap();
+        assert_eq!(c.users[0].name, "viewer");
+        assert_eq!(c.paths["cam"].idr_interval_frames(), 60);
+    }
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let e = Config::from_json(r#"{"paths":{"cam":{"fsp":30}}}"#).unwrap_err();
+        assert_eq!(e.field, "paths.cam");
+        assert!(e.reason.contains("unknown field `fsp`"), "{}", e.reason);
+        let e = Config::from_json(r#"{"rtsp":{"listen":"nope"}}"#).unwrap_err();
+        assert_eq!(e.field, "rtsp.listen");
+    }
+
+    #[test]
+    fn invalid_values_name_their_field() {
+        let cases = [
+            (r#"{"paths":{"cam":{"fps":0}}}"#, "paths.cam.fps"),
+            (r#"{"paths":{"cam":{"width":641}}}"#, "paths.cam.width"),
+            (r#"{"paths":{"cam":{"bitrate_kbps":1}}}"#, "paths.cam.bitrate_kbps"),
+            (r#"{"paths":{"cam":{"source":"rtmp://x"}}}"#, "paths.cam.source"),
+            (r#"{"paths":{"cam":{"source":"test-pattern:1x1@5"}}}"#, "paths.cam.source.width"),
+            (r#"{"paths":{"bad/name":{}}}"#, "paths.bad/name"),
+            (r#"{"paths":{}}"#, "paths"),
+            (r#"{"users":[{"name":"a:b","password":"x"}]}"#, "users[0].name"),
+            (r#"{"users":[{"name":"a","password":""}]}"#, "users[0].password"),
+            (r#"{"rtsp":{"udp_rtp_port":8001}}"#, "rtsp.udp_rtp_port"),
+            (r#"{"log_level":"loud"}"#, "log_level"),
+            (r#"{"rtsp":{"auth_methods":[]}}"#, "rtsp.auth_methods"),
+            (r#"{"rtsp":{"auth_methods":["ntlm"]}}"#, "rtsp.auth_methods[0]"),
+            (
+                r#"{"paths":{"a":{"source":"/dev/video0"},"b":{"source":"/dev/video0"}}}"#,
+                "paths.b.source",
+            ),
+        ];
+        for (json, field) in cases {
+            let e = Config::from_json(json).unwrap_err();
+            assert_eq!(e.field, field, "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn source_specs() {
+        assert_eq!(SourceSpec::parse("auto").unwrap(), SourceSpec::Auto);
+        assert_eq!(
+            SourceSpec::parse("test-pattern:640x480@25").unwrap(),
+            SourceSpec::TestPattern {
+                size: Some((640, 480, 25))
+            }
+        );
+        assert_eq!(
+            SourceSpec::parse("/dev/video2").unwrap(),
+            SourceSpec::Device("/dev/video2".into())
+        );
+        assert!(SourceSpec::parse("test-pattern:640x480").is_err());
+        assert!(SourceSpec::parse("video0").is_err());
+    }
+
+    #[test]
+    fn user_debug_hides_password() {
+        let u = User {
+            name: "viewer".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{u:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn save_is_atomic_and_round_trips() {
+        let dir = std::env::temp_dir().join(format!("vigint-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vigint.json");
+        let mut c = Config::default();
+        c.paths.get_mut("cam").unwrap().fps = 15;
+        c.save(&file).unwrap();
+        assert_eq!(Config::load(&file).unwrap(), c);
+        assert!(!dir.join(".vigint.json.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

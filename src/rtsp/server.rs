@@ -1,0 +1,246 @@
+//! The RTSP listener: accepts connections, caps their number, and holds what every
+//! connection shares (paths, authentication, the UDP socket pair, settings, counters).
+//!
+//! Owns: the accept loop and the registry of served paths. Per-connection work is `conn`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::{RtspConfig, User};
+use crate::hub::MediaPath;
+use crate::rtsp::auth::{Authenticator, Credentials};
+use crate::rtsp::conn::{self, Reply};
+use crate::rtsp::stream::RtpStream;
+use crate::rtsp::udp::UdpPair;
+
+/// Counters for status and metrics.
+#[derive(Default)]
+pub struct ServerStats {
+    pub connections: AtomicUsize,
+    pub connections_total: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+pub struct ServerContext {
+    paths: RwLock<HashMap<String, Arc<RtpStream>>>,
+    auth: RwLock<Arc<Authenticator>>,
+    pub udp: Option<Arc<UdpPair>>,
+    settings: RtspConfig,
+    local_ip: IpAddr,
+    pub stats: ServerStats,
+}
+
+pub const REALM: &str = "vigint";
+
+fn authenticator(users: &[User]) -> Authenticator {
+    let creds = users
+        .iter()
+        .map(|u| Credentials {
+            name: u.name.clone(),
+            password: u.password.clone(),
+        })
+        .collect();
+    Authenticator::new(creds, REALM)
+}
+
+impl ServerContext {
+    pub fn path(&self, name: &str) -> Option<Arc<RtpStream>> {
+        self.paths
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+    pub fn auth(&self) -> Arc<Authenticator> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.session_timeout_s)
+    }
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.stall_timeout_s)
+    }
+    /// The address clients reach us on (for SDP `o=`).
+    pub fn local_ip(&self) -> IpAddr {
+        self.local_ip
+    }
+}
+
+/// A bound RTSP server; `run` serves it.
+pub struct RtspServer {
+    ctx: Arc<ServerContext>,
+    listener: TcpListener,
+}
+
+impl RtspServer {
+    /// Binds the TCP listener and the UDP pair. A UDP pair that cannot be bound disables UDP
+    /// (logged) rather than the whole server.
+    pub async fn bind(cfg: &RtspConfig, users: &[User]) -> io::Result<RtspServer> {
+        let listener = TcpListener::bind(cfg.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen for RTSP on {}: {e}", cfg.listen))
+        })?;
+        let ip = cfg.listen.ip();
+        let udp = match UdpPair::bind(ip, cfg.udp_rtp_port).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::error!(
+                    "rtsp: cannot bind UDP ports {}-{} on {ip}: {e}; clients must use TCP",
+                    cfg.udp_rtp_port,
+                    cfg.udp_rtp_port.saturating_add(1)
+                );
+                None
+            }
+        };
+        let ctx = Arc::new(ServerContext {
+            paths: RwLock::new(HashMap::new()),
+            auth: RwLock::new(Arc::new(authenticator(users))),
+            udp,
+            settings: cfg.clone(),
+            local_ip: ip,
+            stats: ServerStats::default(),
+        });
+        Ok(RtspServer { ctx, listener })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn context(&self) -> &Arc<ServerContext> {
+        &self.ctx
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                r = self.listener.accept() => match r {
+                    Ok((stream, peer)) => self.accepted(stream, peer),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        log::error!("rtsp: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn accepted(&self, stream: TcpStream, peer: SocketAddr) {
+        let stats = &self.ctx.stats;
+        stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let open = stats.connections.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnectionGuard(self.ctx.clone());
+        if open >= self.ctx.settings.max_connections {
+            stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "rtsp: {peer} refused: {} connections already open",
+                self.ctx.settings.max_connections
+            );
+            tokio::spawn(async move {
+                refuse(stream).await;
+                drop(guard);
+            });
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            conn::serve(ctx, stream, peer).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Answers the first request of a connection over the limit with 503, then closes it.
+async fn refuse(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf[len..]).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            len += n;
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if text.contains("\r\n\r\n") || len == buf.len() {
+                return Some(text);
+            }
+        }
+    };
+    let Ok(Some(text)) = tokio::time::timeout(Duration::from_secs(2), read).await else {
+        return;
+    };
+    let cseq = text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("cseq").then(|| value.trim().to_string())
+        })
+        .filter(|c| c.len() < 16);
+    let reply = Reply::new(503).header("Retry-After", "10");
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.write_all(&reply.to_bytes(cseq.as_deref())).await;
+}
+
+struct ConnectionGuard(Arc<ServerContext>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.stats.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ServerContext {
+    /// Starts serving `media` as RTSP path `media.name`, replacing an older one of that name.
+    pub fn add_path(&self, media: Arc<MediaPath>, max_readers: usize) {
+        let stream = RtpStream::start(media.clone(), self.settings.max_packet_size, max_readers);
+        self.paths
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(media.name.clone(), stream);
+    }
+
+    /// Stops serving a path; its readers see the end of the stream.
+    pub fn remove_path(&self, name: &str) -> bool {
+        let removed = self
+            .paths
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        match removed {
+            Some(stream) => {
+                stream.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn path_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .paths
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Replaces the user list; sessions already authenticated continue.
+    pub fn set_users(&self, users: &[User]) {
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(authenticator(users));
+    }
+}

@@ -1,0 +1,355 @@
+//! Shared test harness: runs the real `vigint` binary on loopback and real clients against it.
+#![allow(dead_code)]
+
+pub mod retina_util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Fails with the install line when a tool the test needs is missing (never a silent skip).
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)"
+    );
+}
+
+/// A unique scratch directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vigint-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `vigint` process; killed on drop. Its log is kept for assertions.
+pub struct Server {
+    child: Child,
+    pub rtsp: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub started: Instant,
+    _dir: TempDir,
+}
+
+/// The paths part of a config: name -> JSON object.
+pub fn pattern_path(width: u32, height: u32, fps: u32, kbps: u32) -> serde_json::Value {
+    serde_json::json!({
+        "source": format!("test-pattern:{width}x{height}@{fps}"),
+        "bitrate_kbps": kbps,
+        "idr_interval_s": 1
+    })
+}
+
+impl Server {
+    /// Starts vigint with `config` (a JSON object; `rtsp.listen` defaults to 127.0.0.1:0 and
+    /// UDP to a free pair) and waits until it serves.
+    pub fn start(mut config: serde_json::Value) -> Server {
+        let dir = TempDir::new("srv");
+        let rtsp = config
+            .as_object_mut()
+            .expect("config object")
+            .entry("rtsp")
+            .or_insert_with(|| serde_json::json!({}));
+        let rtsp = rtsp.as_object_mut().expect("rtsp object");
+        rtsp.entry("listen").or_insert("127.0.0.1:0".into());
+        rtsp.entry("udp_rtp_port").or_insert(0.into());
+        config
+            .as_object_mut()
+            .expect("config object")
+            .entry("data_dir")
+            .or_insert(dir.path().join("data").display().to_string().into());
+        let cfg_path = dir.path().join("vigint.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json")).expect("write config");
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigint"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vigint");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("VIGINT_TEST_LOG").is_some() {
+                    eprintln!("[vigint] {line}");
+                }
+                if let Some(rest) = line.split("rtsp: listening on ").nth(1) {
+                    if let Some(addr) = rest.split_whitespace().next() {
+                        let _ = tx.send(addr.to_string());
+                    }
+                }
+                log2.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vigint did not start; log:\n{}", log.lock().expect("log").join("\n"));
+            }
+        };
+        let rtsp: SocketAddr = addr.parse().expect("listen address");
+        Server {
+            child,
+            rtsp,
+            log,
+            started,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://{}/{path}", self.rtsp)
+    }
+
+    pub fn url_with_user(&self, path: &str, user: &str, pass: &str) -> String {
+        format!("rtsp://{user}:{pass}@{}/{path}", self.rtsp)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Resident memory of the server in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; after ") " they are at 11 and 12.
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    }
+}
+
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Output of a finished command.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Decoded luma frames of `url` for `seconds`, as a player sees them (ffmpeg decodes every
+/// frame, none duplicated or dropped by ffmpeg itself). Returns the frames and ffmpeg's
+/// error output, which must be empty for a clean stream.
+pub fn ffmpeg_gray_frames(url: &str, transport: &str, seconds: u32, w: u32, h: u32) -> (Vec<Vec<u8>>, String) {
+    require("ffmpeg");
+    let (ok, bytes, stderr) = run_bytes(
+        Command::new("ffmpeg").args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ]),
+        Duration::from_secs(seconds as u64 + 20),
+    );
+    assert!(ok, "ffmpeg failed: {stderr}");
+    let frame = (w * h) as usize;
+    let frames = bytes.chunks_exact(frame).map(|c| c.to_vec()).collect();
+    (frames, stderr)
+}
+
+/// Runs a command; returns whether it succeeded in time, its raw stdout and its stderr.
+pub fn run_bytes(cmd: &mut Command, limit: Duration) -> (bool, Vec<u8>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {limit:?})"));
+    }
+    (status.is_some_and(|s| s.success()), stdout, stderr)
+}
+
+/// Runs a command with a hard time limit (kills it past the limit).
+pub fn run(cmd: &mut Command, limit: Duration) -> Run {
+    let (ok, stdout, stderr) = run_bytes(cmd, limit);
+    Run {
+        ok,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    }
+}
+
+/// Reads the burned-in codes of decoded gray frames; asserts every frame carries one.
+pub fn codes_of(frames: &[Vec<u8>], w: u32, h: u32) -> Vec<vigint::capture::pattern::FrameCode> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            vigint::capture::pattern::read_code(f, w as usize, w, h)
+                .unwrap_or_else(|| panic!("frame {i} of {} has no readable code", frames.len()))
+        })
+        .collect()
+}
+
+/// Asserts frame numbers increase by exactly one: no gap, no repeat.
+pub fn assert_gapless(codes: &[vigint::capture::pattern::FrameCode], what: &str) {
+    assert!(!codes.is_empty(), "{what}: no frames");
+    for w in codes.windows(2) {
+        assert_eq!(
+            w[1].frame,
+            w[0].frame + 1,
+            "{what}: frame {} followed by {} (gap or repeat)",
+            w[0].frame,
+            w[1].frame
+        );
+    }
+}
+
+/// A raw RTSP exchange on a plain TCP socket: sends `request`, returns the response head and
+/// body (by Content-Length).
+pub fn raw_request(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).expect("write request");
+    read_response(stream)
+}
+
+pub fn read_response(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = stream.read_exact(&mut body);
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// The status code of a raw response.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn header_of<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    response.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
