@@ -4,3 +4,4 @@
 pub mod h264;
 pub mod hub;
 pub mod media;
+pub mod rtsp;
