@@ -3,4 +3,5 @@
 //! Owns: everything RTSP clients see on the wire. The modules declared here are I/O-free;
 //! the listener, connection framing and session state machine build on them.
 
+pub mod rtcp;
 pub mod rtp;
