@@ -85,6 +85,8 @@ pub struct Authenticator {
     secret: [u8; 32],
     started: Instant,
     counter: AtomicU64,
+    offer_digest: bool,
+    offer_basic: bool,
 }
 
 impl fmt::Debug for Authenticator {
@@ -344,7 +346,16 @@ impl Authenticator {
             secret: random_secret(),
             started: Instant::now(),
             counter: AtomicU64::new(0),
+            offer_digest: true,
+            offer_basic: true,
         }
+    }
+
+    /// Restricts the schemes offered in challenges and accepted in answers.
+    pub fn with_schemes(mut self, digest: bool, basic: bool) -> Self {
+        self.offer_digest = digest;
+        self.offer_basic = basic;
+        self
     }
 
     pub fn is_open(&self) -> bool {
@@ -405,7 +416,14 @@ impl Authenticator {
         if stale {
             digest.push_str(", stale=TRUE");
         }
-        vec![digest, format!("Basic realm={realm}")]
+        let mut out = Vec::with_capacity(2);
+        if self.offer_digest {
+            out.push(digest);
+        }
+        if self.offer_basic {
+            out.push(format!("Basic realm={realm}"));
+        }
+        out
     }
 
     /// Checks one request. `authorization` is the raw Authorization header value; `method`
@@ -438,9 +456,9 @@ impl Authenticator {
         let (scheme, rest) = header
             .split_once(|c: char| c.is_whitespace())
             .unwrap_or((header, ""));
-        if scheme.eq_ignore_ascii_case("Basic") {
+        if scheme.eq_ignore_ascii_case("Basic") && self.offer_basic {
             self.check_basic(rest.trim())
-        } else if scheme.eq_ignore_ascii_case("Digest") {
+        } else if scheme.eq_ignore_ascii_case("Digest") && self.offer_digest {
             self.check_digest(method, request_uri, rest, now_secs)
         } else {
             rejected(None, "unsupported authorization scheme")

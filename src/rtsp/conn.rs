@@ -157,6 +157,8 @@ enum End {
 pub struct Conn {
     ctx: Arc<ServerContext>,
     peer: SocketAddr,
+    /// The user this connection authenticated as, once it has.
+    user: Option<String>,
     tx: mpsc::Sender<WriterMsg>,
     session: Option<Session>,
 }
@@ -173,6 +175,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     let mut conn = Conn {
         ctx,
         peer,
+        user: None,
         tx,
         session: None,
     };
@@ -306,7 +309,7 @@ impl Conn {
         }
     }
 
-    fn check_auth(&self, req: &Request<Vec<u8>>) -> Option<Reply> {
+    fn check_auth(&mut self, req: &Request<Vec<u8>>) -> Option<Reply> {
         let auth = self.ctx.auth();
         let method: &str = req.method().into();
         let uri = req.request_uri().map(|u| u.as_str()).unwrap_or("*");
@@ -314,8 +317,19 @@ impl Conn {
             .header(&rtsp_types::headers::AUTHORIZATION)
             .map(|v| v.as_str());
         match auth.check(method, uri, header) {
-            AuthResult::Open | AuthResult::Allowed { .. } => None,
+            AuthResult::Open => None,
+            AuthResult::Allowed { user } => {
+                self.user = Some(user);
+                None
+            }
             AuthResult::Missing => Some(self.challenge(&auth, false)),
+            // Clients keep the first nonce for a whole session: once this connection proved
+            // the password, an expired nonce with a correct digest is still that user.
+            AuthResult::Rejected {
+                user: Some(u),
+                stale: true,
+                ..
+            } if self.user.as_deref() == Some(u.as_str()) => None,
             AuthResult::Rejected {
                 user,
                 reason,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{RtspConfig, User};
+use crate::config::{AuthMethod, RtspConfig, User};
 use crate::hub::MediaPath;
 use crate::rtsp::auth::{Authenticator, Credentials};
 use crate::rtsp::conn::{self, Reply};
@@ -40,7 +40,7 @@ pub struct ServerContext {
 
 pub const REALM: &str = "vigint";
 
-fn authenticator(users: &[User]) -> Authenticator {
+fn authenticator(users: &[User], methods: &[AuthMethod]) -> Authenticator {
     let creds = users
         .iter()
         .map(|u| Credentials {
@@ -48,7 +48,10 @@ fn authenticator(users: &[User]) -> Authenticator {
             password: u.password.clone(),
         })
         .collect();
-    Authenticator::new(creds, REALM)
+    Authenticator::new(creds, REALM).with_schemes(
+        methods.contains(&AuthMethod::Digest),
+        methods.contains(&AuthMethod::Basic),
+    )
 }
 
 impl ServerContext {
@@ -101,7 +104,7 @@ impl RtspServer {
         };
         let ctx = Arc::new(ServerContext {
             paths: RwLock::new(HashMap::new()),
-            auth: RwLock::new(Arc::new(authenticator(users))),
+            auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
             udp,
             settings: cfg.clone(),
             local_ip: ip,
@@ -241,6 +244,7 @@ impl ServerContext {
 
     /// Replaces the user list; sessions already authenticated continue.
     pub fn set_users(&self, users: &[User]) {
-        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(authenticator(users));
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(authenticator(users, &self.settings.auth_methods));
     }
 }
