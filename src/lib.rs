@@ -6,3 +6,4 @@ pub mod encode;
 pub mod h264;
 pub mod hub;
 pub mod media;
+pub mod pipeline;
