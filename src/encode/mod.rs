@@ -1,0 +1,208 @@
+//! Turning raw pictures into H.264.
+//!
+//! Owns: the `Encoder` trait, `EncoderSettings`, `EncodeError`, picking the stream description
+//! (SPS/PPS, size) out of an IDR access unit, pure pixel conversion to I420 (`convert.rs`) and
+//! the openh264 software encoder (`openh264.rs`, the only file naming the openh264 crate).
+//! Does not own: capture, pacing or restarts (`pipeline`), nor distributing frames (`hub`).
+
+pub mod convert;
+pub mod openh264;
+
+use std::fmt;
+
+use crate::capture::RawFrame;
+use crate::h264::{self, NAL_PPS, NAL_SPS};
+use crate::media::{EncodedFrame, StreamInfo};
+
+pub use self::convert::ConvertError;
+pub use self::openh264::OpenH264Encoder;
+
+/// What to encode and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    /// Frames between IDRs (the group of pictures); 0 leaves it to the encoder (only the
+    /// first frame and requested ones are IDRs).
+    pub idr_interval_frames: u32,
+}
+
+impl EncoderSettings {
+    /// Checks the settings an encoder can work with.
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        let invalid = |reason: String| Err(EncodeError::InvalidSettings { reason });
+        if self.width == 0 || self.height == 0 || self.width % 2 != 0 || self.height % 2 != 0 {
+            return invalid(format!(
+                "size {}x{} must be non-zero and even",
+                self.width, self.height
+            ));
+        }
+        if self.width.max(self.height) > 3840 || self.width.min(self.height) > 2160 {
+            return invalid(format!(
+                "size {}x{} larger than 3840x2160",
+                self.width, self.height
+            ));
+        }
+        if !(1..=240).contains(&self.fps) {
+            return invalid(format!("frame rate {} outside 1..=240", self.fps));
+        }
+        if !(10..=100_000).contains(&self.bitrate_kbps) {
+            return invalid(format!(
+                "bitrate {} kbit/s outside 10..=100000",
+                self.bitrate_kbps
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a frame could not be encoded.
+#[derive(Debug)]
+pub enum EncodeError {
+    /// The settings cannot be used (size, rate, bitrate).
+    InvalidSettings { reason: String },
+    /// The encoder library could not be created or configured.
+    Init { reason: String },
+    /// The frame does not match what the encoder was set up for.
+    Input { sequence: u64, reason: String },
+    /// The encoder library failed on a frame.
+    Encode { sequence: u64, reason: String },
+    /// The frame could not be converted to I420.
+    Convert(ConvertError),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::InvalidSettings { reason } => {
+                write!(f, "invalid encoder settings: {reason}")
+            }
+            EncodeError::Init { reason } => write!(f, "encoder setup failed: {reason}"),
+            EncodeError::Input { sequence, reason } => {
+                write!(f, "frame {sequence} not encodable: {reason}")
+            }
+            EncodeError::Encode { sequence, reason } => {
+                write!(f, "encoding frame {sequence} failed: {reason}")
+            }
+            EncodeError::Convert(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EncodeError::Convert(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConvertError> for EncodeError {
+    fn from(e: ConvertError) -> Self {
+        EncodeError::Convert(e)
+    }
+}
+
+/// An H.264 encoder for one fixed size and rate.
+pub trait Encoder: Send {
+    /// Encodes one I420 frame. force_idr: the next output must be an IDR (with SPS/PPS before it).
+    /// `Ok(None)` means the encoder produced nothing for this frame (logged by the encoder).
+    fn encode(
+        &mut self,
+        frame: &RawFrame,
+        force_idr: bool,
+    ) -> Result<Option<EncodedFrame>, EncodeError>;
+}
+
+/// Picks the SPS and PPS NAL units out of an IDR access unit and reads the size from the SPS.
+/// `None` if either is missing or the SPS cannot be parsed.
+pub fn stream_info_from_idr(frame: &EncodedFrame, fps: u32) -> Option<StreamInfo> {
+    let find = |t: u8| {
+        frame
+            .nals
+            .iter()
+            .find(|r| h264::nal_type(&frame.data[(*r).clone()]) == Some(t))
+            .map(|r| frame.data.slice(r.clone()))
+    };
+    let (sps, pps) = (find(NAL_SPS)?, find(NAL_PPS)?);
+    let parsed = h264::parse_sps(&sps).ok()?;
+    Some(StreamInfo {
+        width: parsed.width,
+        height: parsed.height,
+        fps,
+        sps,
+        pps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> EncoderSettings {
+        EncoderSettings {
+            width: 640,
+            height: 480,
+            fps: 30,
+            bitrate_kbps: 1000,
+            idr_interval_frames: 60,
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_settings() {
+        assert!(settings().validate().is_ok());
+        for s in [
+            EncoderSettings {
+                width: 641,
+                ..settings()
+            },
+            EncoderSettings {
+                height: 0,
+                ..settings()
+            },
+            EncoderSettings {
+                width: 4096,
+                height: 2160,
+                ..settings()
+            },
+            EncoderSettings {
+                fps: 0,
+                ..settings()
+            },
+            EncoderSettings {
+                bitrate_kbps: 0,
+                ..settings()
+            },
+        ] {
+            let e = s.validate().expect_err("invalid");
+            assert!(e.to_string().starts_with("invalid encoder settings"), "{e}");
+        }
+    }
+
+    #[test]
+    fn stream_info_needs_sps_and_pps() {
+        use bytes::Bytes;
+        use std::time::SystemTime;
+        let sps = [
+            0x67, 0x42, 0xC0, 0x1F, 0xD9, 0x00, 0x50, 0x05, 0xBB, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x83, 0x24, 0x80,
+        ];
+        let mut au = vec![0, 0, 0, 1];
+        au.extend_from_slice(&sps);
+        au.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]);
+        let idr_only = [0, 0, 0, 1, 0x65, 0x88, 0x84];
+        au.extend_from_slice(&idr_only);
+        let f = EncodedFrame::from_annexb(Bytes::from(au), 0, SystemTime::UNIX_EPOCH);
+        let info = stream_info_from_idr(&f, 25).expect("info");
+        assert_eq!((info.width, info.height, info.fps), (1280, 720, 25));
+        assert_eq!(&info.sps[..], &sps[..]);
+        assert_eq!(&info.pps[..], &[0x68, 0xCE, 0x3C, 0x80]);
+        let f =
+            EncodedFrame::from_annexb(Bytes::copy_from_slice(&idr_only), 0, SystemTime::UNIX_EPOCH);
+        assert_eq!(stream_info_from_idr(&f, 25), None);
+    }
+}
