@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use futures::StreamExt;
-use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
+use retina::client::{
+    PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
+};
 use retina::codec::CodecItem;
 
 const W: u32 = 1280;
@@ -32,9 +34,12 @@ async fn first_frame(url: &str) -> Result<Duration, String> {
     let mut s = Session::describe(url, SessionOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    s.setup(0, SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default())))
-        .await
-        .map_err(|e| e.to_string())?;
+    s.setup(
+        0,
+        SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default())),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut d = s
         .play(PlayOptions::default())
         .await
@@ -134,10 +139,36 @@ fn latency() {
     let s = Server::start(config());
     std::thread::sleep(Duration::from_secs(1));
     let mut child = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-fflags", "nobuffer", "-flags", "low_delay"])
-        .args(["-probesize", "32", "-analyzeduration", "0", "-rtsp_transport", "tcp", "-i"])
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-fflags",
+            "nobuffer",
+            "-flags",
+            "low_delay",
+        ])
+        .args([
+            "-probesize",
+            "32",
+            "-analyzeduration",
+            "0",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+        ])
         .arg(s.url("cam"))
-        .args(["-t", "8", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .args([
+            "-t",
+            "8",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -146,7 +177,10 @@ fn latency() {
     let mut frame = vec![0u8; (W * H) as usize];
     let mut lat = Vec::new();
     while out.read_exact(&mut frame).is_ok() {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         if let Some(code) = vigint::capture::pattern::read_code(&frame, W as usize, W, H) {
             lat.push(now_ms.saturating_sub(code.capture_ms) as f64);
         }

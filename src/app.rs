@@ -4,8 +4,6 @@
 //! Owns: the tokio runtime, the per-path pipelines, the RTSP server, and the mapping from a
 //! path's `source` to a frame source. Does not own: any protocol or media logic.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use crate::capture::pattern::TestPattern;
 use crate::capture::{CaptureError, FrameSource};
 use crate::config::{Config, PathConfig, SourceSpec};
@@ -13,6 +11,8 @@ use crate::encode::EncoderSettings;
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
 use crate::rtsp::server::RtspServer;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 /// Why the appliance could not start or stopped.
 #[derive(Debug)]
@@ -63,7 +63,9 @@ fn source_factory(name: &str, cfg: &PathConfig) -> SourceFactory {
         SourceSpec::Auto => {
             let devices = video_devices();
             if devices.is_empty() {
-                log::warn!("path `{name}`: no camera found: serving the test pattern ({w}x{h}@{fps})");
+                log::warn!(
+                    "path `{name}`: no camera found: serving the test pattern ({w}x{h}@{fps})"
+                );
                 SourceSpec::TestPattern { size: None }
             } else {
                 // V4L2 capture is the next milestone; until then say so plainly.
@@ -77,12 +79,14 @@ fn source_factory(name: &str, cfg: &PathConfig) -> SourceFactory {
         other => other,
     };
     match spec {
-        SourceSpec::Device(dev) => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
-            Err(CaptureError::Unsupported(format!(
-                "{}: V4L2 capture is not built yet (use test-pattern)",
-                dev.display()
-            )))
-        }),
+        SourceSpec::Device(dev) => {
+            Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                Err(CaptureError::Unsupported {
+                    device: dev.display().to_string(),
+                    reason: "V4L2 capture is not built yet (use test-pattern)".to_string(),
+                })
+            })
+        }
         _ => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
             Ok(Box::new(TestPattern::new(w, h, fps)?))
         }),
@@ -165,9 +169,9 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
         ctx.add_path(media.clone(), pcfg.max_readers);
         let pipeline = Pipeline::spawn(media, source_factory(name, pcfg), encoder_settings(pcfg))
             .map_err(|error| AppError::Pipeline {
-                path: name.clone(),
-                error,
-            })?;
+            path: name.clone(),
+            error,
+        })?;
         pipelines.insert(name.clone(), pipeline);
     }
     if let Some(udp) = &ctx.udp {

@@ -193,7 +193,9 @@ impl SourceSpec {
             return Ok(SourceSpec::TestPattern { size: None });
         }
         if let Some(rest) = spec.strip_prefix("test-pattern:") {
-            let bad = || format!("`{spec}`: expected test-pattern:WIDTHxHEIGHT@FPS, e.g. test-pattern:1280x720@30");
+            let bad = || {
+                format!("`{spec}`: expected test-pattern:WIDTHxHEIGHT@FPS, e.g. test-pattern:1280x720@30")
+            };
             let (size, fps) = rest.split_once('@').ok_or_else(bad)?;
             let (w, h) = size.split_once('x').ok_or_else(bad)?;
             let parse = |s: &str| s.parse::<u32>().map_err(|_| bad());
@@ -276,9 +278,8 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         Config::from_json(&text)
     }
 
@@ -341,7 +342,10 @@ impl Config {
         ) {
             return Err(ConfigError::new(
                 "log_level",
-                format!("`{}` must be error, warn, info, debug or trace", self.log_level),
+                format!(
+                    "`{}` must be error, warn, info, debug or trace",
+                    self.log_level
+                ),
             ));
         }
         let mut seen = std::collections::HashSet::new();
@@ -478,17 +482,35 @@ mod tests {
         let cases = [
             (r#"{"paths":{"cam":{"fps":0}}}"#, "paths.cam.fps"),
             (r#"{"paths":{"cam":{"width":641}}}"#, "paths.cam.width"),
-            (r#"{"paths":{"cam":{"bitrate_kbps":1}}}"#, "paths.cam.bitrate_kbps"),
-            (r#"{"paths":{"cam":{"source":"rtmp://x"}}}"#, "paths.cam.source"),
-            (r#"{"paths":{"cam":{"source":"test-pattern:1x1@5"}}}"#, "paths.cam.source.width"),
+            (
+                r#"{"paths":{"cam":{"bitrate_kbps":1}}}"#,
+                "paths.cam.bitrate_kbps",
+            ),
+            (
+                r#"{"paths":{"cam":{"source":"rtmp://x"}}}"#,
+                "paths.cam.source",
+            ),
+            (
+                r#"{"paths":{"cam":{"source":"test-pattern:1x1@5"}}}"#,
+                "paths.cam.source.width",
+            ),
             (r#"{"paths":{"bad/name":{}}}"#, "paths.bad/name"),
             (r#"{"paths":{}}"#, "paths"),
-            (r#"{"users":[{"name":"a:b","password":"x"}]}"#, "users[0].name"),
-            (r#"{"users":[{"name":"a","password":""}]}"#, "users[0].password"),
+            (
+                r#"{"users":[{"name":"a:b","password":"x"}]}"#,
+                "users[0].name",
+            ),
+            (
+                r#"{"users":[{"name":"a","password":""}]}"#,
+                "users[0].password",
+            ),
             (r#"{"rtsp":{"udp_rtp_port":8001}}"#, "rtsp.udp_rtp_port"),
             (r#"{"log_level":"loud"}"#, "log_level"),
             (r#"{"rtsp":{"auth_methods":[]}}"#, "rtsp.auth_methods"),
-            (r#"{"rtsp":{"auth_methods":["ntlm"]}}"#, "rtsp.auth_methods[0]"),
+            (
+                r#"{"rtsp":{"auth_methods":["ntlm"]}}"#,
+                "rtsp.auth_methods[0]",
+            ),
             (
                 r#"{"paths":{"a":{"source":"/dev/video0"},"b":{"source":"/dev/video0"}}}"#,
                 "paths.b.source",

@@ -21,7 +21,12 @@ impl log::Log for StderrLogger {
             return;
         }
         let line = if self.timestamps {
-            format!("{} {:<5} {}\n", utc_timestamp(SystemTime::now()), record.level(), record.args())
+            format!(
+                "{} {:<5} {}\n",
+                utc_timestamp(SystemTime::now()),
+                record.level(),
+                record.args()
+            )
         } else {
             format!("{:<5} {}\n", record.level(), record.args())
         };

@@ -43,34 +43,71 @@ fn ffprobe_ok(url: &str) -> Run {
 
 fn retina(url: &str, user: &str, pass: &str) -> Result<Vec<i64>, String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(retina_util::frames(url, "tcp", Some((user, pass)), Duration::from_secs(2)))
+    rt.block_on(retina_util::frames(
+        url,
+        "tcp",
+        Some((user, pass)),
+        Duration::from_secs(2),
+    ))
 }
 
 fn check_method(method: &str) {
     let s = server(&[method]);
     // The challenge offers exactly the configured scheme.
     let mut c = TcpStream::connect(s.rtsp).expect("connect");
-    let r = raw_request(&mut c, &format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n", s.url("cam")));
+    let r = raw_request(
+        &mut c,
+        &format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n", s.url("cam")),
+    );
     assert_eq!(status_of(&r), 401, "{r}");
     let challenge = header_of(&r, "WWW-Authenticate").expect("challenge");
-    assert!(challenge.to_ascii_lowercase().starts_with(method), "{challenge}");
+    assert!(
+        challenge.to_ascii_lowercase().starts_with(method),
+        "{challenge}"
+    );
 
     let good = ffprobe_ok(&s.url_with_user("cam", USER, PASS));
-    assert!(good.ok && good.stdout.contains("codec_name=h264"), "ffprobe with {method}: {}", good.stderr);
+    assert!(
+        good.ok && good.stdout.contains("codec_name=h264"),
+        "ffprobe with {method}: {}",
+        good.stderr
+    );
     let bad = ffprobe_ok(&s.url_with_user("cam", USER, "wrong"));
-    assert!(!bad.ok, "ffprobe with a wrong password must fail ({method})");
-    assert!(bad.stderr.contains("401"), "ffprobe should report 401: {}", bad.stderr);
+    assert!(
+        !bad.ok,
+        "ffprobe with a wrong password must fail ({method})"
+    );
+    assert!(
+        bad.stderr.contains("401"),
+        "ffprobe should report 401: {}",
+        bad.stderr
+    );
     let none = ffprobe_ok(&s.url("cam"));
     assert!(!none.ok, "ffprobe without credentials must fail ({method})");
 
-    let frames = retina(&s.url("cam"), USER, PASS).unwrap_or_else(|e| panic!("retina with {method}: {e}"));
-    assert!(frames.len() >= 20, "retina with {method}: {} frames", frames.len());
+    let frames =
+        retina(&s.url("cam"), USER, PASS).unwrap_or_else(|e| panic!("retina with {method}: {e}"));
+    assert!(
+        frames.len() >= 20,
+        "retina with {method}: {} frames",
+        frames.len()
+    );
     let err = retina(&s.url("cam"), USER, "wrong").expect_err("retina with a wrong password");
     assert!(err.contains("401"), "retina should see 401: {err}");
 
-    assert!(s.wait_log("authentication failed", Duration::from_secs(2)), "failures are logged");
-    assert!(!s.log_text().contains(PASS), "the password leaked into the log:\n{}", s.log_text());
-    assert!(!s.log_text().contains("wrong"), "a tried password leaked into the log");
+    assert!(
+        s.wait_log("authentication failed", Duration::from_secs(2)),
+        "failures are logged"
+    );
+    assert!(
+        !s.log_text().contains(PASS),
+        "the password leaked into the log:\n{}",
+        s.log_text()
+    );
+    assert!(
+        !s.log_text().contains("wrong"),
+        "a tried password leaked into the log"
+    );
 }
 
 #[test]
@@ -91,23 +128,35 @@ fn both_challenges_by_default_and_credentials_in_urls_are_not_logged() {
     }));
     let mut c = TcpStream::connect(s.rtsp).expect("connect");
     let url = format!("rtsp://{USER}:{PASS}@{}/cam", s.rtsp);
-    let r = raw_request(&mut c, &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+    let r = raw_request(
+        &mut c,
+        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
     assert_eq!(status_of(&r), 401, "{r}");
     let challenges: Vec<&str> = r
         .lines()
         .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
         .collect();
     assert_eq!(challenges.len(), 2, "{r}");
-    assert!(challenges[0].starts_with("Digest ") && challenges.iter().any(|c| c.starts_with("Basic ")), "{challenges:?}");
+    assert!(
+        challenges[0].starts_with("Digest ") && challenges.iter().any(|c| c.starts_with("Basic ")),
+        "{challenges:?}"
+    );
     // Wrong Basic credentials: 401 again.
     let r = raw_request(
         &mut c,
-        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAuthorization: Basic dmlld2VyOm5vcGU=\r\n\r\n"),
+        &format!(
+            "DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAuthorization: Basic dmlld2VyOm5vcGU=\r\n\r\n"
+        ),
     );
     assert_eq!(status_of(&r), 401, "{r}");
     // ffmpeg picks Digest when both are offered.
     let good = ffprobe_ok(&s.url_with_user("cam", USER, PASS));
     assert!(good.ok, "ffprobe: {}", good.stderr);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!s.log_text().contains(PASS), "the password leaked:\n{}", s.log_text());
+    assert!(
+        !s.log_text().contains(PASS),
+        "the password leaked:\n{}",
+        s.log_text()
+    );
 }

@@ -34,14 +34,23 @@ fn play_raw_tcp(s: &Server) -> TcpStream {
     let mut c = TcpStream::connect(s.rtsp).expect("connect");
     small_receive_buffer(&c);
     let url = s.url("cam");
-    let r = raw_request(&mut c, &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+    let r = raw_request(
+        &mut c,
+        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
     assert_eq!(status_of(&r), 200, "{r}");
     let r = raw_request(
         &mut c,
         &format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
     );
-    let session = header_of(&r, "Session").and_then(|v| v.split(';').next()).expect("session").to_string();
-    let r = raw_request(&mut c, &format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"));
+    let session = header_of(&r, "Session")
+        .and_then(|v| v.split(';').next())
+        .expect("session")
+        .to_string();
+    let r = raw_request(
+        &mut c,
+        &format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    );
     assert_eq!(status_of(&r), 200, "{r}");
     c
 }
@@ -91,7 +100,11 @@ fn fifty_sessions_get_every_frame_and_a_stalled_client_is_dropped() {
 
     for (name, r) in &results {
         let stamps = r.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(stamps.len() as u32 >= 5 * FPS, "{name}: {} frames in 6 s", stamps.len());
+        assert!(
+            stamps.len() as u32 >= 5 * FPS,
+            "{name}: {} frames in 6 s",
+            stamps.len()
+        );
         retina_util::assert_consecutive(stamps, FPS, name);
     }
 
@@ -103,7 +116,9 @@ fn fifty_sessions_get_every_frame_and_a_stalled_client_is_dropped() {
     let dropped_after = stalled_since.elapsed();
     // Its connection is closed: reading what is buffered ends in EOF or reset.
     let mut stalled = stalled;
-    stalled.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut buf = vec![0u8; 65536];
     let closed = loop {
         match stalled.read(&mut buf) {
@@ -122,7 +137,10 @@ fn fifty_sessions_get_every_frame_and_a_stalled_client_is_dropped() {
         cpu_ticks as f64 / 6.0,
         dropped_after.as_secs_f64()
     );
-    assert!(rss_loaded < 150 * 1024, "server RSS {rss_loaded} KiB with 50 clients is not bounded");
+    assert!(
+        rss_loaded < 150 * 1024,
+        "server RSS {rss_loaded} KiB with 50 clients is not bounded"
+    );
 }
 
 /// Parses interleaved RTP from a raw socket and checks H.264 integrity: FU-A fragments are
@@ -157,7 +175,10 @@ impl IntegrityChecker {
             28 => {
                 let start = payload[1] & 0x80 != 0;
                 let end = payload[1] & 0x40 != 0;
-                assert_eq!(start, !self.in_fu, "FU-A start/continuation mismatch at seq {seq}");
+                assert_eq!(
+                    start, !self.in_fu,
+                    "FU-A start/continuation mismatch at seq {seq}"
+                );
                 self.in_fu = !end;
                 payload[1] & 0x1f
             }
@@ -185,7 +206,8 @@ fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
         "paths": { "cam": pattern_path(640, 480, FPS, 1500) }
     }));
     let mut c = play_raw_tcp(&s);
-    c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut checker = IntegrityChecker {
         last_seq: None,
         in_fu: false,
@@ -194,7 +216,7 @@ fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
         gaps: 0,
         frame_start: true,
     };
-    let mut read_for = |c: &mut TcpStream, d: Duration, checker: &mut IntegrityChecker| {
+    let read_for = |c: &mut TcpStream, d: Duration, checker: &mut IntegrityChecker| {
         let until = Instant::now() + d;
         while Instant::now() < until {
             let mut h = [0u8; 4];
@@ -213,7 +235,10 @@ fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
     // stall timeout.
     std::thread::sleep(Duration::from_secs(8));
     read_for(&mut c, Duration::from_secs(3), &mut checker);
-    assert!(checker.gaps >= 1, "the paused reader should have skipped frames");
+    assert!(
+        checker.gaps >= 1,
+        "the paused reader should have skipped frames"
+    );
     assert!(checker.frames >= 60, "{} frames", checker.frames);
     let _ = c.write_all(b"TEARDOWN * RTSP/1.0\r\nCSeq: 9\r\n\r\n");
 }

@@ -55,7 +55,10 @@ fn check_ffprobe(transport: &str) {
     let s = server();
     let (frames, stderr) = ffprobe_frames(&s.url("cam"), transport);
     // 4 s read interval at 30 fps: at least 3 s worth.
-    assert!(frames >= 3 * FPS, "ffprobe over {transport} read {frames} frames");
+    assert!(
+        frames >= 3 * FPS,
+        "ffprobe over {transport} read {frames} frames"
+    );
     assert!(stderr.trim().is_empty(), "ffprobe warnings: {stderr}");
 }
 
@@ -72,7 +75,10 @@ fn ffprobe_udp() {
 fn check_ffmpeg_decode(transport: &str) {
     let s = server();
     let (frames, stderr) = ffmpeg_gray_frames(&s.url("cam"), transport, 4, W, H);
-    assert!(stderr.trim().is_empty(), "ffmpeg decode errors over {transport}: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "ffmpeg decode errors over {transport}: {stderr}"
+    );
     assert!(
         frames.len() as u32 >= 3 * FPS,
         "ffmpeg over {transport}: only {} frames",
@@ -106,24 +112,29 @@ fn check_ffmpeg_record(transport: &str) {
     let dir = TempDir::new("rec");
     let out = dir.path().join("out.mp4");
     let r = run(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            &s.url("cam"),
-            "-t",
-            "4",
-            "-c",
-            "copy",
-        ])
-        .arg(&out),
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                &s.url("cam"),
+                "-t",
+                "4",
+                "-c",
+                "copy",
+            ])
+            .arg(&out),
         Duration::from_secs(30),
     );
     assert!(r.ok, "ffmpeg record over {transport}: {}", r.stderr);
-    assert!(r.stderr.trim().is_empty(), "ffmpeg record warnings: {}", r.stderr);
+    assert!(
+        r.stderr.trim().is_empty(),
+        "ffmpeg record warnings: {}",
+        r.stderr
+    );
     let check = run(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-i"])
@@ -140,7 +151,12 @@ fn check_ffmpeg_record(transport: &str) {
     let count = run(
         Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-            .args(["-show_entries", "stream=nb_read_frames", "-of", "default=nw=1:nk=1"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "default=nw=1:nk=1",
+            ])
             .arg(&out),
         Duration::from_secs(30),
     );
@@ -170,7 +186,9 @@ fn check_gstreamer(protocol: &str) {
         out.display()
     );
     let r = run(
-        Command::new("gst-launch-1.0").arg("-e").args(pipeline.split(' ')),
+        Command::new("gst-launch-1.0")
+            .arg("-e")
+            .args(pipeline.split(' ')),
         Duration::from_secs(40),
     );
     // gst-launch may exit 1 on teardown noise after a good run: EOS is the verdict.
@@ -210,7 +228,12 @@ fn check_retina(transport: &str) {
     let url = s.url("cam");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let stamps = rt
-        .block_on(retina_client::frames(&url, transport, None, Duration::from_secs(4)))
+        .block_on(retina_client::frames(
+            &url,
+            transport,
+            None,
+            Duration::from_secs(4),
+        ))
         .unwrap_or_else(|e| panic!("retina over {transport}: {e}"));
     assert!(
         stamps.len() as u32 >= 3 * FPS,

@@ -21,7 +21,8 @@ fn server_with(extra: serde_json::Value) -> Server {
 
 fn connect(s: &Server) -> TcpStream {
     let c = TcpStream::connect(s.rtsp).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     c
 }
 
@@ -36,7 +37,12 @@ fn setup_tcp(c: &mut TcpStream, s: &Server) -> String {
     assert_eq!(status_of(&r), 200, "{r}");
     let r = raw_request(
         c,
-        &req("SETUP", &format!("{url}/trackID=0"), 2, "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"),
+        &req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            2,
+            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+        ),
     );
     assert_eq!(status_of(&r), 200, "{r}");
     header_of(&r, "Session")
@@ -52,7 +58,12 @@ fn closed(c: &mut TcpStream) -> bool {
         match c.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -67,7 +78,8 @@ fn status_codes() {
     let mut c = connect(&s);
     let r = raw_request(&mut c, &req("OPTIONS", &url, 1, ""));
     assert_eq!(status_of(&r), 200, "{r}");
-    assert!(header_of(&r, "Public").is_some_and(|p| p.contains("DESCRIBE") && p.contains("GET_PARAMETER")));
+    assert!(header_of(&r, "Public")
+        .is_some_and(|p| p.contains("DESCRIBE") && p.contains("GET_PARAMETER")));
     assert_eq!(header_of(&r, "CSeq"), Some("1"));
 
     // 404 unknown path.
@@ -79,7 +91,15 @@ fn status_codes() {
     assert_eq!(status_of(&r), 455, "{r}");
 
     // 461 unsupported transport.
-    let r = raw_request(&mut c, &req("SETUP", &format!("{url}/trackID=0"), 4, "Transport: RTP/AVP;multicast\r\n"));
+    let r = raw_request(
+        &mut c,
+        &req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            4,
+            "Transport: RTP/AVP;multicast\r\n",
+        ),
+    );
     assert_eq!(status_of(&r), 461, "{r}");
 
     // 501 unknown method.
@@ -99,19 +119,33 @@ fn status_codes() {
     let id = setup_tcp(&mut c, &s);
     let r = raw_request(&mut c, &req("PLAY", &url, 3, "Session: 0000DEADBEEF\r\n"));
     assert_eq!(status_of(&r), 454, "{r}");
-    let r = raw_request(&mut c, &req("GET_PARAMETER", &url, 4, &format!("Session: {id}\r\n")));
+    let r = raw_request(
+        &mut c,
+        &req("GET_PARAMETER", &url, 4, &format!("Session: {id}\r\n")),
+    );
     assert_eq!(status_of(&r), 200, "{r}");
     let r = raw_request(&mut c, &req("PLAY", &url, 5, &format!("Session: {id}\r\n")));
     assert_eq!(status_of(&r), 200, "{r}");
     let rtp_info = header_of(&r, "RTP-Info").expect("RTP-Info on PLAY");
-    assert!(rtp_info.contains("seq=") && rtp_info.contains("rtptime="), "{rtp_info}");
+    assert!(
+        rtp_info.contains("seq=") && rtp_info.contains("rtptime="),
+        "{rtp_info}"
+    );
     // 455 SETUP while playing.
     let r = send_and_find_response(
         &mut c,
-        &req("SETUP", &format!("{url}/trackID=0"), 6, &format!("Session: {id}\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n")),
+        &req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            6,
+            &format!("Session: {id}\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n"),
+        ),
     );
     assert_eq!(status_of(&r), 455, "{r}");
-    let r = send_and_find_response(&mut c, &req("TEARDOWN", &url, 7, &format!("Session: {id}\r\n")));
+    let r = send_and_find_response(
+        &mut c,
+        &req("TEARDOWN", &url, 7, &format!("Session: {id}\r\n")),
+    );
     assert_eq!(status_of(&r), 200, "{r}");
 
     // 400 for garbage; the connection is closed.
@@ -151,15 +185,25 @@ fn connection_limit_gives_503() {
     let url = s.url("cam");
     let mut a = connect(&s);
     let mut b = connect(&s);
-    assert_eq!(status_of(&raw_request(&mut a, &req("OPTIONS", &url, 1, ""))), 200);
-    assert_eq!(status_of(&raw_request(&mut b, &req("OPTIONS", &url, 1, ""))), 200);
+    assert_eq!(
+        status_of(&raw_request(&mut a, &req("OPTIONS", &url, 1, ""))),
+        200
+    );
+    assert_eq!(
+        status_of(&raw_request(&mut b, &req("OPTIONS", &url, 1, ""))),
+        200
+    );
     let mut c = connect(&s);
     let r = raw_request(&mut c, &req("OPTIONS", &url, 1, ""));
     assert_eq!(status_of(&r), 503, "{r}");
     drop(a);
     std::thread::sleep(Duration::from_millis(300));
     let mut d = connect(&s);
-    assert_eq!(status_of(&raw_request(&mut d, &req("OPTIONS", &url, 1, ""))), 200, "a slot is free again");
+    assert_eq!(
+        status_of(&raw_request(&mut d, &req("OPTIONS", &url, 1, ""))),
+        200,
+        "a slot is free again"
+    );
 }
 
 #[test]
@@ -171,7 +215,15 @@ fn reader_limit_gives_503() {
     setup_tcp(&mut a, &s);
     let mut b = connect(&s);
     let url = s.url("cam");
-    let r = raw_request(&mut b, &req("SETUP", &format!("{url}/trackID=0"), 1, "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"));
+    let r = raw_request(
+        &mut b,
+        &req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            1,
+            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+        ),
+    );
     assert_eq!(status_of(&r), 503, "{r}");
 }
 
@@ -197,18 +249,38 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
     let watcher_url = url.clone();
     let watcher = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(retina_util::frames(&watcher_url, "tcp", None, Duration::from_secs(8)))
+        rt.block_on(retina_util::frames(
+            &watcher_url,
+            "tcp",
+            None,
+            Duration::from_secs(8),
+        ))
     });
     std::thread::sleep(Duration::from_millis(500));
 
     let valid = [
         req("OPTIONS", &url, 1, ""),
         req("DESCRIBE", &url, 2, "Accept: application/sdp\r\n"),
-        req("SETUP", &format!("{url}/trackID=0"), 3, "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"),
-        req("SETUP", &format!("{url}/trackID=0"), 3, "Transport: RTP/AVP;unicast;client_port=40000-40001\r\n"),
+        req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            3,
+            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+        ),
+        req(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            3,
+            "Transport: RTP/AVP;unicast;client_port=40000-40001\r\n",
+        ),
         req("PLAY", &url, 4, "Session: 1234\r\nRange: npt=0-\r\n"),
         req("GET_PARAMETER", &url, 5, "Content-Length: 5\r\n\r\nhello"),
-        req("DESCRIBE", &url, 6, "Authorization: Digest username=\"a\", realm=\"x\", nonce=\"\\\", uri=\r\n"),
+        req(
+            "DESCRIBE",
+            &url,
+            6,
+            "Authorization: Digest username=\"a\", realm=\"x\", nonce=\"\\\", uri=\r\n",
+        ),
         req("DESCRIBE", &url, 7, "Authorization: Basic !!!!\r\n"),
         req("SETUP", &url, 8, "Transport: RTP/AVP;dest_addr=\"\\\r\n"),
     ];
@@ -217,8 +289,10 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
         let Ok(mut c) = TcpStream::connect(s.rtsp) else {
             panic!("server stopped accepting at round {round}");
         };
-        c.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        c.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+        c.set_write_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        c.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
         let payload: Vec<u8> = match round % 4 {
             0 => (0..rng.below(3000) + 1).map(|_| rng.next() as u8).collect(),
             1 => {
@@ -253,10 +327,21 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
         .join()
         .expect("watcher thread")
         .unwrap_or_else(|e| panic!("the watching client was disturbed: {e}"));
-    assert!(frames.len() >= 100, "watcher got {} frames in 8 s", frames.len());
+    assert!(
+        frames.len() >= 100,
+        "watcher got {} frames in 8 s",
+        frames.len()
+    );
     retina_util::assert_consecutive(&frames, 15, "watcher during fuzzing");
     // And the server still serves new clients.
     let mut c = connect(&s);
-    assert_eq!(status_of(&raw_request(&mut c, &req("OPTIONS", &url, 1, ""))), 200);
-    assert!(!s.log_text().contains("panicked"), "a task panicked:\n{}", s.log_text());
+    assert_eq!(
+        status_of(&raw_request(&mut c, &req("OPTIONS", &url, 1, ""))),
+        200
+    );
+    assert!(
+        !s.log_text().contains("panicked"),
+        "a task panicked:\n{}",
+        s.log_text()
+    );
 }

@@ -63,7 +63,11 @@ impl Reply {
         if let Some(cseq) = cseq {
             s.push_str(&format!("CSeq: {cseq}\r\n"));
         }
-        s.push_str(concat!("Server: vigint/", env!("CARGO_PKG_VERSION"), "\r\n"));
+        s.push_str(concat!(
+            "Server: vigint/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
         for (name, value) in &self.headers {
             s.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -207,7 +211,9 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     match end {
         End::Closed => log::info!("rtsp: {peer} disconnected{summary}"),
         End::Garbage(why) => log::warn!("rtsp: {peer} sent {why}; closing its connection{summary}"),
-        End::Timeout => log::info!("rtsp: {peer} session timed out (no request or RTCP report){summary}"),
+        End::Timeout => {
+            log::info!("rtsp: {peer} session timed out (no request or RTCP report){summary}")
+        }
         End::WriterGone => log::info!("rtsp: {peer} connection closed{summary}"),
         End::ReadError(e) => log::info!("rtsp: {peer} disconnected: {e}{summary}"),
     }
@@ -226,7 +232,9 @@ impl Conn {
                     buf.advance(consumed);
                     match msg {
                         Message::Request(req) => self.answer(req).await?,
-                        Message::Data(data) => self.on_interleaved(data.channel_id(), data.as_slice()),
+                        Message::Data(data) => {
+                            self.on_interleaved(data.channel_id(), data.as_slice())
+                        }
                         Message::Response(_) => {} // Answers to nothing we asked: ignore.
                     }
                 }
@@ -253,7 +261,12 @@ impl Conn {
     /// Writes bytes and waits until they are on the socket.
     async fn send_now(&self, bytes: Vec<u8>) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(WriterMsg::Bytes(bytes, Some(done))).await.is_ok() {
+        if self
+            .tx
+            .send(WriterMsg::Bytes(bytes, Some(done)))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }
     }
@@ -396,7 +409,7 @@ impl Conn {
                     u.live.touch();
                 }
             }
-            let set_with_body = req.method() == &RtspMethod::SetParameter && !req.body().is_empty();
+            let set_with_body = *req.method() == RtspMethod::SetParameter && !req.body().is_empty();
             return (Reply::new(if set_with_body { 451 } else { 200 }), None);
         }
         if !named && self.session.is_some() && method != session::Method::Teardown {
@@ -428,7 +441,10 @@ impl Conn {
 
     fn with_session(&self, r: Reply) -> Reply {
         match &self.session {
-            Some(s) => r.header("Session", format!("{};timeout={}", s.id, self.ctx.session_timeout().as_secs())),
+            Some(s) => r.header(
+                "Session",
+                format!("{};timeout={}", s.id, self.ctx.session_timeout().as_secs()),
+            ),
             None => r,
         }
     }
@@ -447,7 +463,10 @@ impl Conn {
             _ => None,
         };
         let Some(info) = info else {
-            log::warn!("rtsp: {} DESCRIBE {name}: the source has no picture yet", self.peer);
+            log::warn!(
+                "rtsp: {} DESCRIBE {name}: the source has no picture yet",
+                self.peer
+            );
             return Reply::new(503).header("Retry-After", "5");
         };
         let ip = self.ctx.local_ip();
@@ -496,13 +515,20 @@ impl Conn {
         let chosen = match transport::choose(header.as_str()) {
             Ok(t) => t,
             Err(transport::Unsupported(why)) => {
-                log::info!("rtsp: {} SETUP {name}: no usable transport: {why}", self.peer);
+                log::info!(
+                    "rtsp: {} SETUP {name}: no usable transport: {why}",
+                    self.peer
+                );
                 return Reply::new(461);
             }
         };
         let mut udp_session = None;
         let mut server_ports = None;
-        if let Transport::Udp { rtp_port, rtcp_port } = chosen {
+        if let Transport::Udp {
+            rtp_port,
+            rtcp_port,
+        } = chosen
+        {
             let Some(pair) = self.ctx.udp.as_ref() else {
                 return Reply::new(461);
             };
@@ -535,7 +561,11 @@ impl Conn {
                 if let (Some(u), Some(pair)) = (&udp_session, &self.ctx.udp) {
                     pair.unregister(u.rtcp_dest);
                 }
-                log::warn!("rtsp: {} SETUP {name}: reader limit of {} reached", self.peer, stream.max_readers);
+                log::warn!(
+                    "rtsp: {} SETUP {name}: reader limit of {} reached",
+                    self.peer,
+                    stream.max_readers
+                );
                 return Reply::new(503);
             };
             let mut base = Self::clean_url(req);
@@ -562,18 +592,23 @@ impl Conn {
         };
         if s.state == State::Playing {
             // Already playing: a keep-alive in disguise.
-            return (self.with_session(Reply::new(200).header("Range", "npt=0.000-")), None);
+            return (
+                self.with_session(Reply::new(200).header("Range", "npt=0.000-")),
+                None,
+            );
         }
         let mut reader = s.stream.hub.subscribe();
-        let first = match tokio::time::timeout(SOURCE_WAIT, reader.next()).await {
-            Ok(f) => f,
-            Err(_) => None,
-        };
+        let first = tokio::time::timeout(SOURCE_WAIT, reader.next())
+            .await
+            .unwrap_or_default();
         let mut reply = Reply::new(200).header("Range", "npt=0.000-");
         if let Some(f) = &first {
             reply = reply.header(
                 "RTP-Info",
-                format!("url={};seq={};rtptime={}", s.track_url, f.first_seq, f.rtp_timestamp),
+                format!(
+                    "url={};seq={};rtptime={}",
+                    s.track_url, f.first_seq, f.rtp_timestamp
+                ),
             );
         }
         s.state = State::Playing;
@@ -659,7 +694,11 @@ impl After {
                     headers: Vec::new(),
                 };
                 // Same channel, same order: the answer is on the wire before any media.
-                if conn.tx.send(WriterMsg::Bytes(response, None)).await.is_err()
+                if conn
+                    .tx
+                    .send(WriterMsg::Bytes(response, None))
+                    .await
+                    .is_err()
                     || conn.tx.send(WriterMsg::Play(Box::new(play))).await.is_err()
                 {
                     return Err(End::WriterGone);
@@ -667,7 +706,12 @@ impl After {
             }
             Transport::Udp { .. } => {
                 let (sent_tx, sent_rx) = oneshot::channel();
-                if conn.tx.send(WriterMsg::Bytes(response, Some(sent_tx))).await.is_err() {
+                if conn
+                    .tx
+                    .send(WriterMsg::Bytes(response, Some(sent_tx)))
+                    .await
+                    .is_err()
+                {
                     return Err(End::WriterGone);
                 }
                 let (Some(u), Some(pair)) = (&mut s.udp, conn.ctx.udp.clone()) else {
@@ -852,7 +896,10 @@ fn limit_send_buffer(stream: &TcpStream) {
         )
     };
     if r != 0 {
-        log::debug!("rtsp: cannot limit the send buffer: {}", std::io::Error::last_os_error());
+        log::debug!(
+            "rtsp: cannot limit the send buffer: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -88,7 +88,10 @@ impl RtspServer {
     /// (logged) rather than the whole server.
     pub async fn bind(cfg: &RtspConfig, users: &[User]) -> io::Result<RtspServer> {
         let listener = TcpListener::bind(cfg.listen).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen for RTSP on {}: {e}", cfg.listen))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen for RTSP on {}: {e}", cfg.listen),
+            )
         })?;
         let ip = cfg.listen.ip();
         let udp = match UdpPair::bind(ip, cfg.udp_rtp_port).await {
@@ -188,7 +191,9 @@ async fn refuse(mut stream: TcpStream) {
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.trim().eq_ignore_ascii_case("cseq").then(|| value.trim().to_string())
+            name.trim()
+                .eq_ignore_ascii_case("cseq")
+                .then(|| value.trim().to_string())
         })
         .filter(|c| c.len() < 16);
     let reply = Reply::new(503).header("Retry-After", "10");

@@ -95,7 +95,10 @@ impl RtpStream {
             if self.max_readers != 0 && cur >= self.max_readers {
                 return None;
             }
-            match self.readers.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .readers
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return Some(ReaderSlot(self.clone())),
                 Err(actual) => cur = actual,
             }

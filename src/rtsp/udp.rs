@@ -34,7 +34,10 @@ impl Liveness {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
     pub fn idle_for(&self) -> std::time::Duration {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 }
 

@@ -31,7 +31,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vigint-test-{tag}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vigint-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -84,7 +85,8 @@ impl Server {
             .entry("data_dir")
             .or_insert(dir.path().join("data").display().to_string().into());
         let cfg_path = dir.path().join("vigint.json");
-        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json")).expect("write config");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json"))
+            .expect("write config");
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigint"))
             .arg("--config")
@@ -115,7 +117,10 @@ impl Server {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("vigint did not start; log:\n{}", log.lock().expect("log").join("\n"));
+                panic!(
+                    "vigint did not start; log:\n{}",
+                    log.lock().expect("log").join("\n")
+                );
             }
         };
         let rtsp: SocketAddr = addr.parse().expect("listen address");
@@ -167,7 +172,8 @@ impl Server {
     }
 
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let after = stat.rsplit(')').next().unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of stat; after ") " they are at 11 and 12.
@@ -203,7 +209,13 @@ pub struct Run {
 /// Decoded luma frames of `url` for `seconds`, as a player sees them (ffmpeg decodes every
 /// frame, none duplicated or dropped by ffmpeg itself). Returns the frames and ffmpeg's
 /// error output, which must be empty for a clean stream.
-pub fn ffmpeg_gray_frames(url: &str, transport: &str, seconds: u32, w: u32, h: u32) -> (Vec<Vec<u8>>, String) {
+pub fn ffmpeg_gray_frames(
+    url: &str,
+    transport: &str,
+    seconds: u32,
+    w: u32,
+    h: u32,
+) -> (Vec<Vec<u8>>, String) {
     require("ffmpeg");
     let (ok, bytes, stderr) = run_bytes(
         Command::new("ffmpeg").args([

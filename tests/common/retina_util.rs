@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use retina::client::{
-    Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
-    UdpTransportOptions,
+    Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
+    Transport, UdpTransportOptions,
 };
 use retina::codec::CodecItem;
 
