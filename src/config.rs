@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn unknown_field_names_its_path() {
         let e = Config::from_json(r#"{"paths":{"cam":{"fsp":30}}}"#).unwrap_err();
-        assert_eq!(e.field, "paths.cam");
+        assert_eq!(e.field, "paths.cam.fsp");
         assert!(e.reason.contains("unknown field `fsp`"), "{}", e.reason);
         let e = Config::from_json(r#"{"rtsp":{"listen":"nope"}}"#).unwrap_err();
         assert_eq!(e.field, "rtsp.listen");

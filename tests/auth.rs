@@ -12,6 +12,7 @@ use common::*;
 
 const USER: &str = "viewer";
 const PASS: &str = "s3cret-Pw";
+const TRIED: &str = "Tr1ed-Guess";
 
 fn server(methods: &[&str]) -> Server {
     Server::start(serde_json::json!({
@@ -72,7 +73,7 @@ fn check_method(method: &str) {
         "ffprobe with {method}: {}",
         good.stderr
     );
-    let bad = ffprobe_ok(&s.url_with_user("cam", USER, "wrong"));
+    let bad = ffprobe_ok(&s.url_with_user("cam", USER, TRIED));
     assert!(
         !bad.ok,
         "ffprobe with a wrong password must fail ({method})"
@@ -92,7 +93,7 @@ fn check_method(method: &str) {
         "retina with {method}: {} frames",
         frames.len()
     );
-    let err = retina(&s.url("cam"), USER, "wrong").expect_err("retina with a wrong password");
+    let err = retina(&s.url("cam"), USER, TRIED).expect_err("retina with a wrong password");
     assert!(err.contains("401"), "retina should see 401: {err}");
 
     assert!(
@@ -105,7 +106,7 @@ fn check_method(method: &str) {
         s.log_text()
     );
     assert!(
-        !s.log_text().contains("wrong"),
+        !s.log_text().contains(TRIED),
         "a tried password leaked into the log"
     );
 }

@@ -14,9 +14,8 @@ use common::*;
 
 const FPS: u32 = 30;
 
-/// Shrinks a socket's receive buffer so a client that stops reading stalls the server fast.
-fn small_receive_buffer(s: &TcpStream) {
-    let size: libc::c_int = 4096;
+/// Sets a socket's receive buffer, so a client that stops reading stalls the server fast.
+fn set_receive_buffer(s: &TcpStream, size: libc::c_int) {
     // SAFETY: setsockopt with a valid fd and a c_int option value of the right size.
     unsafe {
         libc::setsockopt(
@@ -29,10 +28,14 @@ fn small_receive_buffer(s: &TcpStream) {
     }
 }
 
-/// DESCRIBE, SETUP (TCP interleaved) and PLAY on a raw socket; media follows.
-fn play_raw_tcp(s: &Server) -> TcpStream {
+/// DESCRIBE, SETUP (TCP interleaved) and PLAY on a raw socket; media follows. A small
+/// receive buffer makes a client that never reads stall the server quickly (it is not used
+/// for a client that resumes: with a buffer far below the loopback MSS the receiver sends no
+/// window update, and the sender's zero-window probes back off for seconds).
+fn play_raw_tcp(s: &Server, small_buffer: bool) -> TcpStream {
     let mut c = TcpStream::connect(s.rtsp).expect("connect");
-    small_receive_buffer(&c);
+    // A fixed buffer also stops Linux from growing it to megabytes while the client reads.
+    set_receive_buffer(&c, if small_buffer { 4096 } else { 128 * 1024 });
     let url = s.url("cam");
     let r = raw_request(
         &mut c,
@@ -89,7 +92,7 @@ fn fifty_sessions_get_every_frame_and_a_stalled_client_is_dropped() {
     let rss_idle = s.rss_kib();
 
     // The stalled client: plays, then never reads again.
-    let stalled = play_raw_tcp(&s);
+    let stalled = play_raw_tcp(&s, true);
     let stalled_since = Instant::now();
 
     let url = s.url("cam");
@@ -203,9 +206,9 @@ impl IntegrityChecker {
 fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
     let s = Server::start(serde_json::json!({
         "rtsp": { "stall_timeout_s": 20 },
-        "paths": { "cam": pattern_path(640, 480, FPS, 1500) }
+        "paths": { "cam": pattern_path(640, 480, FPS, 4000) }
     }));
-    let mut c = play_raw_tcp(&s);
+    let mut c = play_raw_tcp(&s, false);
     c.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let mut checker = IntegrityChecker {
