@@ -256,3 +256,29 @@ fn retina_udp() {
 mod retina_client {
     pub use super::common::retina_util::*;
 }
+
+#[test]
+fn several_paths_serve_at_once() {
+    require("ffprobe");
+    let s = Server::start(serde_json::json!({ "paths": {
+        "front": pattern_path(640, 480, 30, 1000),
+        "back": pattern_path(320, 240, 15, 300),
+    } }));
+    let probe = |path: &str, transport: &'static str| {
+        let url = s.url(path);
+        std::thread::spawn(move || {
+            run(
+                Command::new("ffprobe").args(["-v", "error", "-rtsp_transport", transport])
+                    .args(["-select_streams", "v:0", "-count_frames", "-read_intervals", "%+3"])
+                    .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1", &url]),
+                Duration::from_secs(30),
+            )
+        })
+    };
+    let front = probe("front", "tcp");
+    let back = probe("back", "udp");
+    let front = front.join().expect("front");
+    let back = back.join().expect("back");
+    assert!(front.ok && front.stdout.contains("width=640") && front.stdout.contains("height=480"), "{} {}", front.stdout, front.stderr);
+    assert!(back.ok && back.stdout.contains("width=320") && back.stdout.contains("height=240"), "{} {}", back.stdout, back.stderr);
+}
