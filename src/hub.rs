@@ -365,7 +365,10 @@ mod tests {
         let h = hub(8);
         h.publish(item(1, true));
         let mut r = h.subscribe();
-        assert!(!h.keyframe.take(), "no request needed: the key frame is cached");
+        assert!(
+            !h.keyframe.take(),
+            "no request needed: the key frame is cached"
+        );
         h.publish(item(2, false));
         assert_eq!(drain(&mut r), vec![1, 2]);
     }
