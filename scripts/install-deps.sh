@@ -1,35 +1,65 @@
 #!/usr/bin/env bash
 # Installs the system packages Vigint's build and tests need, only when missing.
 # Debian/Ubuntu only. Safe to run repeatedly; quiet when everything is present.
+#   build: what `cargo build` needs (bindgen's libclang, nasm for openh264's x86 assembly)
+#   test:  build + the independent RTSP clients the integration tests drive
+#   arm:   build + the aarch64 cross toolchain and qemu-user (scripts/build-aarch64.sh)
+#   all:   everything (scripts/test-all.sh)
 set -euo pipefail
 
 need_build=(libclang-dev nasm pkg-config)
 need_test=(ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)
-need_arm=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
-  g++-aarch64-linux-gnu qemu-user-static)
+need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static file)
+# Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
+# libc6:arm64 gives /lib/ld-linux-aarch64.so.1 for the `qemu-aarch64-static -L /` runner.
+# Other distributions (Ubuntu) have no rustc-web: build-aarch64.sh then uses rustup instead.
+need_arm_rust=(rustc-web cargo-web libstd-rust-web-dev:arm64 libc6:arm64)
 
 what=${1:-all}
 pkgs=("${need_build[@]}")
+arm=0
 case "$what" in
   build) ;;
   test) pkgs+=("${need_test[@]}") ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}") ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}"); arm=1 ;;
+  *) echo "usage: $0 [build|test|arm|all]" >&2; exit 2 ;;
 esac
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+missing_rust=()
+if [ "$arm" = 1 ]; then
+  for p in "${need_arm_rust[@]}"; do installed "$p" || missing_rust+=("$p"); done
+fi
+[ ${#missing[@]} -eq 0 ] && [ ${#missing_rust[@]} -eq 0 ] && exit 0
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "installing: ${missing[*]}" >&2
-if printf '%s\n' "${missing[@]}" | grep -q ':arm64'; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
-fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+updated=0
+update() { $SUDO apt-get update -qq; updated=1; }
+
+if [ ${#missing_rust[@]} -gt 0 ]; then
+  # Fresh containers have no package lists at all: fetch them before deciding.
+  compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || update
+  if apt-cache show rustc-web >/dev/null 2>&1; then
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+      echo "adding the arm64 architecture to dpkg (for libstd-rust-web-dev:arm64)" >&2
+      $SUDO dpkg --add-architecture arm64
+      updated=0
+    fi
+    missing+=("${missing_rust[@]}")
+  else
+    echo "note: no rustc-web package here (it is Debian 12's); scripts/build-aarch64.sh" \
+      "will use rustup's aarch64-unknown-linux-gnu target instead" >&2
+  fi
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+[ "$updated" = 1 ] || update
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The one test command, for people and CI (.ci/run): stops at the first failing step.
+#   1. system packages  scripts/install-deps.sh all
+#   2. format           cargo fmt --all -- --check
+#   3. lint             cargo clippy --all-targets -- -D warnings
+#   4. tests            cargo test --release   (unit + integration; the integration tests
+#                       drive real RTSP clients and want optimised builds)
+#   5. aarch64          scripts/build-aarch64.sh --test (cross build, unit tests under qemu-user)
+# Needs Debian 12 or Ubuntu with Rust (rustup) installed; root or sudo for step 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+results=()
+current=""
+finish() {
+  local rc=$?
+  echo
+  echo "==== test-all summary ===="
+  local r
+  for r in "${results[@]}"; do echo "  ok    $r"; done
+  if [ "$rc" -ne 0 ] && [ -n "$current" ]; then
+    echo "  FAIL  $current (exit $rc)"
+    echo "FAILED at: $current — the output above says why; later steps did not run."
+  elif [ "$rc" -eq 0 ]; then
+    echo "ALL PASSED in $SECONDS s"
+  fi
+}
+trap finish EXIT
+
+step() {
+  local name=$1
+  shift
+  current="$name: $*"
+  echo
+  echo "==== $current"
+  local t0=$SECONDS
+  "$@"
+  results+=("$(printf '%-8s %4d s  %s' "$name" $((SECONDS - t0)) "$*")")
+  current=""
+}
+
+# rustup's minimal profile has no rustfmt or clippy.
+ensure_components() {
+  cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 && return 0
+  command -v rustup >/dev/null || { echo "cargo fmt/clippy missing and no rustup to add them" >&2; return 1; }
+  rustup component add rustfmt clippy
+}
+
+step deps scripts/install-deps.sh all
+step tools ensure_components
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --all-targets -- -D warnings
+step test cargo test --release
+step aarch64 scripts/build-aarch64.sh --test
