@@ -268,9 +268,22 @@ fn several_paths_serve_at_once() {
         let url = s.url(path);
         std::thread::spawn(move || {
             run(
-                Command::new("ffprobe").args(["-v", "error", "-rtsp_transport", transport])
-                    .args(["-select_streams", "v:0", "-count_frames", "-read_intervals", "%+3"])
-                    .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1", &url]),
+                Command::new("ffprobe")
+                    .args(["-v", "error", "-rtsp_transport", transport])
+                    .args([
+                        "-select_streams",
+                        "v:0",
+                        "-count_frames",
+                        "-read_intervals",
+                        "%+3",
+                    ])
+                    .args([
+                        "-show_entries",
+                        "stream=width,height,nb_read_frames",
+                        "-of",
+                        "default=nw=1",
+                        &url,
+                    ]),
                 Duration::from_secs(30),
             )
         })
@@ -279,6 +292,16 @@ fn several_paths_serve_at_once() {
     let back = probe("back", "udp");
     let front = front.join().expect("front");
     let back = back.join().expect("back");
-    assert!(front.ok && front.stdout.contains("width=640") && front.stdout.contains("height=480"), "{} {}", front.stdout, front.stderr);
-    assert!(back.ok && back.stdout.contains("width=320") && back.stdout.contains("height=240"), "{} {}", back.stdout, back.stderr);
+    assert!(
+        front.ok && front.stdout.contains("width=640") && front.stdout.contains("height=480"),
+        "{} {}",
+        front.stdout,
+        front.stderr
+    );
+    assert!(
+        back.ok && back.stdout.contains("width=320") && back.stdout.contains("height=240"),
+        "{} {}",
+        back.stdout,
+        back.stderr
+    );
 }
