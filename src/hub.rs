@@ -158,6 +158,13 @@ enum KeySync {
     Synced,
 }
 
+/// What one result from the ring means for the reader.
+enum Step<T> {
+    Deliver(Arc<T>),
+    Skip,
+    End,
+}
+
 /// What `HubReader::try_next` found.
 pub enum TryNext<T> {
     Item(Arc<T>),
@@ -199,50 +206,61 @@ impl<T: HubItem> HubReader<T> {
         self.hub.keyframe.request();
     }
 
+    /// A queued starting key frame, taken once.
+    fn take_first(&mut self) -> Option<Arc<T>> {
+        let first = self.first.take()?;
+        self.sync = KeySync::Synced;
+        Some(first)
+    }
+
+    /// Applies the key-frame and lag rules to one result from the ring.
+    fn on_recv(&mut self, res: Result<Arc<T>, broadcast::error::RecvError>) -> Step<T> {
+        match res {
+            Ok(item) => match self.admit(item) {
+                Some(item) => Step::Deliver(item),
+                None => Step::Skip,
+            },
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.lagged(n);
+                Step::Skip
+            }
+            Err(broadcast::error::RecvError::Closed) => Step::End,
+        }
+    }
+
     /// The next frame, waiting for it. `None` when the hub is closed.
     pub async fn next(&mut self) -> Option<Arc<T>> {
-        if let Some(first) = self.first.take() {
-            self.sync = KeySync::Synced;
+        if let Some(first) = self.take_first() {
             return Some(first);
         }
         loop {
             let res = self.rx.as_mut()?.recv().await;
-            match res {
-                Ok(item) => {
-                    if let Some(item) = self.admit(item) {
-                        return Some(item);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged(n),
-                Err(broadcast::error::RecvError::Closed) => return None,
+            match self.on_recv(res) {
+                Step::Deliver(item) => return Some(item),
+                Step::Skip => {}
+                Step::End => return None,
             }
         }
     }
 
     /// The next frame from a plain thread (the recorder), waiting for it.
     pub fn blocking_next(&mut self) -> Option<Arc<T>> {
-        if let Some(first) = self.first.take() {
-            self.sync = KeySync::Synced;
+        if let Some(first) = self.take_first() {
             return Some(first);
         }
         loop {
             let res = self.rx.as_mut()?.blocking_recv();
-            match res {
-                Ok(item) => {
-                    if let Some(item) = self.admit(item) {
-                        return Some(item);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged(n),
-                Err(broadcast::error::RecvError::Closed) => return None,
+            match self.on_recv(res) {
+                Step::Deliver(item) => return Some(item),
+                Step::Skip => {}
+                Step::End => return None,
             }
         }
     }
 
     /// The next frame if one is queued, without waiting.
     pub fn try_next(&mut self) -> TryNext<T> {
-        if let Some(first) = self.first.take() {
-            self.sync = KeySync::Synced;
+        if let Some(first) = self.take_first() {
             return TryNext::Item(first);
         }
         loop {

@@ -132,18 +132,7 @@ pub fn yuyv_to_i420(
     height: u32,
     dst: &mut [u8],
 ) -> Result<(), ConvertError> {
-    let stride = src_stride.max(2 * width as usize);
-    let needed = packed_needed(stride, width, height);
-    check(
-        PixelFormat::Yuyv,
-        width,
-        height,
-        src.len(),
-        needed,
-        dst.len(),
-    )?;
-    packed422_to_i420(src, stride, width, height, dst, (0, 1, 3));
-    Ok(())
+    packed_to_i420(PixelFormat::Yuyv, src, src_stride, width, height, dst)
 }
 
 /// UYVY (U Y0 V Y1) with `src_stride` bytes per row to I420 in `dst` (exactly `i420_len`).
@@ -154,17 +143,26 @@ pub fn uyvy_to_i420(
     height: u32,
     dst: &mut [u8],
 ) -> Result<(), ConvertError> {
+    packed_to_i420(PixelFormat::Uyvy, src, src_stride, width, height, dst)
+}
+
+/// Packed 4:2:2 to I420; the format decides where Y0, U and V sit in each 4-byte group.
+fn packed_to_i420(
+    format: PixelFormat,
+    src: &[u8],
+    src_stride: usize,
+    width: u32,
+    height: u32,
+    dst: &mut [u8],
+) -> Result<(), ConvertError> {
+    let offsets = match format {
+        PixelFormat::Uyvy => (1, 0, 2),
+        _ => (0, 1, 3),
+    };
     let stride = src_stride.max(2 * width as usize);
     let needed = packed_needed(stride, width, height);
-    check(
-        PixelFormat::Uyvy,
-        width,
-        height,
-        src.len(),
-        needed,
-        dst.len(),
-    )?;
-    packed422_to_i420(src, stride, width, height, dst, (1, 0, 2));
+    check(format, width, height, src.len(), needed, dst.len())?;
+    packed422_to_i420(src, stride, width, height, dst, offsets);
     Ok(())
 }
 
