@@ -253,9 +253,22 @@ impl Conn {
         }
     }
 
-    /// RTCP from the client over the interleaved channel.
+    /// RTCP from the client over the interleaved channel: loss it reports is logged.
     fn on_interleaved(&mut self, _channel: u8, data: &[u8]) {
-        let _ = rtcp::parse_receiver_reports(data);
+        let Some(s) = &self.session else { return };
+        if let Ok(reports) = rtcp::parse_receiver_reports(data) {
+            for r in reports
+                .iter()
+                .filter(|r| r.ssrc == s.stream.ssrc && r.fraction_lost > 0)
+            {
+                log::debug!(
+                    "rtsp: {} reports {:.1}% loss ({} packets in all)",
+                    self.peer,
+                    r.fraction_lost as f64 * 100.0 / 256.0,
+                    r.cumulative_lost
+                );
+            }
+        }
     }
 
     /// Writes bytes and waits until they are on the socket.
@@ -655,7 +668,11 @@ impl Conn {
         }
         // A TCP session's media stops with the writer's Stop or with the connection.
         let _ = self.tx.try_send(WriterMsg::Stop);
-        format!(" (session {} on {})", s.id, s.stream.media.name)
+        let kind = match s.transport {
+            Transport::Tcp { .. } => "TCP",
+            Transport::Udp { .. } => "UDP",
+        };
+        format!(" (session {} on {} over {kind})", s.id, s.stream.media.name)
     }
 
     fn udp_session_expired(&self) -> bool {
