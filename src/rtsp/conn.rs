@@ -140,6 +140,8 @@ struct Session {
     track_url: String,
     /// UDP only: where media goes, liveness, and the sender task while playing.
     udp: Option<UdpSession>,
+    /// The path's picture-format generation as of SETUP.
+    format: tokio::sync::watch::Receiver<u64>,
 }
 
 struct UdpSession {
@@ -152,6 +154,7 @@ struct UdpSession {
 /// Why a connection ended, for the log line.
 enum End {
     Closed,
+    FormatChanged,
     Garbage(&'static str),
     Timeout,
     WriterGone,
@@ -201,6 +204,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
                     break End::Timeout;
                 }
             }
+            _ = conn.format_changed() => break End::FormatChanged,
             _ = conn.tx.closed() => break End::WriterGone,
         }
     };
@@ -210,6 +214,9 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     let _ = writer.await;
     match end {
         End::Closed => log::info!("rtsp: {peer} disconnected{summary}"),
+        End::FormatChanged => {
+            log::info!("rtsp: {peer} closed so it reconnects with the new picture format{summary}")
+        }
         End::Garbage(why) => log::warn!("rtsp: {peer} sent {why}; closing its connection{summary}"),
         End::Timeout => {
             log::info!("rtsp: {peer} session timed out (no request or RTCP report){summary}")
@@ -585,7 +592,10 @@ impl Conn {
             if rest.is_empty() {
                 base = format!("{}/{}", base.trim_end_matches('/'), sdp::TRACK_CONTROL);
             }
+            let mut format = stream.watch_format();
+            format.mark_unchanged();
             self.session = Some(Session {
+                format,
                 id: new_session_id(),
                 state: State::Ready,
                 stream: stream.clone(),
@@ -664,6 +674,10 @@ impl Conn {
             }
             if let Some(pair) = &self.ctx.udp {
                 pair.unregister(u.rtcp_dest);
+                // Tell the client the stream ended, as TCP clients learn from the close.
+                let _ = pair
+                    .rtcp
+                    .try_send_to(&rtcp::bye(s.stream.ssrc), u.rtcp_dest);
             }
         }
         // A TCP session's media stops with the writer's Stop or with the connection.
@@ -673,6 +687,17 @@ impl Conn {
             Transport::Udp { .. } => "UDP",
         };
         format!(" (session {} on {} over {kind})", s.id, s.stream.media.name)
+    }
+
+    /// Resolves when the session's path changes picture format (never without a session).
+    async fn format_changed(&self) {
+        match &self.session {
+            Some(s) => {
+                let mut rx = s.format.clone();
+                let _ = rx.changed().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     fn udp_session_expired(&self) -> bool {

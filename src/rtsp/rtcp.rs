@@ -10,6 +10,7 @@ const VERSION: u8 = 2;
 const PT_SR: u8 = 200;
 const PT_RR: u8 = 201;
 const PT_SDES: u8 = 202;
+const PT_BYE: u8 = 203;
 const SDES_CNAME: u8 = 1;
 /// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
@@ -105,6 +106,16 @@ fn push_header(out: &mut Vec<u8>, count: u8, pt: u8, length_words: u16) {
     out.push((VERSION << 6) | (count & 0x1F));
     out.push(pt);
     out.extend_from_slice(&length_words.to_be_bytes());
+}
+
+/// RTCP BYE (RFC 3550 6.6) for one SSRC: the stream ends for this receiver.
+pub fn bye(ssrc: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0] = (VERSION << 6) | 1;
+    b[1] = PT_BYE;
+    b[2..4].copy_from_slice(&1u16.to_be_bytes());
+    b[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    b
 }
 
 /// RTCP Sender Report (RFC 3550 6.4.1) + SDES CNAME compound packet.
@@ -444,5 +455,10 @@ mod tests {
             m[i] = rand() as u8;
             let _ = parse_receiver_reports(&m);
         }
+    }
+
+    #[test]
+    fn bye_layout() {
+        assert_eq!(bye(0x0102_0304), [0x81, 203, 0, 1, 1, 2, 3, 4]);
     }
 }

@@ -29,7 +29,11 @@ pub struct RtpStream {
     pub max_readers: usize,
     readers: AtomicUsize,
     clock: Mutex<Option<ClockPoint>>,
+    /// Bumped when the picture format changes (size, SPS): sessions end so that clients
+    /// reconnect and get a new description.
+    format: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
+    format_task: tokio::task::JoinHandle<()>,
 }
 
 /// What an RTCP sender report needs, at the moment it is sent.
@@ -76,6 +80,8 @@ impl RtpStream {
                 }
                 task_hub.close();
             });
+            let format = tokio::sync::watch::channel(0).0;
+            let format_task = tokio::spawn(watch_format(media.clone(), format.clone()));
             RtpStream {
                 media,
                 hub,
@@ -83,7 +89,9 @@ impl RtpStream {
                 max_readers,
                 readers: AtomicUsize::new(0),
                 clock: Mutex::new(None),
+                format,
                 task,
+                format_task,
             }
         })
     }
@@ -128,13 +136,45 @@ impl RtpStream {
     /// Stops packetising; readers see the end of the stream.
     pub fn stop(&self) {
         self.task.abort();
+        self.format_task.abort();
         self.hub.close();
+    }
+
+    /// Resolves when the picture format changes after this call.
+    pub fn watch_format(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.format.subscribe()
     }
 }
 
 impl Drop for RtpStream {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Bumps `format` whenever the path's description changes from one picture format to
+/// another (not when it first appears or while the source is down).
+async fn watch_format(media: Arc<MediaPath>, format: tokio::sync::watch::Sender<u64>) {
+    let mut rx = media.watch_info();
+    let mut last = rx.borrow_and_update().clone();
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow_and_update().clone();
+        if let (Some(old), Some(new)) = (&last, &now) {
+            if old != new {
+                log::info!(
+                    "path {}: picture format changed ({}x{} -> {}x{}); viewers must reconnect",
+                    media.name,
+                    old.width,
+                    old.height,
+                    new.width,
+                    new.height
+                );
+                format.send_modify(|g| *g += 1);
+            }
+        }
+        if now.is_some() {
+            last = now;
+        }
     }
 }
 
@@ -150,5 +190,48 @@ impl ReaderSlot {
 impl Drop for ReaderSlot {
     fn drop(&mut self) {
         self.0.readers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::StreamInfo;
+    use bytes::Bytes;
+
+    fn info(w: u32) -> StreamInfo {
+        StreamInfo {
+            width: w,
+            height: 240,
+            fps: 15,
+            sps: Bytes::from_static(&[0x67, 0x42, 0xC0, 0x1E]),
+            pps: Bytes::from_static(&[0x68, 0xCE]),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_real_format_change_bumps_the_generation() {
+        let media = MediaPath::new("cam");
+        let stream = RtpStream::start(media.clone(), 1400, 0);
+        let mut rx = stream.watch_format();
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        media.set_info(info(320));
+        settle().await;
+        media.set_info(info(320));
+        media.clear_info(); // source down
+        settle().await;
+        media.set_info(info(320)); // back with the same format
+        settle().await;
+        assert!(
+            !rx.has_changed().unwrap_or(true),
+            "no change for the same format"
+        );
+        media.set_info(info(640));
+        settle().await;
+        assert!(
+            rx.has_changed().unwrap_or(false),
+            "a new size must bump the generation"
+        );
+        assert_eq!(*rx.borrow_and_update(), 1);
     }
 }
