@@ -305,3 +305,17 @@ fn several_paths_serve_at_once() {
         back.stderr
     );
 }
+
+#[test]
+fn ipv6_loopback_tcp_and_udp() {
+    let s = Server::start(serde_json::json!({
+        "rtsp": { "listen": "[::1]:0" },
+        "paths": { "cam": pattern_path(W, H, FPS, 1000) }
+    }));
+    assert!(s.rtsp.is_ipv6(), "{}", s.rtsp);
+    for transport in ["tcp", "udp"] {
+        let (frames, stderr) = ffprobe_frames(&s.url("cam"), transport);
+        assert!(frames >= 3 * FPS, "IPv6 {transport}: {frames} frames");
+        assert!(stderr.trim().is_empty(), "IPv6 {transport}: {stderr}");
+    }
+}
