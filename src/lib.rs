@@ -6,6 +6,7 @@ pub mod capture;
 pub mod config;
 pub mod encode;
 pub mod h264;
+pub mod http;
 pub mod hub;
 pub mod logger;
 pub mod media;
