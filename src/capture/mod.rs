@@ -344,5 +344,8 @@ mod tests {
         assert_eq!(PixelFormat::from_name("I420"), Some(PixelFormat::I420));
         assert_eq!(PixelFormat::from_name("mjpeg"), Some(PixelFormat::Mjpeg));
         assert_eq!(PixelFormat::from_fourcc("RGB3"), None);
+        for name in crate::config::PIXEL_FORMAT_NAMES {
+            assert!(PixelFormat::from_name(name).is_some(), "{name}");
+        }
     }
 }
