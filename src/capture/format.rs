@@ -60,7 +60,12 @@ impl Interval {
 
 impl Serialize for Interval {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64((self.fps() * 1000.0).round() / 1000.0)
+        let fps = (self.fps() * 1000.0).round() / 1000.0;
+        if fps.fract() == 0.0 {
+            s.serialize_u64(fps as u64)
+        } else {
+            s.serialize_f64(fps)
+        }
     }
 }
 
@@ -347,27 +352,31 @@ mod tests {
         ]
     }
 
-    /// vivid's webcam input (Linux 6.1): many raw formats, rates shrinking with size.
+    /// vivid's webcam input as Linux 6.1 reports it (read with `vigint --list-cameras` in
+    /// the emulated board): many raw formats, the top rate shrinking with the size.
     fn vivid() -> Vec<FormatModes> {
+        // Slowest first, as the driver enumerates them: 1 .. 60 fps.
         let all = [
-            iv(1, 60),
-            iv(1, 50),
-            iv(1, 30),
-            iv(1, 25),
-            iv(1, 15),
+            iv(1, 1),
+            iv(1, 2),
+            iv(1, 4),
+            iv(1, 5),
             iv(1, 10),
             iv(2, 25),
-            iv(1, 5),
-            iv(1, 2),
-            iv(1, 1),
+            iv(1, 15),
+            iv(1, 25),
+            iv(1, 30),
+            iv(1, 40),
+            iv(1, 50),
+            iv(1, 60),
         ];
         let sizes: Vec<(u32, u32, &[Interval])> = vec![
             (320, 180, &all[..]),
-            (640, 360, &all[2..]),
-            (640, 480, &all[3..]),
-            (1280, 720, &all[6..]),
-            (1920, 1080, &all[7..]),
-            (3840, 2160, &all[8..]),
+            (640, 360, &all[..10]),
+            (640, 480, &all[..8]),
+            (1280, 720, &all[..6]),
+            (1920, 1080, &all[..4]),
+            (3840, 2160, &all[..2]),
         ];
         [
             "YUYV", "UYVY", "YVYU", "VYUY", "422P", "YU12", "YV12", "NV12", "NV21", "RGBP", "BA81",
@@ -442,6 +451,10 @@ mod tests {
         assert_eq!(pick(&t, req(320, 240, 60, None)), "YU12 320x180@60");
         // 4K is too large for the software encoder's limits only beyond 3840x2160.
         assert_eq!(pick(&t, req(4096, 2160, 1, None)), "YU12 3840x2160@1");
+        // The emulated-board config: 640x480@15 and 320x240@15.
+        assert_eq!(pick(&t, req(640, 480, 15, None)), "YU12 640x480@15");
+        assert_eq!(pick(&t, req(320, 240, 15, None)), "YU12 320x180@15");
+        assert_eq!(pick(&t, req(1920, 1080, 30, None)), "YU12 1920x1080@5");
     }
 
     #[test]
@@ -481,6 +494,16 @@ mod tests {
         assert_eq!(i, vec![iv(1, 90), iv(1, 1), iv(1, 30)]);
         let i = stepwise_intervals(iv(1, 15), iv(1, 5), 30);
         assert_eq!(i, vec![iv(1, 15), iv(1, 5)]);
+    }
+
+    #[test]
+    fn tables_serialise_rates_as_numbers() {
+        let t = vec![fm("YUYV", &[(640, 480, &[iv(1, 30), iv(2, 25)])])];
+        let json = serde_json::to_string(&t).expect("json");
+        assert_eq!(
+            json,
+            r#"[{"fourcc":"YUYV","description":"YUYV","usable":true,"sizes":[{"width":640,"height":480,"fps":[30,12.5]}]}]"#
+        );
     }
 
     #[test]
