@@ -1,11 +1,14 @@
 //! The supervisor: builds every subsystem from a validated config, runs them, and tears them
 //! down in order on one shutdown signal.
 //!
-//! Owns: the tokio runtime, the per-path pipelines, the RTSP server, and the mapping from a
-//! path's `source` to a frame source. Does not own: any protocol or media logic.
+//! Owns: the tokio runtime, the per-path pipelines (one thread and one source each, nothing
+//! shared between paths, so two cameras serve two paths at once), the RTSP server, and the
+//! mapping from a path's `source` to a frame source (resolving `auto` once at start). Does not own: any protocol or media logic.
 
+use crate::capture::format::ModeRequest;
 use crate::capture::pattern::TestPattern;
-use crate::capture::{CaptureError, FrameSource};
+use crate::capture::v4l2::{self, V4l2Source};
+use crate::capture::{CaptureError, FrameSource, PixelFormat};
 use crate::config::{Config, PathConfig, SourceSpec};
 use crate::encode::EncoderSettings;
 use crate::hub::MediaPath;
@@ -36,55 +39,38 @@ impl std::fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
-/// V4L2 capture devices present on this machine (`/dev/video*`), sorted.
-pub fn video_devices() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir("/dev")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("video"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Builds the frame source factory for a path.
+/// Builds the frame source factory for a path. `auto` is resolved here, once: the first
+/// capture-capable camera, or the test pattern (logged loudly) when there is none at start.
+/// A camera that vanishes later is retried by the pipeline, never silently replaced.
 fn source_factory(name: &str, cfg: &PathConfig) -> SourceFactory {
     let (w, h, fps) = cfg.geometry();
     // Validated before we get here.
     let spec = cfg.source_spec().unwrap_or(SourceSpec::Auto);
     let spec = match spec {
-        SourceSpec::Auto => {
-            let devices = video_devices();
-            if devices.is_empty() {
+        SourceSpec::Auto => match v4l2::first_camera() {
+            Some(dev) => {
+                log::info!("path {name}: source auto: using camera {}", dev.display());
+                SourceSpec::Device(dev)
+            }
+            None => {
                 log::warn!(
-                    "path `{name}`: no camera found: serving the test pattern ({w}x{h}@{fps})"
-                );
-                SourceSpec::TestPattern { size: None }
-            } else {
-                // V4L2 capture is the next milestone; until then say so plainly.
-                log::warn!(
-                    "path `{name}`: found {} but V4L2 capture is not built yet: serving the test pattern",
-                    devices[0].display()
+                    "path {name}: source auto: NO CAMERA FOUND, serving the test pattern ({w}x{h}@{fps}) instead"
                 );
                 SourceSpec::TestPattern { size: None }
             }
-        }
+        },
         other => other,
     };
     match spec {
         SourceSpec::Device(dev) => {
+            let req = ModeRequest {
+                width: w,
+                height: h,
+                fps,
+                pixel_format: cfg.pixel_format.as_deref().and_then(PixelFormat::from_name),
+            };
             Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                Err(CaptureError::Unsupported {
-                    device: dev.display().to_string(),
-                    reason: "V4L2 capture is not built yet (use test-pattern)".to_string(),
-                })
+                Ok(Box::new(V4l2Source::open(&dev, &req)?))
             })
         }
         _ => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {

@@ -157,7 +157,15 @@ pub struct PathConfig {
     pub idr_interval_s: f64,
     /// Readers (RTSP sessions) allowed at once on this path; 0 means no limit of its own.
     pub max_readers: usize,
+    /// Camera pixel format to prefer (one of `PIXEL_FORMAT_NAMES`); unset lets Vigint choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_format: Option<String>,
 }
+
+/// Names `pixel_format` accepts (any case): V4L2 fourccs and common aliases.
+pub const PIXEL_FORMAT_NAMES: [&str; 8] = [
+    "H264", "YU12", "I420", "NV12", "YUYV", "UYVY", "MJPG", "MJPEG",
+];
 
 impl Default for PathConfig {
     fn default() -> Self {
@@ -169,6 +177,7 @@ impl Default for PathConfig {
             bitrate_kbps: 2000,
             idr_interval_s: 2.0,
             max_readers: 0,
+            pixel_format: None,
         }
     }
 }
@@ -403,6 +412,17 @@ impl Config {
                     "must be from 0.1 to 60 seconds",
                 ));
             }
+            if let Some(pf) = &p.pixel_format {
+                if !PIXEL_FORMAT_NAMES
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(pf))
+                {
+                    return Err(ConfigError::new(
+                        format!("{field}.pixel_format"),
+                        format!("`{pf}` must be one of {}", PIXEL_FORMAT_NAMES.join(", ")),
+                    ));
+                }
+            }
             let device_key = match &spec {
                 SourceSpec::Device(d) => Some(d.display().to_string()),
                 SourceSpec::Auto => Some("auto".to_string()),
@@ -506,6 +526,10 @@ mod tests {
             ),
             (r#"{"rtsp":{"udp_rtp_port":8001}}"#, "rtsp.udp_rtp_port"),
             (r#"{"log_level":"loud"}"#, "log_level"),
+            (
+                r#"{"paths":{"cam":{"pixel_format":"RGB3"}}}"#,
+                "paths.cam.pixel_format",
+            ),
             (r#"{"rtsp":{"auth_methods":[]}}"#, "rtsp.auth_methods"),
             (
                 r#"{"rtsp":{"auth_methods":["ntlm"]}}"#,
@@ -520,6 +544,13 @@ mod tests {
             let e = Config::from_json(json).unwrap_err();
             assert_eq!(e.field, field, "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn pixel_format_is_optional_and_any_case() {
+        let c = Config::from_json(r#"{"paths":{"cam":{"pixel_format":"mjpg"}}}"#).unwrap();
+        assert_eq!(c.paths["cam"].pixel_format.as_deref(), Some("mjpg"));
+        assert!(!Config::default().to_json().contains("pixel_format"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ vigint: turns a camera (or a test pattern) into an RTSP network camera
 Usage:
   vigint [OPTIONS]
   vigint --check-config FILE
+  vigint --list-cameras [--json]
 
 Options:
   --config FILE        JSON config file (see docs/CONFIG.md); without it, path `cam` from `auto`
@@ -21,6 +22,8 @@ Options:
   --data-dir DIR       where recordings and state live
   --log-level LEVEL    error | warn | info | debug | trace
   --check-config FILE  validate FILE: exit 0 if valid, else print the field and reason, exit 2
+  --list-cameras       V4L2 capture devices: driver, card, formats, sizes, frame rates
+  --json               with --list-cameras: print JSON instead of a table
   -h, --help           this text
   -V, --version        the version
 
@@ -35,6 +38,8 @@ struct Args {
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
     check_config: Option<PathBuf>,
+    list_cameras: bool,
+    json: bool,
 }
 
 enum Command {
@@ -56,6 +61,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("data-dir") => args.data_dir = Some(parser.value()?.into()),
             Long("log-level") => args.log_level = Some(parser.value()?.string()?),
             Long("check-config") => args.check_config = Some(parser.value()?.into()),
+            Long("list-cameras") => args.list_cameras = true,
+            Long("json") => args.json = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected()),
@@ -124,6 +131,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.json && !args.list_cameras {
+        eprintln!("vigint: --json only goes with --list-cameras\n\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    if args.list_cameras {
+        return list_cameras(args.json);
+    }
     if let Some(file) = &args.check_config {
         return match Config::load(file) {
             Ok(_) => {
@@ -152,4 +166,47 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--list-cameras`: a table for people, or JSON for scripts.
+fn list_cameras(json: bool) -> ExitCode {
+    let cameras = vigint::capture::v4l2::list_cameras();
+    if json {
+        match serde_json::to_string_pretty(&cameras) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("vigint: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if cameras.is_empty() {
+        println!("no V4L2 capture devices found");
+        return ExitCode::SUCCESS;
+    }
+    for cam in &cameras {
+        println!(
+            "{}: {} (driver {}, {})",
+            cam.path, cam.card, cam.driver, cam.bus
+        );
+        for f in &cam.formats {
+            let note = if f.format.is_some() {
+                ""
+            } else {
+                "  (not usable)"
+            };
+            println!("  {:<4}  {}{note}", f.fourcc, f.description);
+            for size in &f.sizes {
+                let rates: Vec<String> = size.intervals.iter().map(|i| i.to_string()).collect();
+                let rates = if rates.is_empty() {
+                    "rates not listed".to_string()
+                } else {
+                    format!("{} fps", rates.join(" "))
+                };
+                println!("        {}x{}: {rates}", size.width, size.height);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,30 +1,108 @@
 //! The capture + encode thread of one path.
 //!
-//! Owns: the OS thread that opens a source, converts and encodes its frames, answers key
-//! frame requests from readers, keeps the path's stream description current and publishes
-//! encoded frames to the path's hub; restart with backoff when the source or encoder fails;
-//! the counters that show how it goes (`PipelineStats`).
+//! Owns: the OS thread that opens a source and brings its frames to H.264 by one of three
+//! routes (`passthrough` for cameras that encode H.264, `software-encode from MJPG` through
+//! the JPEG decoder, `software-encode from <raw format>` through conversion), answers key
+//! frame requests from readers (forwarded to the camera on the passthrough route), keeps the
+//! path's stream description current, publishes frames to the path's hub with monotonic
+//! media time, and retries a failed source with backoff (`next_backoff`); the counters and
+//! state that show how it goes (`PipelineStats`), and the log lines an operator (and the
+//! emulated-board tests) follow: `camera <dev> opened: ...`, `camera lost: <reason>`,
+//! `camera back after <N> ms`, `camera dropped <N> frames in all`.
 //! Does not own: the path and its hub (the app creates them; stopping a pipeline leaves the
 //! hub open so a restarted pipeline can continue it), nor what readers do.
 //!
 //! When the source fails, the stream description stays (RTSP clients stay connected and
-//! resume at the next IDR); it is replaced only when the reopened source has another size.
+//! resume at the next IDR, with media time continuing after the last frame they got); it is
+//! replaced only when the reopened source has another size.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureError, FrameSource};
-use crate::encode::convert::Converter;
+use bytes::Bytes;
+
+use crate::capture::{CaptureError, FrameSource, PixelFormat, RawFrame};
+use crate::encode::convert::{ConvertError, Converter};
 use crate::encode::{stream_info_from_idr, EncodeError, Encoder, EncoderSettings, OpenH264Encoder};
+use crate::h264::{self, NAL_PPS, NAL_SPS};
 use crate::hub::MediaPath;
+use crate::media::{EncodedFrame, CLOCK_RATE};
 
 /// Opens the source anew (called at start and after every failure).
 pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, CaptureError> + Send>;
 
-const BACKOFF_START: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// First retry delay after a failure.
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+/// Longest delay between retries: a replugged camera is picked up within this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that streamed this long was a good run: the next retry starts fast again.
+pub const GOOD_RUN: Duration = Duration::from_secs(10);
+/// How often a growing dropped-frame count is logged at most.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// Undecodable frames in a row after which the source counts as failed.
+const MAX_BAD_FRAMES_IN_A_ROW: u32 = 30;
+
+/// Delay before the next attempt to open a source. `prev`: the delay used before the
+/// previous attempt (`None` after a success); `ran`: how long the failed session streamed.
+/// 0.5 s doubling up to 5 s; back to 0.5 s after a good run.
+pub fn next_backoff(prev: Option<Duration>, ran: Duration) -> Duration {
+    match prev {
+        Some(p) if ran < GOOD_RUN => (p * 2).min(BACKOFF_MAX),
+        _ => BACKOFF_START,
+    }
+}
+
+/// What the path's source is doing, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    Starting,
+    Streaming,
+    /// A camera failed or vanished; retried with backoff until it is back.
+    CameraLost(String),
+    /// Another kind of source failed (retried the same way).
+    Failed(String),
+    Stopped,
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceState::Starting => f.write_str("starting"),
+            SourceState::Streaming => f.write_str("streaming"),
+            SourceState::CameraLost(r) => write!(f, "camera lost: {r}"),
+            SourceState::Failed(r) => write!(f, "failed: {r}"),
+            SourceState::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// How frames of `format` become H.264, as the status names it.
+pub fn route_for(format: PixelFormat, camera: bool) -> String {
+    match (format, camera) {
+        (PixelFormat::H264, _) => "passthrough".to_string(),
+        (_, false) => "software-encode".to_string(),
+        (f, true) => format!("software-encode from {}", f.fourcc()),
+    }
+}
+
+/// An IDR access unit from a camera that sends SPS/PPS only now and then, made
+/// self-contained: the hub hands its cached key frame to every new reader, which needs
+/// the parameter sets in front of it. Frames that have them, or are not IDRs, pass as they are.
+pub fn with_parameter_sets(frame: EncodedFrame, sps: &[u8], pps: &[u8]) -> EncodedFrame {
+    let has = |t: u8| frame.nal_units().any(|n| h264::nal_type(n) == Some(t));
+    if !frame.is_idr || (has(NAL_SPS) && has(NAL_PPS)) {
+        return frame;
+    }
+    let mut data = Vec::with_capacity(frame.data.len() + sps.len() + pps.len() + 8);
+    for nal in [sps, pps] {
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(nal);
+    }
+    data.extend_from_slice(&frame.data);
+    EncodedFrame::from_annexb(Bytes::from(data), frame.pts_90k, frame.wall)
+}
 
 /// Counters of one pipeline, readable from any thread.
 #[derive(Default, Debug)]
@@ -37,15 +115,22 @@ pub struct PipelineStats {
     restarts: AtomicU64,
     /// Frames the encoder produced nothing for (should stay 0).
     encoder_empty: AtomicU64,
+    /// Frames the camera lost (sequence gaps, failed buffers), over all sessions.
+    camera_dropped: AtomicU64,
+    /// Frames skipped because they could not be decoded or converted.
+    bad_frames: AtomicU64,
     /// A source is open and frames are flowing.
     streaming: AtomicBool,
     last_error: Mutex<Option<String>>,
+    state: Mutex<Option<SourceState>>,
+    route: Mutex<String>,
 }
 
 impl PipelineStats {
     pub fn frames_captured(&self) -> u64 {
         self.frames_captured.load(Ordering::Relaxed)
     }
+    /// Frames published (encoded, or passed through from an H.264 camera).
     pub fn frames_encoded(&self) -> u64 {
         self.frames_encoded.load(Ordering::Relaxed)
     }
@@ -66,21 +151,43 @@ impl PipelineStats {
     pub fn encoder_empty(&self) -> u64 {
         self.encoder_empty.load(Ordering::Relaxed)
     }
+    /// Frames the camera dropped (kernel sequence gaps, buffers flagged as failed).
+    pub fn camera_dropped(&self) -> u64 {
+        self.camera_dropped.load(Ordering::Relaxed)
+    }
+    /// Frames skipped because they could not be decoded (e.g. a corrupt MJPEG picture).
+    pub fn bad_frames(&self) -> u64 {
+        self.bad_frames.load(Ordering::Relaxed)
+    }
     /// True while a source is open and frames are being encoded.
     pub fn streaming(&self) -> bool {
         self.streaming.load(Ordering::Relaxed)
     }
-    /// The most recent error (kept after recovery; see `streaming` for the current state).
+    /// The most recent error (kept after recovery; see `state` for the current state).
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.last_error).clone()
+    }
+    /// `starting`, `streaming`, `camera lost: <reason>`, `failed: <reason>` or `stopped`.
+    pub fn state(&self) -> SourceState {
+        lock(&self.state).clone().unwrap_or(SourceState::Starting)
+    }
+    /// How frames become H.264: `passthrough`, `software-encode from YUYV`, ... (empty
+    /// before the first source opened).
+    pub fn route(&self) -> String {
+        lock(&self.route).clone()
     }
 
     fn set_error(&self, e: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        *lock(&self.last_error) = Some(e);
     }
+    fn set_state(&self, s: SourceState) {
+        *lock(&self.state) = Some(s);
+    }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked (plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Handle of a running pipeline thread.
@@ -91,8 +198,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the thread "pipe-<path>". `settings` gives bitrate and IDR interval; size and
-    /// rate are taken from the source once it is open.
+    /// Starts the thread "pipe-<path>". `settings` gives bitrate and IDR interval (in frames
+    /// at `settings.fps`); size and rate are taken from the source once it is open.
     pub fn spawn(
         path: Arc<MediaPath>,
         source: SourceFactory,
@@ -108,6 +215,10 @@ impl Pipeline {
             stop: stop.clone(),
             last_logged: None,
             last_size: None,
+            last_pts: None,
+            lost_since: None,
+            drops_logged: 0,
+            drops_logged_at: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("pipe-{}", path.name))
@@ -149,7 +260,16 @@ impl Drop for Pipeline {
 /// Why a streaming session ended.
 enum SessionEnd {
     Stopped,
-    Failed(String),
+    /// The reason, and whether the source was a camera (so the loss is reported as such).
+    Failed {
+        reason: String,
+        camera: bool,
+    },
+}
+
+/// Camera errors name the device path; other sources (the test pattern) name themselves.
+fn is_camera_error(e: &CaptureError) -> bool {
+    e.device().starts_with('/')
 }
 
 struct Worker {
@@ -161,6 +281,25 @@ struct Worker {
     /// The last error logged, so a repeating error is logged once.
     last_logged: Option<String>,
     last_size: Option<(u32, u32)>,
+    /// Media time of the last published frame: a reopened source continues after it.
+    last_pts: Option<i64>,
+    /// When the camera was lost (for "camera back after N ms").
+    lost_since: Option<Instant>,
+    /// The dropped-frame total last logged, and when.
+    drops_logged: u64,
+    drops_logged_at: Option<Instant>,
+}
+
+/// Per-session state shared by both routes.
+struct Session {
+    /// Added to the source's pts so media time continues across reopens.
+    pts_offset: Option<i64>,
+    period_90k: i64,
+    /// The source's dropped-frame count already added to the stats.
+    dropped_seen: u64,
+    started: Instant,
+    first_published: bool,
+    camera: bool,
 }
 
 impl Worker {
@@ -180,55 +319,139 @@ impl Worker {
         }
     }
 
-    fn record_error(&mut self, e: String) {
-        self.stats.set_error(e.clone());
-        if self.last_logged.as_deref() != Some(e.as_str()) {
-            log::error!("path {}: {e}", self.path.name);
-            self.last_logged = Some(e);
+    fn record_failure(&mut self, reason: String, camera: bool) {
+        self.stats.set_error(reason.clone());
+        let name = &self.path.name;
+        if camera {
+            self.stats
+                .set_state(SourceState::CameraLost(reason.clone()));
+            if self.lost_since.is_none() {
+                self.lost_since = Some(Instant::now());
+                log::warn!("path {name}: camera lost: {reason}");
+            } else if self.last_logged.as_deref() != Some(reason.as_str()) {
+                log::info!("path {name}: camera still unavailable: {reason}");
+            } else {
+                log::debug!("path {name}: camera still unavailable: {reason}");
+            }
+        } else {
+            self.stats.set_state(SourceState::Failed(reason.clone()));
+            if self.last_logged.as_deref() != Some(reason.as_str()) {
+                log::error!("path {name}: {reason}");
+            }
         }
+        self.last_logged = Some(reason);
     }
 
     fn run(mut self) {
         let name = self.path.name.clone();
-        let mut backoff = BACKOFF_START;
+        let mut backoff = None;
         while !self.stopped() {
-            let started = self.stats.frames_encoded();
-            let end = match (self.factory)() {
-                Ok(source) => self.stream(source),
-                Err(e) => SessionEnd::Failed(e.to_string()),
+            let t0 = Instant::now();
+            let (end, ran) = match (self.factory)() {
+                Ok(source) => {
+                    let end = self.stream(source);
+                    (end, t0.elapsed())
+                }
+                Err(e) => {
+                    let camera = is_camera_error(&e);
+                    let end = SessionEnd::Failed {
+                        reason: e.to_string(),
+                        camera,
+                    };
+                    (end, Duration::ZERO)
+                }
             };
             self.stats.streaming.store(false, Ordering::Relaxed);
+            self.log_drops(true);
             match end {
                 SessionEnd::Stopped => break,
-                SessionEnd::Failed(e) => {
-                    self.record_error(e);
+                SessionEnd::Failed { reason, camera } => {
+                    self.record_failure(reason, camera);
                     self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    if self.stats.frames_encoded() > started {
-                        // It worked for a while: retry soon.
-                        backoff = BACKOFF_START;
-                    }
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let delay = next_backoff(backoff, ran);
+                    backoff = Some(delay);
+                    self.sleep(delay);
                 }
             }
         }
+        self.stats.set_state(SourceState::Stopped);
         log::info!("path {name}: pipeline stopped");
     }
 
+    /// Logs the dropped-frame total when it changed, at most every `DROP_LOG_INTERVAL`
+    /// unless `now` (end of a session).
+    fn log_drops(&mut self, now: bool) {
+        let total = self.stats.camera_dropped();
+        if total == self.drops_logged {
+            return;
+        }
+        let due = self
+            .drops_logged_at
+            .is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL);
+        if now || due {
+            log::info!(
+                "path {}: camera dropped {total} frames in all",
+                self.path.name
+            );
+            self.drops_logged = total;
+            self.drops_logged_at = Some(Instant::now());
+        }
+    }
+
+    /// Bookkeeping for every captured frame: dropped-frame count and media time.
+    fn on_captured(&mut self, s: &mut Session, source: &dyn FrameSource, frame: &mut RawFrame) {
+        self.stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+        let dropped = source.dropped_frames();
+        if dropped > s.dropped_seen {
+            self.stats
+                .camera_dropped
+                .fetch_add(dropped - s.dropped_seen, Ordering::Relaxed);
+            s.dropped_seen = dropped;
+        }
+        self.log_drops(false);
+        let offset = *s.pts_offset.get_or_insert_with(|| match self.last_pts {
+            Some(last) => last + s.period_90k - frame.pts_90k,
+            None => 0,
+        });
+        frame.pts_90k += offset;
+    }
+
+    /// Publishes one frame and updates counters, state and the recovery log line.
+    fn publish(&mut self, s: &mut Session, frame: EncodedFrame) {
+        if frame.is_idr {
+            self.stats.idr_count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_encoded
+            .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+        self.last_pts = Some(frame.pts_90k);
+        if !s.first_published {
+            s.first_published = true;
+            self.stats.streaming.store(true, Ordering::Relaxed);
+            self.stats.set_state(SourceState::Streaming);
+            if let Some(since) = self.lost_since.take() {
+                log::info!(
+                    "path {}: camera back after {} ms",
+                    self.path.name,
+                    since.elapsed().as_millis()
+                );
+            } else if self.last_logged.is_some() && !s.camera {
+                log::info!("path {}: recovered", self.path.name);
+            }
+            self.last_logged = None;
+        }
+        self.path.frames.publish(Arc::new(frame));
+    }
+
     /// Runs one opened source until it fails or the pipeline is stopped.
-    fn stream(&mut self, mut source: Box<dyn FrameSource>) -> SessionEnd {
+    fn stream(&mut self, source: Box<dyn FrameSource>) -> SessionEnd {
         let (width, height) = source.size();
         let fps = source.fps();
-        let settings = EncoderSettings {
-            width,
-            height,
-            fps,
-            ..self.settings.clone()
-        };
-        let mut encoder = match OpenH264Encoder::new(&settings) {
-            Ok(e) => e,
-            Err(e) => return SessionEnd::Failed(format!("{}: {e}", source.describe())),
-        };
+        let format = source.format();
+        let camera = source.device().is_some();
+        let route = route_for(format, camera);
+        *lock(&self.stats.route) = route.clone();
         if self.last_size.is_some_and(|s| s != (width, height)) {
             // Old SPS/PPS and the cached key frame no longer describe the stream.
             log::info!(
@@ -239,6 +462,107 @@ impl Worker {
             self.path.frames.forget_key();
         }
         self.last_size = Some((width, height));
+        if let Some(dev) = source.device() {
+            log::info!(
+                "path {}: camera {dev} opened: {} {width}x{height}@{} ({route})",
+                self.path.name,
+                format.fourcc(),
+                source.rate_text()
+            );
+        }
+        let mut session = Session {
+            pts_offset: None,
+            period_90k: (CLOCK_RATE / fps.max(1)) as i64,
+            dropped_seen: 0,
+            started: Instant::now(),
+            first_published: false,
+            camera,
+        };
+        if format == PixelFormat::H264 {
+            log::info!(
+                "path {}: streaming {} ({route})",
+                self.path.name,
+                source.describe()
+            );
+            self.passthrough(source, &mut session)
+        } else {
+            self.encode(source, &mut session)
+        }
+    }
+
+    /// H.264 from the camera, published as it comes.
+    fn passthrough(&mut self, mut source: Box<dyn FrameSource>, s: &mut Session) -> SessionEnd {
+        let fps = source.fps();
+        let mut params: Option<(Bytes, Bytes)> = None;
+        // Readers need an IDR to start; ask at once rather than wait for the camera's GOP.
+        source.request_keyframe();
+        let mut waited = 0u32;
+        loop {
+            if self.stopped() {
+                return SessionEnd::Stopped;
+            }
+            let mut frame = match source.next_frame() {
+                Ok(f) => f,
+                Err(e) => return self.failed(e.to_string(), s),
+            };
+            self.on_captured(s, source.as_ref(), &mut frame);
+            if self.path.frames.keyframe_request().take() {
+                source.request_keyframe();
+            }
+            let data = Bytes::from(std::mem::take(&mut frame.data));
+            let (pts, wall) = (frame.pts_90k, frame.wall);
+            source.recycle(frame);
+            let au = EncodedFrame::from_annexb(data, pts, wall);
+            if au.nals.is_empty() {
+                self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(info) = stream_info_from_idr(&au, fps) {
+                params = Some((info.sps.clone(), info.pps.clone()));
+                if au.is_idr {
+                    self.path.set_info(info);
+                }
+            }
+            let Some((sps, pps)) = &params else {
+                // Nothing is decodable before the first SPS/PPS.
+                waited += 1;
+                if waited % (fps.max(1) * 2) == 0 {
+                    source.request_keyframe();
+                }
+                continue;
+            };
+            let au = with_parameter_sets(au, sps, pps);
+            if au.is_idr && self.path.info().is_none() {
+                if let Some(info) = stream_info_from_idr(&au, fps) {
+                    self.path.set_info(info);
+                }
+            }
+            if !s.first_published && !au.is_idr {
+                continue;
+            }
+            self.publish(s, au);
+        }
+    }
+
+    /// Raw or MJPEG frames: convert (or decode) to I420 and encode with openh264.
+    fn encode(&mut self, mut source: Box<dyn FrameSource>, s: &mut Session) -> SessionEnd {
+        let (width, height) = source.size();
+        let fps = source.fps();
+        // The IDR interval is configured in seconds: keep it when the camera's rate differs.
+        let idr = (self.settings.idr_interval_frames as u64 * fps as u64
+            / self.settings.fps.max(1) as u64)
+            .max(1) as u32;
+        let settings = EncoderSettings {
+            width,
+            height,
+            fps,
+            idr_interval_frames: idr,
+            ..self.settings.clone()
+        };
+        let mut encoder = match OpenH264Encoder::new(&settings) {
+            Ok(e) => e,
+            Err(e) => return self.failed(format!("{}: {e}", source.describe()), s),
+        };
         log::info!(
             "path {}: streaming {} at {} kbit/s, IDR every {} frames",
             self.path.name,
@@ -248,22 +572,47 @@ impl Worker {
         );
         let mut converter = Converter::new();
         let mut first = true;
+        let mut bad_in_a_row = 0u32;
         loop {
             if self.stopped() {
                 return SessionEnd::Stopped;
             }
-            let frame = match source.next_frame() {
+            let mut frame = match source.next_frame() {
                 Ok(f) => f,
-                Err(e) => return SessionEnd::Failed(e.to_string()),
+                Err(e) => return self.failed(e.to_string(), s),
             };
-            self.stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+            self.on_captured(s, source.as_ref(), &mut frame);
             // A new encoder starts with an IDR anyway; still take (and so clear) the request.
             let force = self.path.frames.keyframe_request().take() || first;
             let t = Instant::now();
-            let encoded = converter
-                .to_i420(&frame)
-                .map_err(EncodeError::from)
-                .and_then(|f| encoder.encode(f, force));
+            let encoded = match converter.to_i420(&frame) {
+                Ok(f) => encoder.encode(f, force),
+                Err(ConvertError::Decode { reason }) => {
+                    // One corrupt picture (a USB hiccup) is skipped, not fatal.
+                    let sequence = frame.sequence;
+                    source.recycle(frame);
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    bad_in_a_row += 1;
+                    if bad_in_a_row == 1 {
+                        log::warn!(
+                            "path {}: skipping frame {sequence}: cannot decode: {reason}",
+                            self.path.name
+                        );
+                    }
+                    if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {
+                        return self.failed(
+                            format!(
+                                "{}: {bad_in_a_row} frames in a row cannot be decoded: {reason}",
+                                source.describe()
+                            ),
+                            s,
+                        );
+                    }
+                    continue;
+                }
+                Err(e) => Err(EncodeError::from(e)),
+            };
+            bad_in_a_row = 0;
             let took = t.elapsed().as_nanos() as u64;
             let sequence = frame.sequence;
             source.recycle(frame);
@@ -277,15 +626,11 @@ impl Worker {
                     continue;
                 }
                 Err(e) => {
-                    return SessionEnd::Failed(format!(
-                        "{} frame {sequence}: {e}",
-                        source.describe()
-                    ))
+                    return self.failed(format!("{} frame {sequence}: {e}", source.describe()), s)
                 }
             };
             first = false;
             if encoded.is_idr {
-                self.stats.idr_count.fetch_add(1, Ordering::Relaxed);
                 match stream_info_from_idr(&encoded, fps) {
                     Some(info) => self.path.set_info(info),
                     None => log::warn!(
@@ -294,15 +639,19 @@ impl Worker {
                     ),
                 }
             }
-            self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes_encoded
-                .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
-            if !self.stats.streaming.swap(true, Ordering::Relaxed) && self.last_logged.is_some() {
-                log::info!("path {}: recovered", self.path.name);
-                self.last_logged = None;
-            }
-            self.path.frames.publish(Arc::new(encoded));
+            self.publish(s, encoded);
+        }
+    }
+
+    fn failed(&self, reason: String, s: &Session) -> SessionEnd {
+        log::debug!(
+            "path {}: session ended after {} ms",
+            self.path.name,
+            s.started.elapsed().as_millis()
+        );
+        SessionEnd::Failed {
+            reason,
+            camera: s.camera,
         }
     }
 }
@@ -311,9 +660,7 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::capture::pattern::TestPattern;
-    use crate::h264::{self, NAL_PPS, NAL_SPS};
     use crate::hub::TryNext;
-    use crate::media::EncodedFrame;
 
     fn settings() -> EncoderSettings {
         EncoderSettings {
@@ -512,5 +859,263 @@ mod tests {
         assert_eq!(final_size, Some((320, 240)));
         assert_eq!(stats.restarts(), 2);
         assert!(stats.last_error().is_some_and(|e| e.contains("unplugged")));
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_seconds_and_resets_after_a_good_run() {
+        let ms = Duration::from_millis;
+        let mut d = None;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let next = next_backoff(d, ms(100));
+            seen.push(next.as_millis());
+            d = Some(next);
+        }
+        assert_eq!(seen, [500, 1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(next_backoff(d, GOOD_RUN), BACKOFF_START);
+        assert_eq!(next_backoff(None, Duration::ZERO), BACKOFF_START);
+    }
+
+    #[test]
+    fn routes_and_states_read_well() {
+        assert_eq!(route_for(PixelFormat::H264, true), "passthrough");
+        assert_eq!(
+            route_for(PixelFormat::Yuyv, true),
+            "software-encode from YUYV"
+        );
+        assert_eq!(
+            route_for(PixelFormat::Mjpeg, true),
+            "software-encode from MJPG"
+        );
+        assert_eq!(route_for(PixelFormat::I420, false), "software-encode");
+        assert_eq!(
+            SourceState::CameraLost("/dev/video0: gone".into()).to_string(),
+            "camera lost: /dev/video0: gone"
+        );
+        assert_eq!(SourceState::Streaming.to_string(), "streaming");
+    }
+
+    #[test]
+    fn parameter_sets_are_put_in_front_of_bare_idrs() {
+        use std::time::SystemTime;
+        let sps = [0x67, 0x42, 0xC0, 0x1F];
+        let pps = [0x68, 0xCE, 0x3C, 0x80];
+        let bare = EncodedFrame::from_annexb(
+            Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88, 0x84]),
+            9000,
+            SystemTime::UNIX_EPOCH,
+        );
+        let fixed = with_parameter_sets(bare, &sps, &pps);
+        let types: Vec<u8> = fixed.nal_units().filter_map(h264::nal_type).collect();
+        assert_eq!(types, [NAL_SPS, NAL_PPS, h264::NAL_IDR]);
+        assert_eq!(fixed.pts_90k, 9000);
+        assert!(fixed.is_idr);
+        // Already complete, or not an IDR: untouched.
+        let again = with_parameter_sets(fixed.clone(), &sps, &pps);
+        assert_eq!(again.data, fixed.data);
+        let p = EncodedFrame::from_annexb(
+            Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9A]),
+            0,
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(with_parameter_sets(p, &sps, &pps).nals.len(), 1);
+    }
+
+    /// A camera-like source: test pattern frames, a device path, sequence gaps every
+    /// `gap_every` frames, and an ENODEV after `left` frames.
+    struct FakeCamera {
+        inner: TestPattern,
+        left: u32,
+        gap_every: u64,
+        dropped: u64,
+    }
+
+    impl FrameSource for FakeCamera {
+        fn describe(&self) -> String {
+            "camera /dev/fake".into()
+        }
+        fn size(&self) -> (u32, u32) {
+            self.inner.size()
+        }
+        fn fps(&self) -> u32 {
+            self.inner.fps()
+        }
+        fn device(&self) -> Option<&str> {
+            Some("/dev/fake")
+        }
+        fn format(&self) -> PixelFormat {
+            PixelFormat::I420
+        }
+        fn dropped_frames(&self) -> u64 {
+            self.dropped
+        }
+        fn next_frame(&mut self) -> Result<RawFrame, CaptureError> {
+            if self.left == 0 {
+                return Err(CaptureError::Device {
+                    device: "/dev/fake".into(),
+                    op: "VIDIOC_QBUF",
+                    error: std::io::Error::from_raw_os_error(libc::ENODEV),
+                });
+            }
+            self.left -= 1;
+            let f = self.inner.next_frame()?;
+            if self.gap_every > 0 && f.sequence % self.gap_every == self.gap_every - 1 {
+                self.dropped += 1;
+            }
+            Ok(f)
+        }
+    }
+
+    #[test]
+    fn unplugged_camera_is_lost_then_back_with_pts_continuing() {
+        let path = MediaPath::new("plug");
+        let mut opens = 0u32;
+        // Open 1: 10 frames then ENODEV; open 2: "not plugged in"; open 3: streams.
+        let factory: SourceFactory = Box::new(move || {
+            opens += 1;
+            match opens {
+                2 => Err(CaptureError::Open {
+                    device: "/dev/fake".into(),
+                    error: std::io::Error::from_raw_os_error(libc::ENOENT),
+                }),
+                n => Ok(Box::new(FakeCamera {
+                    inner: TestPattern::new(160, 120, 50)?,
+                    left: if n == 1 { 10 } else { u32::MAX },
+                    gap_every: 4,
+                    dropped: 0,
+                }) as Box<dyn FrameSource>),
+            }
+        });
+        let p = Pipeline::spawn(path.clone(), factory, settings()).expect("spawn");
+        let stats = p.stats().clone();
+        let mut reader = path.frames.subscribe();
+        let deadline = Instant::now() + Duration::from_secs(6);
+        let mut pts = Vec::new();
+        let mut saw_lost = None;
+        while Instant::now() < deadline && (stats.restarts() < 2 || pts.len() < 20) {
+            if let SourceState::CameraLost(r) = stats.state() {
+                saw_lost = Some(r);
+            }
+            match reader.try_next() {
+                TryNext::Item(f) => pts.push(f.pts_90k),
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        p.stop();
+        let lost = saw_lost.expect("state showed the loss");
+        assert!(lost.contains("/dev/fake"), "{lost}");
+        assert_eq!(stats.restarts(), 2);
+        assert!(pts.len() >= 20, "{} frames", pts.len());
+        // Media time never goes back, and the reopened camera continues one frame after
+        // the last frame before the loss.
+        assert!(pts.windows(2).all(|w| w[1] > w[0]), "{pts:?}");
+        assert_eq!(pts[10] - pts[9], 1800, "{pts:?}");
+        assert_eq!(stats.route(), "software-encode from YU12");
+        assert!(stats.camera_dropped() >= 2, "{}", stats.camera_dropped());
+        let e = stats.last_error().expect("error kept");
+        assert!(e.contains("no such device node"), "{e}");
+    }
+
+    /// An H.264 camera: openh264 over the test pattern; SPS/PPS only in the first access
+    /// unit, like cameras that send them once; counts key frame requests.
+    struct FakeH264Camera {
+        inner: TestPattern,
+        encoder: OpenH264Encoder,
+        sent_params: bool,
+        force: bool,
+        requests: Arc<AtomicU64>,
+    }
+
+    impl FrameSource for FakeH264Camera {
+        fn describe(&self) -> String {
+            "camera /dev/h264".into()
+        }
+        fn size(&self) -> (u32, u32) {
+            self.inner.size()
+        }
+        fn fps(&self) -> u32 {
+            self.inner.fps()
+        }
+        fn device(&self) -> Option<&str> {
+            Some("/dev/h264")
+        }
+        fn format(&self) -> PixelFormat {
+            PixelFormat::H264
+        }
+        fn request_keyframe(&mut self) {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.force = true;
+        }
+        fn next_frame(&mut self) -> Result<RawFrame, CaptureError> {
+            let f = self.inner.next_frame()?;
+            let force = std::mem::take(&mut self.force);
+            let enc = self
+                .encoder
+                .encode(&f, force)
+                .ok()
+                .flatten()
+                .ok_or(CaptureError::Ended {
+                    device: "/dev/h264".into(),
+                })?;
+            let mut data = Vec::new();
+            for nal in enc.nal_units() {
+                let t = h264::nal_type(nal);
+                if self.sent_params && (t == Some(NAL_SPS) || t == Some(NAL_PPS)) {
+                    continue;
+                }
+                data.extend_from_slice(&[0, 0, 0, 1]);
+                data.extend_from_slice(nal);
+            }
+            self.sent_params = true;
+            Ok(RawFrame {
+                format: PixelFormat::H264,
+                data,
+                ..f
+            })
+        }
+    }
+
+    #[test]
+    fn h264_camera_is_passed_through_with_key_frames_on_request() {
+        let path = MediaPath::new("h264");
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        let factory: SourceFactory = Box::new(move || {
+            let s = EncoderSettings {
+                width: 320,
+                height: 240,
+                fps: 50,
+                bitrate_kbps: 300,
+                idr_interval_frames: 0,
+            };
+            Ok(Box::new(FakeH264Camera {
+                inner: TestPattern::new(320, 240, 50)?,
+                encoder: OpenH264Encoder::new(&s).map_err(|e| CaptureError::Unsupported {
+                    device: "/dev/h264".into(),
+                    reason: e.to_string(),
+                })?,
+                sent_params: false,
+                force: false,
+                requests: counter.clone(),
+            }) as Box<dyn FrameSource>)
+        });
+        let p = Pipeline::spawn(path.clone(), factory, settings()).expect("spawn");
+        let stats = p.stats().clone();
+        let frames = collect(&path, Duration::from_millis(400));
+        // A reader asks for a key frame: the request reaches the camera, and the IDR that
+        // follows carries SPS/PPS again even though the camera sent them only once.
+        path.frames.keyframe_request().request();
+        let later = collect(&path, Duration::from_millis(400));
+        p.stop();
+        assert_eq!(stats.route(), "passthrough");
+        assert!(frames.len() >= 10, "{}", frames.len());
+        assert!(frames[0].is_idr);
+        assert!(requests.load(Ordering::Relaxed) >= 2);
+        let idr = later.iter().find(|f| f.is_idr).expect("requested IDR");
+        let types: Vec<u8> = idr.nal_units().filter_map(h264::nal_type).collect();
+        assert!(types.starts_with(&[NAL_SPS, NAL_PPS]), "{types:?}");
+        let info = path.info().expect("info from the camera's SPS");
+        assert_eq!((info.width, info.height, info.fps), (320, 240, 50));
+        assert_eq!(stats.encode_ns_total(), 0, "nothing was re-encoded");
     }
 }

@@ -2,10 +2,15 @@
 //!
 //! Owns: the `FrameSource` trait every picture source implements (V4L2 camera, test pattern),
 //! the `RawFrame` it yields, pixel format names and `CaptureError`. The test pattern lives in
-//! `pattern.rs`. Does not own: pixel conversion or encoding (`encode`), nor the thread that
-//! drives a source and restarts it (`pipeline`).
+//! `pattern.rs`, the V4L2 camera in `v4l2.rs` (the only file naming the v4l crate), the pure
+//! mode choice in `format.rs` and kernel timestamps/sequence numbers in `clock.rs`.
+//! Does not own: pixel conversion or encoding (`encode`), nor the thread that drives a
+//! source and restarts it (`pipeline`).
 
+pub mod clock;
+pub mod format;
 pub mod pattern;
+pub mod v4l2;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -28,6 +33,51 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
+    /// Every format, in the order `--list-cameras` and the docs name them.
+    pub const ALL: [PixelFormat; 6] = [
+        PixelFormat::H264,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+        PixelFormat::Yuyv,
+        PixelFormat::Uyvy,
+        PixelFormat::Mjpeg,
+    ];
+
+    /// The V4L2 four-character code.
+    pub fn fourcc(self) -> &'static str {
+        match self {
+            PixelFormat::I420 => "YU12",
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::Uyvy => "UYVY",
+            PixelFormat::Nv12 => "NV12",
+            PixelFormat::Mjpeg => "MJPG",
+            PixelFormat::H264 => "H264",
+        }
+    }
+
+    /// The format for a V4L2 four-character code; `None` for formats Vigint cannot use.
+    pub fn from_fourcc(fourcc: &str) -> Option<PixelFormat> {
+        match fourcc {
+            "YU12" => Some(PixelFormat::I420),
+            "YUYV" => Some(PixelFormat::Yuyv),
+            "UYVY" => Some(PixelFormat::Uyvy),
+            "NV12" => Some(PixelFormat::Nv12),
+            // Some UVC cameras call their MJPEG stream JPEG.
+            "MJPG" | "JPEG" => Some(PixelFormat::Mjpeg),
+            "H264" => Some(PixelFormat::H264),
+            _ => None,
+        }
+    }
+
+    /// A format named in the config: its fourcc or a common alias, any case.
+    pub fn from_name(name: &str) -> Option<PixelFormat> {
+        match name.to_ascii_uppercase().as_str() {
+            "I420" | "YUV420" => Some(PixelFormat::I420),
+            "MJPEG" => Some(PixelFormat::Mjpeg),
+            other => PixelFormat::from_fourcc(other),
+        }
+    }
+
     /// Bytes of one tightly packed frame, for the raw formats; `None` for compressed ones.
     pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
         let (w, h) = (width as usize, height as usize);
@@ -88,6 +138,30 @@ impl RawFrame {
     }
 }
 
+/// What an OS error from a camera means for an operator (`None` when errno says it plainly).
+pub fn errno_meaning(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error()? {
+        libc::ENODEV | libc::ENXIO => Some("camera unplugged"),
+        libc::EIO => Some("driver I/O error"),
+        libc::ENOENT => Some("no such device node"),
+        libc::EBUSY => Some("camera busy (another program may be using it)"),
+        libc::EACCES | libc::EPERM => Some("permission denied (is the user in group video?)"),
+        libc::EINVAL => Some("the driver rejected the request"),
+        libc::ENOMEM | libc::ENOSPC => Some("the driver is out of buffer memory"),
+        libc::EPIPE => Some("the camera stopped streaming"),
+        libc::ENOTTY => Some("not a V4L2 device"),
+        _ => None,
+    }
+}
+
+/// `meaning (error)` or just the error.
+fn explain(e: &std::io::Error) -> String {
+    match errno_meaning(e) {
+        Some(m) => format!("{m} ({e})"),
+        None => e.to_string(),
+    }
+}
+
 /// Why a source could not deliver a frame. Each variant names the source so an operator can
 /// find it (device path or "test pattern").
 #[derive(Debug)]
@@ -104,6 +178,14 @@ pub enum CaptureError {
         device: String,
         error: std::io::Error,
     },
+    /// One device operation (an ioctl such as VIDIOC_STREAMON) failed.
+    Device {
+        device: String,
+        op: &'static str,
+        error: std::io::Error,
+    },
+    /// The driver marked too many buffers in a row as failed.
+    Corrupt { device: String, buffers: u32 },
     /// No frame arrived in time.
     Timeout { device: String, waited: Duration },
     /// The source ended (end of file, device gone for good).
@@ -117,6 +199,8 @@ impl CaptureError {
             CaptureError::Unsupported { device, .. }
             | CaptureError::Open { device, .. }
             | CaptureError::Stream { device, .. }
+            | CaptureError::Device { device, .. }
+            | CaptureError::Corrupt { device, .. }
             | CaptureError::Timeout { device, .. }
             | CaptureError::Ended { device } => device,
         }
@@ -129,10 +213,19 @@ impl fmt::Display for CaptureError {
             CaptureError::Unsupported { device, reason } => {
                 write!(f, "{device}: unsupported settings: {reason}")
             }
-            CaptureError::Open { device, error } => write!(f, "{device}: cannot open: {error}"),
-            CaptureError::Stream { device, error } => {
-                write!(f, "{device}: capture failed: {error}")
+            CaptureError::Open { device, error } => {
+                write!(f, "{device}: cannot open: {}", explain(error))
             }
+            CaptureError::Stream { device, error } => {
+                write!(f, "{device}: capture failed: {}", explain(error))
+            }
+            CaptureError::Device { device, op, error } => {
+                write!(f, "{device}: {op} failed: {}", explain(error))
+            }
+            CaptureError::Corrupt { device, buffers } => write!(
+                f,
+                "{device}: driver marked {buffers} buffers in a row as failed"
+            ),
             CaptureError::Timeout { device, waited } => {
                 write!(f, "{device}: no frame for {} ms", waited.as_millis())
             }
@@ -144,7 +237,9 @@ impl fmt::Display for CaptureError {
 impl std::error::Error for CaptureError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CaptureError::Open { error, .. } | CaptureError::Stream { error, .. } => Some(error),
+            CaptureError::Open { error, .. }
+            | CaptureError::Stream { error, .. }
+            | CaptureError::Device { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -164,6 +259,24 @@ pub trait FrameSource: Send {
     fn recycle(&mut self, frame: RawFrame) {
         drop(frame);
     }
+    /// The format frames arrive in (what the pipeline must convert, decode or pass through).
+    fn format(&self) -> PixelFormat {
+        PixelFormat::I420
+    }
+    /// Exact frame rate when it is not a whole number (12.5 fps); shown in logs.
+    fn rate_text(&self) -> String {
+        self.fps().to_string()
+    }
+    /// The camera's device path; `None` for sources that are not cameras.
+    fn device(&self) -> Option<&str> {
+        None
+    }
+    /// Frames the source lost so far (sequence gaps, buffers the driver marked as failed).
+    fn dropped_frames(&self) -> u64 {
+        0
+    }
+    /// Asks a source that encodes (an H.264 camera) for a key frame soon.
+    fn request_keyframe(&mut self) {}
 }
 
 #[cfg(test)]
@@ -201,5 +314,38 @@ mod tests {
         };
         assert!(e.to_string().starts_with("/dev/video0: cannot open"));
         assert_eq!(e.device(), "/dev/video0");
+    }
+
+    #[test]
+    fn errors_say_what_errno_means() {
+        let e = CaptureError::Device {
+            device: "/dev/video1".into(),
+            op: "VIDIOC_DQBUF",
+            error: std::io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/dev/video1: VIDIOC_DQBUF failed: camera unplugged ("),
+            "{text}"
+        );
+        let e = CaptureError::Stream {
+            device: "/dev/video1".into(),
+            error: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        assert!(e.to_string().contains("driver I/O error"), "{e}");
+    }
+
+    #[test]
+    fn fourcc_names() {
+        for f in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
+            assert_eq!(PixelFormat::from_name(&f.fourcc().to_lowercase()), Some(f));
+        }
+        assert_eq!(PixelFormat::from_name("I420"), Some(PixelFormat::I420));
+        assert_eq!(PixelFormat::from_name("mjpeg"), Some(PixelFormat::Mjpeg));
+        assert_eq!(PixelFormat::from_fourcc("RGB3"), None);
+        for name in crate::config::PIXEL_FORMAT_NAMES {
+            assert!(PixelFormat::from_name(name).is_some(), "{name}");
+        }
     }
 }

@@ -1,11 +1,16 @@
 //! Pure pixel conversion to I420, the encoder's input format.
 //!
-//! Owns: packed/semi-planar 4:2:x to planar 4:2:0 conversion (no I/O, no allocation in the
-//! per-frame functions) and `Converter`, which passes I420 frames through and converts others
-//! into one reused buffer. Does not own: compressed inputs (MJPEG decoding, H.264 passthrough).
+//! Owns: packed/semi-planar 4:2:x and decoded 4:4:4 to planar 4:2:0 conversion (no I/O, no
+//! allocation in the per-frame functions) and `Converter`, which passes I420 frames through and
+//! converts others (MJPEG through `mjpeg.rs`) into one reused buffer. Does not own: JPEG
+//! decoding itself (`mjpeg.rs`), nor H.264 passthrough (`pipeline`).
+//!
+//! The plain loops here were measured against the SIMD crate yuvutils-rs (see
+//! `benches/convert.rs`); they are kept while the crate does not win clearly.
 
 use std::fmt;
 
+use super::mjpeg::MjpegDecoder;
 use crate::capture::{PixelFormat, RawFrame};
 
 /// Why a frame could not be converted.
@@ -23,6 +28,8 @@ pub enum ConvertError {
         expected: usize,
         got: usize,
     },
+    /// A compressed picture (MJPEG) could not be decoded.
+    Decode { reason: String },
 }
 
 impl fmt::Display for ConvertError {
@@ -45,6 +52,7 @@ impl fmt::Display for ConvertError {
                 f,
                 "{format} {width}x{height} buffer has {got} bytes, expected {expected}"
             ),
+            ConvertError::Decode { reason } => write!(f, "cannot decode picture: {reason}"),
         }
     }
 }
@@ -205,6 +213,47 @@ pub fn nv12_to_i420(
     Ok(())
 }
 
+/// Interleaved YCbCr 4:4:4 (what the JPEG decoder gives) to I420: luma picked out, chroma
+/// averaged over each 2x2 block.
+pub fn ycbcr444_to_i420(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    dst: &mut [u8],
+) -> Result<(), ConvertError> {
+    let (w, h) = (width as usize, height as usize);
+    check(
+        PixelFormat::Mjpeg,
+        width,
+        height,
+        src.len(),
+        3 * w * h,
+        dst.len(),
+    )?;
+    let (ys, chroma) = dst.split_at_mut(w * h);
+    let (us, vs) = chroma.split_at_mut((w / 2) * (h / 2));
+    for (row, yline) in ys.chunks_exact_mut(w).enumerate() {
+        let s = &src[row * 3 * w..][..3 * w];
+        for (px, out) in s.chunks_exact(3).zip(yline.iter_mut()) {
+            *out = px[0];
+        }
+    }
+    for crow in 0..h / 2 {
+        let a = &src[2 * crow * 3 * w..][..3 * w];
+        let b = &src[(2 * crow + 1) * 3 * w..][..3 * w];
+        let (uline, vline) = (
+            &mut us[crow * (w / 2)..][..w / 2],
+            &mut vs[crow * (w / 2)..][..w / 2],
+        );
+        for (i, (pa, pb)) in a.chunks_exact(6).zip(b.chunks_exact(6)).enumerate() {
+            let sum = |k: usize| pa[k] as u16 + pa[k + 3] as u16 + pb[k] as u16 + pb[k + 3] as u16;
+            uline[i] = ((sum(1) + 2) / 4) as u8;
+            vline[i] = ((sum(2) + 2) / 4) as u8;
+        }
+    }
+    Ok(())
+}
+
 /// A conversion: source, source stride, width, height, destination.
 type ConvertFn = fn(&[u8], usize, u32, u32, &mut [u8]) -> Result<(), ConvertError>;
 
@@ -213,6 +262,7 @@ type ConvertFn = fn(&[u8], usize, u32, u32, &mut [u8]) -> Result<(), ConvertErro
 #[derive(Default)]
 pub struct Converter {
     out: Option<RawFrame>,
+    mjpeg: Option<MjpegDecoder>,
 }
 
 impl Converter {
@@ -239,23 +289,14 @@ impl Converter {
             PixelFormat::Yuyv => yuyv_to_i420,
             PixelFormat::Uyvy => uyvy_to_i420,
             PixelFormat::Nv12 => nv12_to_i420,
-            PixelFormat::Mjpeg | PixelFormat::H264 => {
-                return Err(ConvertError::Unsupported(frame.format))
-            }
+            PixelFormat::Mjpeg => return self.decode_mjpeg(frame),
+            PixelFormat::H264 => return Err(ConvertError::Unsupported(frame.format)),
         };
         let stride = match frame.format {
             PixelFormat::Nv12 => frame.width as usize,
             _ => 2 * frame.width as usize,
         };
-        let out = self.out.get_or_insert_with(|| RawFrame {
-            format: PixelFormat::I420,
-            width: 0,
-            height: 0,
-            data: Vec::new(),
-            pts_90k: 0,
-            wall: frame.wall,
-            sequence: 0,
-        });
+        let out = out_frame(&mut self.out, frame);
         out.data.resize(i420_len(frame.width, frame.height), 0);
         convert(
             &frame.data,
@@ -266,11 +307,43 @@ impl Converter {
         )?;
         out.width = frame.width;
         out.height = frame.height;
-        out.pts_90k = frame.pts_90k;
-        out.wall = frame.wall;
-        out.sequence = frame.sequence;
         Ok(out)
     }
+
+    /// Decodes an MJPEG frame; its picture must have the size the stream was set up with.
+    fn decode_mjpeg<'a>(&'a mut self, frame: &'a RawFrame) -> Result<&'a RawFrame, ConvertError> {
+        let decoder = self.mjpeg.get_or_insert_with(MjpegDecoder::new);
+        let out = out_frame(&mut self.out, frame);
+        let (w, h) = decoder.decode_i420(&frame.data, &mut out.data)?;
+        if (w, h) != (frame.width, frame.height) {
+            return Err(ConvertError::Decode {
+                reason: format!(
+                    "picture is {w}x{h}, the stream is {}x{}",
+                    frame.width, frame.height
+                ),
+            });
+        }
+        out.width = w;
+        out.height = h;
+        Ok(out)
+    }
+}
+
+/// The reused output frame, carrying `frame`'s times and sequence.
+fn out_frame<'a>(slot: &'a mut Option<RawFrame>, frame: &RawFrame) -> &'a mut RawFrame {
+    let out = slot.get_or_insert_with(|| RawFrame {
+        format: PixelFormat::I420,
+        width: 0,
+        height: 0,
+        data: Vec::new(),
+        pts_90k: 0,
+        wall: frame.wall,
+        sequence: 0,
+    });
+    out.pts_90k = frame.pts_90k;
+    out.wall = frame.wall;
+    out.sequence = frame.sequence;
+    out
 }
 
 #[cfg(test)]
@@ -400,10 +473,27 @@ mod tests {
         let out = c.to_i420(&f).expect("convert");
         assert_eq!(out.data.as_ptr(), ptr, "buffer reused");
 
-        let f = frame(PixelFormat::Mjpeg, vec![0xFF, 0xD8]);
+        let f = frame(PixelFormat::H264, vec![0, 0, 0, 1]);
         assert_eq!(
             c.to_i420(&f).err(),
-            Some(ConvertError::Unsupported(PixelFormat::Mjpeg))
+            Some(ConvertError::Unsupported(PixelFormat::H264))
         );
+        let f = frame(PixelFormat::Mjpeg, vec![0xFF, 0xD8]);
+        assert!(matches!(c.to_i420(&f), Err(ConvertError::Decode { .. })));
+    }
+
+    #[test]
+    fn ycbcr444() {
+        // 4x2: Y 10..17; chroma per pixel so each 2x2 block averages to a known value.
+        let mut src = Vec::new();
+        for (i, y) in Y.iter().enumerate() {
+            let left = i % 4 < 2;
+            src.extend_from_slice(&[*y, if left { 100 } else { 50 }, if left { 201 } else { 61 }]);
+        }
+        // Make one sample odd so the rounding shows: (201*3 + 203 + 2) / 4 = 202.
+        src[3 * 5 + 2] = 203;
+        let mut dst = [0u8; 12];
+        ycbcr444_to_i420(&src, 4, 2, &mut dst).expect("convert");
+        assert_eq!(dst, [10, 11, 12, 13, 14, 15, 16, 17, 100, 50, 202, 61]);
     }
 }

@@ -1,11 +1,13 @@
 //! Turning raw pictures into H.264.
 //!
 //! Owns: the `Encoder` trait, `EncoderSettings`, `EncodeError`, picking the stream description
-//! (SPS/PPS, size) out of an IDR access unit, pure pixel conversion to I420 (`convert.rs`) and
-//! the openh264 software encoder (`openh264.rs`, the only file naming the openh264 crate).
+//! (SPS/PPS, size) out of an IDR access unit, pure pixel conversion to I420 (`convert.rs`),
+//! MJPEG decoding (`mjpeg.rs`, the only file naming zune-jpeg) and the openh264 software
+//! encoder (`openh264.rs`, the only file naming the openh264 crate).
 //! Does not own: capture, pacing or restarts (`pipeline`), nor distributing frames (`hub`).
 
 pub mod convert;
+pub mod mjpeg;
 pub mod openh264;
 
 use std::fmt;
