@@ -84,6 +84,9 @@ pub struct RtspConfig {
     pub session_timeout_s: u64,
     /// Seconds a TCP client may block one frame's write before it is disconnected.
     pub stall_timeout_s: u64,
+    /// A client whose next frame is this far behind the newest one skips, whole frames
+    /// only, to the next key frame: live video stays live on a slow link.
+    pub max_lag_ms: u64,
     /// Open RTSP connections accepted at once; further ones get 503.
     pub max_connections: usize,
     /// Authentication schemes offered when users are configured, in challenge order.
@@ -108,6 +111,7 @@ impl Default for RtspConfig {
             max_packet_size: 1400,
             session_timeout_s: 60,
             stall_timeout_s: 10,
+            max_lag_ms: 2000,
             max_connections: 200,
             auth_methods: vec![AuthMethod::Digest, AuthMethod::Basic],
         }
@@ -325,6 +329,12 @@ impl Config {
             return Err(ConfigError::new(
                 "rtsp.stall_timeout_s",
                 "must be from 1 to 600",
+            ));
+        }
+        if !(100..=60_000).contains(&r.max_lag_ms) {
+            return Err(ConfigError::new(
+                "rtsp.max_lag_ms",
+                "must be from 100 to 60000",
             ));
         }
         if r.max_connections == 0 {

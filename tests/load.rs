@@ -205,8 +205,8 @@ impl IntegrityChecker {
 #[test]
 fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
     let s = Server::start(serde_json::json!({
-        "rtsp": { "stall_timeout_s": 30 },
-        "paths": { "cam": pattern_path(640, 480, FPS, 4000) }
+        "rtsp": { "stall_timeout_s": 30, "max_lag_ms": 1000 },
+        "paths": { "cam": pattern_path(1280, 720, FPS, 8000) }
     }));
     let mut c = play_raw_tcp(&s, false);
     c.set_read_timeout(Some(Duration::from_secs(5)))
@@ -234,10 +234,9 @@ fn a_paused_reader_skips_whole_frames_to_a_key_frame() {
         }
     };
     read_for(&mut c, Duration::from_secs(2), &mut checker);
-    // Stop reading longer than it takes to fill the socket buffers (~1.5 s of video) and
-    // the hub's ring (128 frames, 4.3 s at 30 fps), with a margin for a loaded machine
-    // where frames come slower; shorter than the stall timeout.
-    std::thread::sleep(Duration::from_secs(12));
+    // Stop reading far longer than `max_lag_ms` (and than it takes to fill the socket
+    // buffers), shorter than the stall timeout.
+    std::thread::sleep(Duration::from_secs(6));
     read_for(&mut c, Duration::from_secs(3), &mut checker);
     assert!(
         checker.gaps >= 1,

@@ -117,6 +117,7 @@ struct TcpPlay {
     rtp_channel: u8,
     rtcp_channel: u8,
     stream: Arc<RtpStream>,
+    max_lag: i64,
     /// Interleaved headers for channels other than 0, reused frame after frame.
     headers: Vec<[u8; 4]>,
 }
@@ -125,8 +126,31 @@ impl TcpPlay {
     async fn next(&mut self) -> Option<Arc<RtpFrame>> {
         match self.first.take() {
             Some(f) => Some(f),
-            None => self.reader.next().await,
+            None => next_live(&mut self.reader, &self.stream, self.max_lag).await,
         }
+    }
+}
+
+/// The reader's next frame, unless it is more than `max_lag` ticks behind the newest one:
+/// then the rest of that group of pictures is dropped and the reader resumes at the next
+/// key frame, so a slow client's video stays live instead of drifting behind.
+async fn next_live(
+    reader: &mut HubReader<RtpFrame>,
+    stream: &RtpStream,
+    max_lag: i64,
+) -> Option<Arc<RtpFrame>> {
+    loop {
+        let frame = reader.next().await?;
+        let lag = stream.lag_of(&frame);
+        if lag <= max_lag {
+            return Some(frame);
+        }
+        log::debug!(
+            "rtsp: a reader of {} is {} ms behind; skipping to the next key frame",
+            stream.media.name,
+            lag * 1000 / crate::media::CLOCK_RATE as i64
+        );
+        reader.resync();
     }
 }
 
@@ -733,6 +757,7 @@ impl After {
                     rtp_channel,
                     rtcp_channel,
                     stream: s.stream.clone(),
+                    max_lag: conn.ctx.max_lag_ticks(),
                     headers: Vec::new(),
                 };
                 // Same channel, same order: the answer is on the wire before any media.
@@ -764,9 +789,19 @@ impl After {
                 let rtcp_dest = u.rtcp_dest;
                 let stream = s.stream.clone();
                 let peer = conn.peer;
+                let max_lag = conn.ctx.max_lag_ticks();
                 u.task = Some(tokio::spawn(async move {
                     let _ = sent_rx.await;
-                    udp_sender(pair, stream, reader, first, dest, rtcp_dest, peer).await;
+                    let play = UdpPlay {
+                        pair,
+                        stream,
+                        reader,
+                        first,
+                        dest,
+                        rtcp_dest,
+                        max_lag,
+                    };
+                    udp_sender(play, peer).await;
                 }));
             }
         }
@@ -774,21 +809,33 @@ impl After {
     }
 }
 
-/// Sends a UDP session's media: one `sendmmsg` batch per frame, a sender report now and then.
-async fn udp_sender(
+/// A playing UDP session, owned by its sender task.
+struct UdpPlay {
     pair: Arc<udp::UdpPair>,
     stream: Arc<RtpStream>,
-    mut reader: HubReader<RtpFrame>,
-    mut first: Option<Arc<RtpFrame>>,
+    reader: HubReader<RtpFrame>,
+    first: Option<Arc<RtpFrame>>,
     dest: Destination,
     rtcp_dest: SocketAddr,
-    peer: SocketAddr,
-) {
+    max_lag: i64,
+}
+
+/// Sends a UDP session's media: one `sendmmsg` batch per frame, a sender report now and then.
+async fn udp_sender(play: UdpPlay, peer: SocketAddr) {
+    let UdpPlay {
+        pair,
+        stream,
+        mut reader,
+        mut first,
+        dest,
+        rtcp_dest,
+        max_lag,
+    } = play;
     let mut next_sr = Instant::now();
     loop {
         let frame = match first.take() {
             Some(f) => f,
-            None => match reader.next().await {
+            None => match next_live(&mut reader, &stream, max_lag).await {
                 Some(f) => f,
                 None => return,
             },

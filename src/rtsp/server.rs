@@ -71,6 +71,10 @@ impl ServerContext {
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.stall_timeout_s)
     }
+    /// How far behind the newest frame a client may fall, in 90 kHz ticks.
+    pub fn max_lag_ticks(&self) -> i64 {
+        self.settings.max_lag_ms as i64 * crate::media::CLOCK_RATE as i64 / 1000
+    }
     /// The address clients reach us on (for SDP `o=`).
     pub fn local_ip(&self) -> IpAddr {
         self.local_ip

@@ -4,7 +4,7 @@
 //! timestamp origin, and the sender-report clock mapping. Clients read `RtpFrame`s from the
 //! RTP hub and write slices of the one shared buffer.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -28,6 +28,8 @@ pub struct RtpStream {
     /// Readers allowed at once; 0 means no limit.
     pub max_readers: usize,
     readers: AtomicUsize,
+    /// Media time of the newest frame: how far behind a reader is.
+    newest_pts: AtomicI64,
     clock: Mutex<Option<ClockPoint>>,
     /// Bumped when the picture format changes (size, SPS): sessions end so that clients
     /// reconnect and get a new description.
@@ -75,6 +77,7 @@ impl RtpStream {
                             octets: packetizer.octets_sent(),
                         };
                         *stream.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(point);
+                        stream.newest_pts.store(rtp.pts_90k, Ordering::Relaxed);
                     }
                     task_hub.publish(Arc::new(rtp));
                 }
@@ -88,6 +91,7 @@ impl RtpStream {
                 ssrc,
                 max_readers,
                 readers: AtomicUsize::new(0),
+                newest_pts: AtomicI64::new(0),
                 clock: Mutex::new(None),
                 format,
                 task,
@@ -111,6 +115,11 @@ impl RtpStream {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// How far `frame` is behind the newest frame, in 90 kHz ticks.
+    pub fn lag_of(&self, frame: &RtpFrame) -> i64 {
+        self.newest_pts.load(Ordering::Relaxed) - frame.pts_90k
     }
 
     pub fn reader_count(&self) -> usize {
