@@ -6,6 +6,10 @@
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
 #   5. aarch64          scripts/build-aarch64.sh --test (cross build, unit tests under qemu-user)
+#   6. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
+#                       aarch64 binary each in a QEMU board with Debian's kernel and the vivid
+#                       camera driver, played from the host (about 40 s each; the first run
+#                       also downloads the kernels into ~/.cache/vigint-vivid, cache it in CI)
 # Needs Debian 12 or Ubuntu with Rust (rustup) installed; root or sudo for step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,3 +56,5 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step test cargo test --release
 step aarch64 scripts/build-aarch64.sh --test
+# After the aarch64 build, which the aarch64 guest boots (build-aarch64.sh is a no-op by now).
+step vivid cargo test --release --test vivid -- --ignored --nocapture
