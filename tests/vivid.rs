@@ -77,7 +77,7 @@ impl Guest {
             "x86_64" => "qemu-system-x86_64",
             _ => "qemu-system-aarch64",
         };
-        for tool in [qemu, "busybox", "depmod", "cpio", "v4l2-ctl", "readelf"] {
+        for tool in [qemu, "busybox", "cpio", "v4l2-ctl", "readelf"] {
             require_group(tool, "vivid");
         }
         let dir = TempDir::new(&format!("vivid-{arch}"));

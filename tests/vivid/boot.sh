@@ -77,4 +77,7 @@ case "$DARCH" in
 esac
 command -v "$qemu" >/dev/null || vivid_die "$qemu is missing: run scripts/install-deps.sh vivid"
 vivid_note "booting $arch ($(cat "$prepared/kver")), rtsp://127.0.0.1:$port/, control $work/ctl.sock"
-exec "$qemu" "${machine[@]}" "${common[@]}" -append "$cmdline"
+# The guest dies with whoever started this script (a killed test run leaves no QEMU behind).
+pdeath=()
+command -v setpriv >/dev/null && pdeath=(setpriv --pdeathsig KILL)
+exec "${pdeath[@]}" "$qemu" "${machine[@]}" "${common[@]}" -append "$cmdline"

@@ -21,6 +21,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 [ $# -eq 1 ] || vivid_die "usage: $0 x86_64|aarch64"
 vivid_arch "$1"
+# depmod and modprobe live in /sbin, which is not on a normal user's PATH.
+PATH=$PATH:/usr/sbin:/sbin
 for tool in apt-get dpkg-deb depmod modprobe xz; do
   command -v "$tool" >/dev/null || vivid_die "\`$tool\` is missing: run scripts/install-deps.sh vivid"
 done
@@ -161,11 +163,20 @@ prepare_userland() {
   ln -sfn "$dir" "$out/userland"
 }
 
-if [ ! -e "$out/ready" ]; then
+# `ready` names the modules prepared: a changed list above prepares again.
+if [ "$(cat "$out/ready" 2>/dev/null)" != "${want_modules[*]}" ]; then
   t0=$SECONDS
   prepare_kernel
-  touch "$out/ready"
+  echo "${want_modules[*]}" >"$out/ready"
   vivid_note "prepared $DARCH kernel $kver in $((SECONDS - t0)) s"
+  # Older kernels of this architecture are no longer needed.
+  for old in "$VIVID_CACHE/$DARCH"/*/kver "$VIVID_CACHE/debs/linux-image-"*"_$DARCH.deb"; do
+    case "$old" in
+      */"$kver"/kver | *"/linux-image-${kver}_"*) ;;
+      */kver) rm -rf "$(dirname "$old")" && vivid_note "removed the cached $(basename "$(dirname "$old")")" ;;
+      *.deb) rm -f "$old" ;;
+    esac
+  done
 fi
 [ "$DARCH" = arm64 ] && prepare_userland
 echo "$out"
