@@ -12,7 +12,7 @@
 # The serial console (kernel, tests/vivid/init and vigint logs) is this process's stdout.
 # DIR/ctl.sock is the control channel (see tests/vivid/init): connect, wait for the console
 # line "vivid-init: ... ready", write one shell command per line, read until "@@rc=N".
-#   e.g. socat - UNIX-CONNECT:DIR/ctl.sock   then   v4l2-ctl -d /dev/video0 -L
+#   e.g. socat - UNIX-CONNECT:DIR/ctl.sock (apt install socat), then: v4l2-ctl -d /dev/video0 -L
 # The script ends by exec'ing QEMU, so killing it stops the guest.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
