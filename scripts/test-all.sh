@@ -2,7 +2,7 @@
 # The one test command, for people and CI (.ci/run): stops at the first failing step.
 #   1. system packages  scripts/install-deps.sh all
 #   2. format           cargo fmt --all -- --check
-#   3. lint             cargo clippy --all-targets -- -D warnings
+#   3. lint             cargo clippy --all-targets -- -D warnings; shellcheck on the scripts
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
 #   5. aarch64          scripts/build-aarch64.sh --test (cross build, unit tests under qemu-user)
@@ -54,6 +54,8 @@ step deps scripts/install-deps.sh all
 step tools ensure_components
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
+step shellcheck shellcheck -x scripts/*.sh .ci/run tests/vivid/*.sh
+step shellcheck-init shellcheck -s sh tests/vivid/init
 step test cargo test --release
 step aarch64 scripts/build-aarch64.sh --test
 # After the aarch64 build, which the aarch64 guest boots (build-aarch64.sh is a no-op by now).
