@@ -42,6 +42,9 @@ const CAM2: (u32, u32, u32) = (320, 180, 15);
 /// distort each other's timing, and the figures.
 static ONE_GUEST: Mutex<()> = Mutex::new(());
 
+/// What tests/vivid/init says when vigint ends without being asked to.
+const VIGINT_ENDED: &str = "] vigint exited unexpectedly";
+
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -157,16 +160,21 @@ impl Guest {
     }
 
     /// The first console line after `mark` containing `needle`, waiting up to `limit`.
+    /// Gives up early when the guest or vigint in it ends.
     fn wait_line(&mut self, mark: usize, needle: &str, limit: Duration) -> Option<Line> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(l) = self.console.lock().expect("console")[mark..]
-                .iter()
-                .find(|(_, l)| l.contains(needle))
-            {
-                return Some(l.clone());
+            let (found, vigint_ended) = {
+                let lines = &self.console.lock().expect("console")[mark..];
+                (
+                    lines.iter().find(|(_, l)| l.contains(needle)).cloned(),
+                    lines.iter().any(|(_, l)| l.contains(VIGINT_ENDED)),
+                )
+            };
+            if found.is_some() {
+                return found;
             }
-            if Instant::now() > deadline || !self.alive() {
+            if Instant::now() > deadline || !self.alive() || vigint_ended {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -175,13 +183,20 @@ impl Guest {
 
     /// Like `wait_line`, failing the test with the console when the line does not come.
     fn expect_line(&mut self, mark: usize, needle: &str, limit: Duration) -> Line {
-        match self.wait_line(mark, needle, limit) {
-            Some(l) => l,
-            None => panic!(
-                "{}: no console line with `{needle}` within {limit:?}",
-                self.arch
-            ),
+        if let Some(l) = self.wait_line(mark, needle, limit) {
+            return l;
         }
+        let why = if !self.alive() {
+            " (the guest stopped)"
+        } else if self.wait_line(mark, VIGINT_ENDED, Duration::ZERO).is_some() {
+            " (vigint exited)"
+        } else {
+            ""
+        };
+        panic!(
+            "{}: no console line with `{needle}` within {limit:?}{why}",
+            self.arch
+        );
     }
 
     fn alive(&mut self) -> bool {
@@ -561,8 +576,8 @@ fn scenario(arch: &'static str, vigint: &Path) {
 
     // Boot to the first frame at the host.
     let first = watcher
-        .first_after(g.booted, Duration::from_secs(120))
-        .unwrap_or_else(|| panic!("{arch}: no frame on `cam` within 120 s of boot"));
+        .first_after(g.booted, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{arch}: no frame on `cam` within 60 s of boot"));
     let boot_to_frame = first - g.booted;
     eprintln!(
         "[{arch}] FIGURE boot to first RTSP frame at the host: {} ms (QEMU start to vigint listening: {} ms)",
