@@ -15,7 +15,7 @@
 //! fault to frames again.
 //!
 //! Both tests are `#[ignore]`d in a plain `cargo test`: each boots a virtual machine and takes
-//! one to two minutes. `scripts/test-all.sh` (CI) runs them after the aarch64 build:
+//! about 40 s (plus one download and preparation of the kernels, cached). `scripts/test-all.sh` (CI) runs them after the aarch64 build:
 //!   cargo test --release --test vivid -- --ignored --nocapture
 //! Set VIGINT_VIVID_AARCH64_BIN to test an aarch64 binary built elsewhere (e.g. with cross);
 //! VIGINT_TEST_LOG=1 echoes the guest's console.
@@ -696,7 +696,7 @@ fn assert_release() {
 }
 
 #[test]
-#[ignore = "boots a virtual machine (1-2 min): scripts/test-all.sh runs it, or cargo test --release --test vivid -- --ignored"]
+#[ignore = "boots a virtual machine (about 40 s): scripts/test-all.sh runs it, or cargo test --release --test vivid -- --ignored"]
 fn vivid_x86_64() {
     assert_release();
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
@@ -731,7 +731,7 @@ fn aarch64_binary() -> PathBuf {
 }
 
 #[test]
-#[ignore = "boots a virtual machine (1-2 min) after the aarch64 build: scripts/test-all.sh runs it, or cargo test --release --test vivid -- --ignored"]
+#[ignore = "boots a virtual machine (about 40 s) after the aarch64 build: scripts/test-all.sh runs it, or cargo test --release --test vivid -- --ignored"]
 fn vivid_aarch64() {
     assert_release();
     // Held while building too: a compiler next to a TCG guest would slow it down.
