@@ -15,7 +15,8 @@
 //! fault to frames again.
 //!
 //! Both tests are `#[ignore]`d in a plain `cargo test`: each boots a virtual machine and takes
-//! about 40 s (plus one download and preparation of the kernels, cached). `scripts/test-all.sh` (CI) runs them after the aarch64 build:
+//! about 40 s (plus, once, the kernel download, cached). `scripts/test-all.sh` (CI) runs them
+//! after the aarch64 build:
 //!   cargo test --release --test vivid -- --ignored --nocapture
 //! Set VIGINT_VIVID_AARCH64_BIN to test an aarch64 binary built elsewhere (e.g. with cross);
 //! VIGINT_TEST_LOG=1 echoes the guest's console.
