@@ -2,19 +2,29 @@
 # Installs the system packages Vigint's build and tests need, only when missing.
 # Debian/Ubuntu only. Safe to run repeatedly; quiet when everything is present.
 #   build: what `cargo build` needs (bindgen's libclang, nasm for openh264's x86 assembly)
-#   test:  build + the independent RTSP clients the integration tests drive
+#   test:  build + the independent RTSP clients the integration tests drive, shellcheck
 #   arm:   build + the aarch64 cross toolchain and qemu-user (scripts/build-aarch64.sh)
+#   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
+#          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
 #   all:   everything (scripts/test-all.sh)
 set -euo pipefail
 
 need_build=(libclang-dev nasm pkg-config)
-need_test=(ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)
 need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
 # libc6:arm64 gives /lib/ld-linux-aarch64.so.1 for the `qemu-aarch64-static -L /` runner.
 # Other distributions (Ubuntu) have no rustc-web: build-aarch64.sh then uses rustup instead.
 need_arm_rust=(rustc-web cargo-web libstd-rust-web-dev:arm64 libc6:arm64)
+# The guests' userland is copied from the host: busybox-static, v4l2-ctl (v4l-utils) with its
+# libraries, and for the aarch64 guest the arm64 multiarch libraries vigint and v4l2-ctl link
+# (v4l-utils itself cannot be installed for both architectures: tests/vivid/ fetches the
+# arm64 v4l2-ctl with `apt-get download` into its cache, next to the kernels). kmod: depmod;
+# xz-utils: unpacks the x86 vmlinux; binutils: readelf finds the libraries to copy, and the
+# aarch64 strip keeps the guest's initramfs small.
+need_vivid=(qemu-system-x86 qemu-system-arm busybox-static kmod cpio xz-utils binutils
+  binutils-aarch64-linux-gnu v4l-utils ffmpeg libc6:arm64 libgcc-s1:arm64 libstdc++6:arm64 libv4l-0:arm64 libv4l2rds0:arm64 libudev1:arm64)
 
 what=${1:-all}
 pkgs=("${need_build[@]}")
@@ -23,8 +33,9 @@ case "$what" in
   build) ;;
   test) pkgs+=("${need_test[@]}") ;;
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}"); arm=1 ;;
-  *) echo "usage: $0 [build|test|arm|all]" >&2; exit 2 ;;
+  vivid) pkgs=("${need_vivid[@]}") ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}"); arm=1 ;;
+  *) echo "usage: $0 [build|test|arm|vivid|all]" >&2; exit 2 ;;
 esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -59,6 +70,14 @@ if [ ${#missing_rust[@]} -gt 0 ]; then
   fi
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
+
+# arm64 multiarch libraries (vivid group) need the architecture in dpkg as well.
+if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' &&
+  ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "adding the arm64 architecture to dpkg (for the aarch64 guest's libraries)" >&2
+  $SUDO dpkg --add-architecture arm64
+  updated=0
+fi
 
 echo "installing: ${missing[*]}" >&2
 [ "$updated" = 1 ] || update

@@ -2,10 +2,14 @@
 # The one test command, for people and CI (.ci/run): stops at the first failing step.
 #   1. system packages  scripts/install-deps.sh all
 #   2. format           cargo fmt --all -- --check
-#   3. lint             cargo clippy --all-targets -- -D warnings
+#   3. lint             cargo clippy --all-targets -- -D warnings; shellcheck on the scripts
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
 #   5. aarch64          scripts/build-aarch64.sh --test (cross build, unit tests under qemu-user)
+#   6. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
+#                       aarch64 binary each in a QEMU board with Debian's kernel and the vivid
+#                       camera driver, played from the host (about 40 s each; the first run
+#                       also downloads the kernels into ~/.cache/vigint-vivid, cache it in CI)
 # Needs Debian 12 or Ubuntu with Rust (rustup) installed; root or sudo for step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +50,18 @@ ensure_components() {
   rustup component add rustfmt clippy
 }
 
+# The guest's /init runs under busybox sh: checked as POSIX sh.
+lint_shell() {
+  shellcheck -x scripts/*.sh .ci/run tests/vivid/*.sh
+  shellcheck -s sh tests/vivid/init
+}
+
 step deps scripts/install-deps.sh all
 step tools ensure_components
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
+step shell lint_shell
 step test cargo test --release
 step aarch64 scripts/build-aarch64.sh --test
+# After the aarch64 build, which the aarch64 guest boots (build-aarch64.sh is a no-op by now).
+step vivid cargo test --release --test vivid -- --ignored --nocapture

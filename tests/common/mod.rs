@@ -24,6 +24,21 @@ pub fn require(tool: &str) {
     );
 }
 
+/// Like `require`, for tools another `scripts/install-deps.sh` group installs: fails with
+/// that group's command (never a silent skip).
+pub fn require_group(tool: &str, group: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is missing: run `scripts/install-deps.sh {group}`"
+    );
+}
+
 /// A unique scratch directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
