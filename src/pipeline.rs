@@ -216,6 +216,7 @@ impl Pipeline {
             last_logged: None,
             last_size: None,
             last_pts: None,
+            last_published_at: None,
             lost_since: None,
             drops_logged: 0,
             drops_logged_at: None,
@@ -281,13 +282,34 @@ struct Worker {
     /// The last error logged, so a repeating error is logged once.
     last_logged: Option<String>,
     last_size: Option<(u32, u32)>,
-    /// Media time of the last published frame: a reopened source continues after it.
+    /// Media time of the last published frame, and when it was published: a reopened
+    /// source continues after it by the time that really passed.
     last_pts: Option<i64>,
+    last_published_at: Option<Instant>,
     /// When the camera was lost (for "camera back after N ms").
     lost_since: Option<Instant>,
     /// The dropped-frame total last logged, and when.
     drops_logged: u64,
     drops_logged_at: Option<Instant>,
+}
+
+/// Where a reopened source's media time starts: after the last published frame by the
+/// time that really passed (whole frame periods, at least one), so media time stays true to
+/// elapsed time across an outage. Returns the offset to add to the new source's pts and the
+/// number of frame periods the outage swallowed.
+fn resume_offset(
+    last_pts: Option<i64>,
+    last_at: Option<Instant>,
+    period_90k: i64,
+    first_pts: i64,
+) -> (i64, u64) {
+    let (Some(last), Some(at)) = (last_pts, last_at) else {
+        return (0, 0);
+    };
+    let period = period_90k.max(1);
+    let elapsed = (at.elapsed().as_secs_f64() * crate::media::CLOCK_RATE as f64) as i64;
+    let periods = (elapsed / period).max(1);
+    (last + periods * period - first_pts, (periods - 1) as u64)
 }
 
 /// Per-session state shared by both routes.
@@ -408,12 +430,23 @@ impl Worker {
                 .fetch_add(dropped - s.dropped_seen, Ordering::Relaxed);
             s.dropped_seen = dropped;
         }
+        if s.pts_offset.is_none() {
+            let (offset, missed) = resume_offset(
+                self.last_pts,
+                self.last_published_at,
+                s.period_90k,
+                frame.pts_90k,
+            );
+            if missed > 0 {
+                // Frames the camera did not deliver while it was away are dropped frames too.
+                self.stats
+                    .camera_dropped
+                    .fetch_add(missed, Ordering::Relaxed);
+            }
+            s.pts_offset = Some(offset);
+        }
         self.log_drops(false);
-        let offset = *s.pts_offset.get_or_insert_with(|| match self.last_pts {
-            Some(last) => last + s.period_90k - frame.pts_90k,
-            None => 0,
-        });
-        frame.pts_90k += offset;
+        frame.pts_90k += s.pts_offset.unwrap_or(0);
     }
 
     /// Publishes one frame and updates counters, state and the recovery log line.
@@ -426,6 +459,7 @@ impl Worker {
             .bytes_encoded
             .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
         self.last_pts = Some(frame.pts_90k);
+        self.last_published_at = Some(Instant::now());
         if !s.first_published {
             s.first_published = true;
             self.stats.streaming.store(true, Ordering::Relaxed);
@@ -967,7 +1001,7 @@ mod tests {
     }
 
     #[test]
-    fn unplugged_camera_is_lost_then_back_with_pts_continuing() {
+    fn unplugged_camera_is_lost_then_back_with_media_time_true_to_the_outage() {
         let path = MediaPath::new("plug");
         let mut opens = 0u32;
         // Open 1: 10 frames then ENODEV; open 2: "not plugged in"; open 3: streams.
@@ -1009,7 +1043,15 @@ mod tests {
         // Media time never goes back, and the reopened camera continues one frame after
         // the last frame before the loss.
         assert!(pts.windows(2).all(|w| w[1] > w[0]), "{pts:?}");
-        assert_eq!(pts[10] - pts[9], 1800, "{pts:?}");
+        // Media time jumps by the outage (whole frames; the first retry waits 0.5 s) and the
+        // frames it swallowed count as dropped.
+        let gap = pts[10] - pts[9];
+        assert!(gap >= 45_000 && gap % 1800 == 0, "{pts:?}");
+        assert!(
+            stats.camera_dropped() >= (gap / 1800 - 1) as u64,
+            "{}",
+            stats.camera_dropped()
+        );
         assert_eq!(stats.route(), "software-encode from YU12");
         assert!(stats.camera_dropped() >= 2, "{}", stats.camera_dropped());
         let e = stats.last_error().expect("error kept");
@@ -1117,5 +1159,19 @@ mod tests {
         let info = path.info().expect("info from the camera's SPS");
         assert_eq!((info.width, info.height, info.fps), (320, 240, 50));
         assert_eq!(stats.encode_ns_total(), 0, "nothing was re-encoded");
+    }
+
+    #[test]
+    fn media_time_resumes_after_the_real_outage() {
+        let period = 6000; // 15 fps
+        assert_eq!(resume_offset(None, None, period, 1234), (0, 0));
+        // Published just now: continue one frame later, nothing missed.
+        let (offset, missed) = resume_offset(Some(90_000), Some(Instant::now()), period, 500);
+        assert_eq!((90_000 + period - 500, 0), (offset, missed));
+        // Published a second ago: 15 periods later, 14 frames missed.
+        let a_second_ago = Instant::now() - Duration::from_millis(1010);
+        let (offset, missed) = resume_offset(Some(90_000), Some(a_second_ago), period, 0);
+        assert_eq!(offset, 90_000 + 15 * period);
+        assert_eq!(missed, 14);
     }
 }

@@ -613,6 +613,15 @@ fn scenario(arch: &'static str, vigint: &Path) {
     for control in ["disconnect", "inject_fatal_streaming_error"] {
         let before = g.dropped("cam");
         let (host, vigint_ms) = fault_recovers(&mut g, &watcher, control);
+        // The frames the outage swallowed are counted (logged within 5 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while g.dropped("cam") <= before {
+            assert!(
+                Instant::now() < deadline && g.alive(),
+                "{arch}: the dropped-frame counter stayed at {before} after {control}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         eprintln!(
             "[{arch}] FIGURE {control} to frames at the host again: {} ms (vigint: camera back after {vigint_ms} ms); dropped frames {before} -> {}",
             ms(host),
