@@ -608,6 +608,29 @@ fn scenario(arch: &'static str, vigint: &Path) {
     );
     assert_plays(&g, "cam2", CAM2, "second device");
 
+    // `--list-cameras --json` names both vivid nodes with their formats and sizes.
+    let listed = g.sh_ok("vigint --list-cameras --json 2>/dev/null");
+    let cameras: serde_json::Value = serde_json::from_str(listed.trim())
+        .unwrap_or_else(|e| panic!("{arch}: --list-cameras --json is not JSON ({e}): {listed}"));
+    let cameras = cameras.as_array().cloned().unwrap_or_default();
+    assert_eq!(cameras.len(), 2, "{arch}: --list-cameras: {listed}");
+    for (cam, node) in cameras.iter().zip(["/dev/video0", "/dev/video1"]) {
+        assert_eq!(cam["path"], node, "{arch}: {cam}");
+        assert_eq!(cam["driver"], "vivid", "{arch}: {cam}");
+        let formats = cam["formats"].to_string();
+        for needle in ["YUYV", "NV12", "640", "480"] {
+            assert!(
+                formats.contains(needle),
+                "{arch}: {node} lists no {needle}: {formats}"
+            );
+        }
+    }
+    let table = g.sh_ok("vigint --list-cameras 2>/dev/null");
+    assert!(
+        table.contains("/dev/video0") && table.contains("vivid"),
+        "{arch}: --list-cameras table: {table}"
+    );
+
     // Faults, one after another; the stream must come back by itself after each.
     let mut figures = Vec::new();
     for control in ["disconnect", "inject_fatal_streaming_error"] {
