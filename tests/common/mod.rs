@@ -10,16 +10,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Fails with the install line when a tool the test needs is missing (never a silent skip).
-pub fn require(tool: &str) {
-    let found = Command::new("sh")
+/// True when `tool` is on PATH.
+fn on_path(tool: &str) -> bool {
+    Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {tool}"))
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// Fails with the install line when a tool the test needs is missing (never a silent skip).
+pub fn require(tool: &str) {
     assert!(
-        found,
+        on_path(tool),
         "`{tool}` is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)"
     );
 }
@@ -27,14 +31,8 @@ pub fn require(tool: &str) {
 /// Like `require`, for tools another `scripts/install-deps.sh` group installs: fails with
 /// that group's command (never a silent skip).
 pub fn require_group(tool: &str, group: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
     assert!(
-        found,
+        on_path(tool),
         "`{tool}` is missing: run `scripts/install-deps.sh {group}`"
     );
 }
