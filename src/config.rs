@@ -284,7 +284,13 @@ impl Config {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { String::new() } else { field };
-            ConfigError::new(field, e.inner().to_string())
+            // serde quotes the offending value; for a password that would print it.
+            let reason = if field.ends_with(".password") {
+                "must be a string (value not shown)".to_string()
+            } else {
+                e.inner().to_string()
+            };
+            ConfigError::new(field, reason)
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -600,5 +606,12 @@ mod tests {
         assert_eq!(Config::load(&file).unwrap(), c);
         assert!(!dir.join(".vigint.json.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_mistyped_password_is_not_echoed() {
+        let e = Config::from_json(r#"{"users":[{"name":"a","password":987654}]}"#).unwrap_err();
+        assert_eq!(e.field, "users[0].password");
+        assert!(!e.to_string().contains("987654"), "{e}");
     }
 }
