@@ -2,7 +2,8 @@
 # Installs the system packages Vigint's build and tests need, only when missing.
 # Debian/Ubuntu only. Safe to run repeatedly; quiet when everything is present.
 #   build: what `cargo build` needs (bindgen's libclang, nasm for openh264's x86 assembly)
-#   test:  build + the independent RTSP clients the integration tests drive, shellcheck
+#   test:  build + the independent RTSP clients the integration tests drive, shellcheck,
+#          promtool (Debian package prometheus) for the /metrics format check
 #   arm:   build + the aarch64 cross toolchain and qemu-user (scripts/build-aarch64.sh)
 #   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
 #          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
@@ -11,7 +12,8 @@ set -euo pipefail
 
 need_build=(libclang-dev nasm pkg-config)
 need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  prometheus)
 need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
 # libc6:arm64 gives /lib/ld-linux-aarch64.so.1 for the `qemu-aarch64-static -L /` runner.

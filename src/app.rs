@@ -2,8 +2,8 @@
 //! down in order on one shutdown signal.
 //!
 //! Owns: the tokio runtime, the per-path pipelines (one thread and one source each, nothing
-//! shared between paths, so two cameras serve two paths at once), the RTSP server, and the
-//! mapping from a path's `source` to a frame source (resolving `auto` once at start). Does not own: any protocol or media logic.
+//! shared between paths, so two cameras serve two paths at once), the RTSP server, the
+//! status monitor and the HTTP server (wired to each other only here), and the mapping from a path's `source` to a frame source (resolving `auto` once at start). Does not own: any protocol or media logic.
 
 use crate::capture::format::ModeRequest;
 use crate::capture::pattern::TestPattern;
@@ -11,11 +11,15 @@ use crate::capture::v4l2::{self, V4l2Source};
 use crate::capture::{CaptureError, FrameSource, PixelFormat};
 use crate::config::{Config, PathConfig, SourceSpec};
 use crate::encode::EncoderSettings;
+use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
 use crate::rtsp::server::RtspServer;
+use crate::status::{Monitor, PathProbe};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why the appliance could not start or stopped.
 #[derive(Debug)]
@@ -150,16 +154,39 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
     let listen = server.local_addr().map_err(AppError::Rtsp)?;
     let ctx = server.context().clone();
     let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
+    let mut probes = Vec::new();
     for (name, pcfg) in &cfg.paths {
         let media = MediaPath::new(name);
         ctx.add_path(media.clone(), pcfg.max_readers);
-        let pipeline = Pipeline::spawn(media, source_factory(name, pcfg), encoder_settings(pcfg))
-            .map_err(|error| AppError::Pipeline {
+        let pipeline = Pipeline::spawn(
+            media.clone(),
+            source_factory(name, pcfg),
+            encoder_settings(pcfg),
+        )
+        .map_err(|error| AppError::Pipeline {
             path: name.clone(),
             error,
         })?;
+        probes.push(PathProbe {
+            name: name.clone(),
+            source: pcfg.source.clone(),
+            media,
+            stats: pipeline.stats().clone(),
+        });
         pipelines.insert(name.clone(), pipeline);
     }
+    let monitor = Monitor::new(probes, ctx.clone());
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler = match monitor.spawn_sampler(sampler_stop.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::error!(
+                "status: cannot start the sampler thread: {e}; fps and bitrate stay unmeasured"
+            );
+            None
+        }
+    };
+    let http = start_http(&cfg, monitor);
     if let Some(udp) = &ctx.udp {
         let (rtp, rtcp) = udp.ports();
         log::info!("rtsp: listening on {listen} (TCP), UDP ports {rtp}-{rtcp}");
@@ -181,7 +208,35 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
     for (_, p) in pipelines {
         p.stop();
     }
+    if let Some(h) = http {
+        h.stop();
+    }
+    sampler_stop.store(true, Ordering::Relaxed);
+    if let Some(t) = sampler {
+        let _ = t.join();
+    }
     Ok(())
+}
+
+/// Starts the HTTP API. A failure is logged and the appliance runs on without it: video
+/// is the appliance's job, and a taken port 8080 must not take the cameras off the air.
+fn start_http(cfg: &Config, monitor: Arc<Monitor>) -> Option<HttpServer> {
+    let ctx = HttpContext {
+        monitor,
+        cameras: Arc::new(|| {
+            serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
+        }),
+    };
+    match HttpServer::start(&cfg.http, ctx) {
+        Ok(h) => {
+            log::info!("http: listening on {}", h.local_addr());
+            Some(h)
+        }
+        Err(e) => {
+            log::error!("http: {e}; the HTTP API is off, RTSP keeps serving");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

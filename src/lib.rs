@@ -12,3 +12,4 @@ pub mod logger;
 pub mod media;
 pub mod pipeline;
 pub mod rtsp;
+pub mod status;

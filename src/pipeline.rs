@@ -185,6 +185,24 @@ impl PipelineStats {
     }
 }
 
+impl crate::status::SourceProbe for PipelineStats {
+    fn sample(&self) -> crate::status::SourceSample {
+        crate::status::SourceSample {
+            state: self.state().to_string(),
+            streaming: self.streaming(),
+            route: self.route(),
+            last_error: self.last_error(),
+            frames: self.frames_encoded(),
+            bytes: self.bytes_encoded(),
+            idr_frames: self.idr_count(),
+            encode_ns_total: self.encode_ns_total(),
+            camera_dropped: self.camera_dropped(),
+            bad_frames: self.bad_frames(),
+            restarts: self.restarts(),
+        }
+    }
+}
+
 /// Locks a mutex whose data stays valid even if a holder panicked (plain values).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

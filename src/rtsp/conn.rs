@@ -28,6 +28,7 @@ use crate::rtsp::stream::{ReaderSlot, RtpStream};
 use crate::rtsp::transport::{self, Transport};
 use crate::rtsp::udp::{self, Destination, Liveness};
 use crate::rtsp::{rtcp, sdp};
+use crate::status::{self, ClientGuard};
 
 /// Largest request we buffer before calling it garbage.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -160,6 +161,8 @@ struct Session {
     state: State,
     stream: Arc<RtpStream>,
     _slot: ReaderSlot,
+    /// Counts this client in the path's status while it plays.
+    playing: Option<ClientGuard>,
     transport: Transport,
     track_url: String,
     /// UDP only: where media goes, liveness, and the sender task while playing.
@@ -624,6 +627,7 @@ impl Conn {
                 state: State::Ready,
                 stream: stream.clone(),
                 _slot: slot,
+                playing: None,
                 transport: chosen,
                 track_url: base,
                 udp: udp_session,
@@ -659,10 +663,11 @@ impl Conn {
             );
         }
         s.state = State::Playing;
-        let kind = match s.transport {
-            Transport::Tcp { .. } => "TCP",
-            Transport::Udp { .. } => "UDP",
+        let (kind, counted) = match s.transport {
+            Transport::Tcp { .. } => ("TCP", status::Transport::Tcp),
+            Transport::Udp { .. } => ("UDP", status::Transport::Udp),
         };
+        s.playing = Some(s.stream.clients.enter(counted));
         log::info!(
             "rtsp: {} playing {} over {kind} (session {})",
             self.peer,
@@ -676,6 +681,7 @@ impl Conn {
     /// Stops media for the session (PAUSE, TEARDOWN, disconnect).
     async fn stop_media(&mut self) {
         if let Some(s) = &mut self.session {
+            s.playing = None;
             if let Some(u) = &mut s.udp {
                 if let Some(t) = u.task.take() {
                     t.abort();

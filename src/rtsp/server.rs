@@ -257,3 +257,22 @@ impl ServerContext {
             Arc::new(authenticator(users, &self.settings.auth_methods));
     }
 }
+
+impl crate::status::ClientProbe for ServerContext {
+    fn readers(&self, path: &str) -> Option<crate::status::ReaderSample> {
+        let stream = self.path(path)?;
+        Some(crate::status::ReaderSample {
+            clients: stream.clients.get(),
+            frames_dropped: stream.hub.dropped_by_readers(),
+        })
+    }
+    fn server(&self) -> crate::status::ServerSample {
+        let s = &self.stats;
+        crate::status::ServerSample {
+            connections: s.connections.load(Ordering::Relaxed),
+            connections_total: s.connections_total.load(Ordering::Relaxed),
+            connections_rejected: s.connections_rejected.load(Ordering::Relaxed),
+            auth_failures: s.auth_failures.load(Ordering::Relaxed),
+        }
+    }
+}

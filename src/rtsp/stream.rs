@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use crate::hub::{Hub, MediaPath, DEFAULT_HUB_CAPACITY};
 use crate::media::CLOCK_RATE;
 use crate::rtsp::rtp::{Packetizer, RtpFrame};
+use crate::status::ClientCounter;
 
 /// Where the RTP clock stood at an instant: for RTCP sender reports.
 #[derive(Clone, Copy)]
@@ -27,6 +28,8 @@ pub struct RtpStream {
     pub ssrc: u32,
     /// Readers allowed at once; 0 means no limit.
     pub max_readers: usize,
+    /// Playing clients by transport, for the status.
+    pub clients: Arc<ClientCounter>,
     readers: AtomicUsize,
     /// Media time of the newest frame: how far behind a reader is.
     newest_pts: AtomicI64,
@@ -90,6 +93,7 @@ impl RtpStream {
                 hub,
                 ssrc,
                 max_readers,
+                clients: Arc::default(),
                 readers: AtomicUsize::new(0),
                 newest_pts: AtomicI64::new(0),
                 clock: Mutex::new(None),

@@ -65,6 +65,8 @@ impl Drop for TempDir {
 pub struct Server {
     child: Child,
     pub rtsp: SocketAddr,
+    /// The HTTP API's address, when it started.
+    pub http: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     pub started: Instant,
     _dir: TempDir,
@@ -92,6 +94,16 @@ impl Server {
         let rtsp = rtsp.as_object_mut().expect("rtsp object");
         rtsp.entry("listen").or_insert("127.0.0.1:0".into());
         rtsp.entry("udp_rtp_port").or_insert(0.into());
+        // Never the default 0.0.0.0:8080: tests run in parallel.
+        let http = config
+            .as_object_mut()
+            .expect("config object")
+            .entry("http")
+            .or_insert_with(|| serde_json::json!({}));
+        http.as_object_mut()
+            .expect("http object")
+            .entry("listen")
+            .or_insert("127.0.0.1:0".into());
         config
             .as_object_mut()
             .expect("config object")
@@ -137,9 +149,18 @@ impl Server {
             }
         };
         let rtsp: SocketAddr = addr.parse().expect("listen address");
+        // The HTTP server starts (or fails to) before RTSP announces itself.
+        let http = log
+            .lock()
+            .expect("log")
+            .iter()
+            .find_map(|l| l.split("http: listening on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
         Server {
             child,
             rtsp,
+            http,
             log,
             started,
             _dir: dir,

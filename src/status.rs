@@ -1,0 +1,499 @@
+//! The health snapshot every reporter reads (HTTP API, metrics; later the LED and the
+//! systemd watchdog).
+//!
+//! Owns: the `Status`/`PathStatus` snapshot types, the probe traits through which the
+//! pipeline (`SourceProbe`) and the RTSP server (`ClientProbe`) are read without the
+//! reporters importing them, the per-path client counter RTSP updates (`ClientCounter`), and
+//! the sliding window that turns counters into measured fps and bitrate (`RateWindow`,
+//! sampled by `Monitor`'s own thread). Does not own: any counter itself, or any protocol.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::hub::MediaPath;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How far back fps and bitrate are measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// How often the sampler reads the counters.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// A streaming path that published no frame for this long is not delivering.
+pub const STALL_AFTER: Duration = Duration::from_secs(3);
+
+/// What a path's source reports: the pipeline's counters and state at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceSample {
+    /// `starting`, `streaming`, `camera lost: ...`, `failed: ...`, `stopped`.
+    pub state: String,
+    pub streaming: bool,
+    /// How frames become H.264 (`passthrough`, `software-encode from YUYV`, ...).
+    pub route: String,
+    pub last_error: Option<String>,
+    /// Frames published.
+    pub frames: u64,
+    pub bytes: u64,
+    pub idr_frames: u64,
+    pub encode_ns_total: u64,
+    pub camera_dropped: u64,
+    pub bad_frames: u64,
+    pub restarts: u64,
+}
+
+/// Implemented by the pipeline's counters.
+pub trait SourceProbe: Send + Sync {
+    fn sample(&self) -> SourceSample;
+}
+
+/// Clients playing a path, by transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Clients {
+    pub tcp: usize,
+    pub udp: usize,
+}
+
+/// The RTSP side of one path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReaderSample {
+    pub clients: Clients,
+    /// Frames RTSP readers skipped because they lagged.
+    pub frames_dropped: u64,
+}
+
+/// Server-wide RTSP counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerSample {
+    pub connections: usize,
+    pub connections_total: u64,
+    pub connections_rejected: u64,
+    pub auth_failures: u64,
+}
+
+/// Implemented by the RTSP server.
+pub trait ClientProbe: Send + Sync {
+    /// `None` when the server does not serve `path`.
+    fn readers(&self, path: &str) -> Option<ReaderSample>;
+    fn server(&self) -> ServerSample;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// Playing clients of one path by transport; a `ClientGuard` counts one while it lives.
+#[derive(Debug, Default)]
+pub struct ClientCounter {
+    tcp: AtomicUsize,
+    udp: AtomicUsize,
+}
+
+impl ClientCounter {
+    fn slot(&self, t: Transport) -> &AtomicUsize {
+        match t {
+            Transport::Tcp => &self.tcp,
+            Transport::Udp => &self.udp,
+        }
+    }
+    pub fn enter(self: &Arc<Self>, transport: Transport) -> ClientGuard {
+        self.slot(transport).fetch_add(1, Ordering::AcqRel);
+        ClientGuard {
+            counter: self.clone(),
+            transport,
+        }
+    }
+    pub fn get(&self) -> Clients {
+        Clients {
+            tcp: self.tcp.load(Ordering::Relaxed),
+            udp: self.udp.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ClientGuard {
+    counter: Arc<ClientCounter>,
+    transport: Transport,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.counter
+            .slot(self.transport)
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counter samples over a sliding window: measured rates and whether frames still flow.
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    samples: VecDeque<(Instant, u64, u64)>,
+    last_progress: Option<Instant>,
+}
+
+impl RateWindow {
+    /// Adds a sample of the frame and byte counters taken at `at`.
+    pub fn push(&mut self, at: Instant, frames: u64, bytes: u64) {
+        let progressed = match self.samples.back() {
+            Some(&(_, f, _)) => frames > f,
+            None => frames > 0,
+        };
+        if progressed {
+            self.last_progress = Some(at);
+        }
+        self.samples.push_back((at, frames, bytes));
+        // Keep one sample at or before the window's start so the window spans it fully.
+        while self.samples.len() > 2
+            && at.saturating_duration_since(self.samples[1].0) >= RATE_WINDOW
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Frames per second and bits per second over the window; `None` until two samples.
+    pub fn rates(&self) -> Option<(f64, f64)> {
+        let (t0, f0, b0) = *self.samples.front()?;
+        let (t1, f1, b1) = *self.samples.back()?;
+        let dt = t1.saturating_duration_since(t0).as_secs_f64();
+        if dt <= 0.0 {
+            return None;
+        }
+        Some((
+            f1.saturating_sub(f0) as f64 / dt,
+            b1.saturating_sub(b0) as f64 * 8.0 / dt,
+        ))
+    }
+
+    /// True when the frame counter grew within `within` before `now`.
+    pub fn delivering(&self, now: Instant, within: Duration) -> bool {
+        self.last_progress
+            .is_some_and(|t| now.saturating_duration_since(t) <= within)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Drops {
+    /// Lost by the camera (sequence gaps, failed buffers, outages).
+    pub camera: u64,
+    /// Skipped because they could not be decoded or converted.
+    pub bad: u64,
+    /// Skipped by RTSP readers that lagged.
+    pub readers: u64,
+}
+
+/// One path, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathStatus {
+    pub name: String,
+    /// The configured source (`auto`, `/dev/video0`, `test-pattern`, ...).
+    pub source: String,
+    pub route: String,
+    pub state: String,
+    /// `None` when the path delivers frames; otherwise why not.
+    pub problem: Option<String>,
+    /// Measured over the last few seconds; `None` until measured.
+    pub fps: Option<f64>,
+    pub bitrate_kbps: Option<f64>,
+    pub resolution: Option<Resolution>,
+    pub clients: Clients,
+    pub frames: u64,
+    pub bytes: u64,
+    pub idr_frames: u64,
+    pub encode_seconds_total: f64,
+    pub restarts: u64,
+    pub frames_dropped: Drops,
+    pub last_error: Option<String>,
+}
+
+/// The whole appliance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub uptime_s: u64,
+    /// True when every path delivers frames.
+    pub healthy: bool,
+    pub rtsp: ServerSample,
+    pub paths: Vec<PathStatus>,
+}
+
+/// Why a path is not healthy, from its state and whether its frames still flow.
+pub fn problem_of(state: &str, delivering: bool) -> Option<String> {
+    if state != "streaming" {
+        Some(state.to_string())
+    } else if !delivering {
+        Some(format!(
+            "no frames for more than {} s",
+            STALL_AFTER.as_secs()
+        ))
+    } else {
+        None
+    }
+}
+
+/// What the monitor reads for one path.
+pub struct PathProbe {
+    pub name: String,
+    pub source: String,
+    pub media: Arc<MediaPath>,
+    pub stats: Arc<dyn SourceProbe>,
+}
+
+/// Reads every probe, keeps the rate windows, and builds snapshots.
+pub struct Monitor {
+    started: Instant,
+    paths: Vec<PathProbe>,
+    clients: Arc<dyn ClientProbe>,
+    windows: Mutex<Vec<RateWindow>>,
+}
+
+impl Monitor {
+    pub fn new(paths: Vec<PathProbe>, clients: Arc<dyn ClientProbe>) -> Arc<Monitor> {
+        let windows = paths.iter().map(|_| RateWindow::default()).collect();
+        Arc::new(Monitor {
+            started: Instant::now(),
+            paths,
+            clients,
+            windows: Mutex::new(windows),
+        })
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Vec<RateWindow>> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the frame counters into the rate windows.
+    pub fn sample(&self) {
+        let now = Instant::now();
+        let samples: Vec<SourceSample> = self.paths.iter().map(|p| p.stats.sample()).collect();
+        for (w, s) in self.windows().iter_mut().zip(samples) {
+            w.push(now, s.frames, s.bytes);
+        }
+    }
+
+    /// Starts the thread "status" that samples every `SAMPLE_EVERY` until `stop` is set.
+    pub fn spawn_sampler(
+        self: &Arc<Self>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("status".to_string())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    me.sample();
+                    std::thread::sleep(SAMPLE_EVERY);
+                }
+            })
+    }
+
+    pub fn path_names(&self) -> Vec<String> {
+        self.paths.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn path_status(&self, i: usize, now: Instant) -> PathStatus {
+        let p = &self.paths[i];
+        let s = p.stats.sample();
+        let readers = self.clients.readers(&p.name).unwrap_or_default();
+        let (rates, delivering) = {
+            let w = self.windows();
+            match w.get(i) {
+                Some(w) => (w.rates(), w.delivering(now, STALL_AFTER)),
+                None => (None, false),
+            }
+        };
+        let round = |v: f64, scale: f64| (v * scale).round() / scale;
+        PathStatus {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            route: s.route,
+            problem: problem_of(&s.state, delivering),
+            state: s.state,
+            fps: rates.map(|(fps, _)| round(fps, 10.0)),
+            bitrate_kbps: rates.map(|(_, bps)| round(bps / 1000.0, 10.0)),
+            resolution: p.media.info().map(|i| Resolution {
+                width: i.width,
+                height: i.height,
+            }),
+            clients: readers.clients,
+            frames: s.frames,
+            bytes: s.bytes,
+            idr_frames: s.idr_frames,
+            encode_seconds_total: s.encode_ns_total as f64 / 1e9,
+            restarts: s.restarts,
+            frames_dropped: Drops {
+                camera: s.camera_dropped,
+                bad: s.bad_frames,
+                readers: readers.frames_dropped,
+            },
+            last_error: s.last_error,
+        }
+    }
+
+    /// One path's status; `None` for a path that is not served.
+    pub fn path(&self, name: &str) -> Option<PathStatus> {
+        let i = self.paths.iter().position(|p| p.name == name)?;
+        Some(self.path_status(i, Instant::now()))
+    }
+
+    pub fn snapshot(&self) -> Status {
+        let now = Instant::now();
+        let paths: Vec<PathStatus> = (0..self.paths.len())
+            .map(|i| self.path_status(i, now))
+            .collect();
+        Status {
+            version: VERSION,
+            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            healthy: paths.iter().all(|p| p.problem.is_none()),
+            rtsp: self.clients.server(),
+            paths,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn window_measures_rates_over_its_span_and_forgets_old_samples() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::default();
+        assert_eq!(w.rates(), None);
+        w.push(t0, 0, 0);
+        assert_eq!(w.rates(), None, "one sample is no rate");
+        // 30 fps, 1000 bytes per frame, for 10 s in half-second steps.
+        for i in 1..=20u64 {
+            w.push(t0 + Duration::from_millis(500 * i), 15 * i, 15_000 * i);
+        }
+        let (fps, bps) = w.rates().expect("rates");
+        assert!((fps - 30.0).abs() < 1e-9, "{fps}");
+        assert!((bps - 240_000.0).abs() < 1e-6, "{bps}");
+        assert!(
+            w.samples.len() <= 12,
+            "old samples dropped: {}",
+            w.samples.len()
+        );
+        // The source then stops: the rate falls, and after a while frames no longer flow.
+        let t10 = t0 + Duration::from_secs(10);
+        for i in 1..=10u64 {
+            w.push(t10 + Duration::from_millis(500 * i), 300, 300_000);
+        }
+        assert_eq!(w.rates().map(|r| r.0), Some(0.0));
+        assert!(w.delivering(t10 + Duration::from_secs(2), STALL_AFTER));
+        assert!(!w.delivering(t10 + Duration::from_secs(5), STALL_AFTER));
+    }
+
+    #[test]
+    fn a_counter_that_goes_back_is_no_negative_rate() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::default();
+        w.push(t0, 100, 1000);
+        w.push(t0 + Duration::from_secs(1), 10, 10);
+        assert_eq!(w.rates(), Some((0.0, 0.0)));
+    }
+
+    #[test]
+    fn problems_name_the_state_or_the_stall() {
+        assert_eq!(problem_of("streaming", true), None);
+        assert_eq!(
+            problem_of("camera lost: unplugged", true).as_deref(),
+            Some("camera lost: unplugged")
+        );
+        assert_eq!(
+            problem_of("streaming", false).as_deref(),
+            Some("no frames for more than 3 s")
+        );
+    }
+
+    #[test]
+    fn client_guards_count_by_transport() {
+        let c = Arc::new(ClientCounter::default());
+        let a = c.enter(Transport::Tcp);
+        let b = c.enter(Transport::Udp);
+        let d = c.enter(Transport::Tcp);
+        assert_eq!(c.get(), Clients { tcp: 2, udp: 1 });
+        drop((a, b));
+        assert_eq!(c.get(), Clients { tcp: 1, udp: 0 });
+        drop(d);
+        assert_eq!(c.get(), Clients::default());
+    }
+
+    struct FakeSource(SourceSample);
+    impl SourceProbe for FakeSource {
+        fn sample(&self) -> SourceSample {
+            self.0.clone()
+        }
+    }
+    struct FakeClients;
+    impl ClientProbe for FakeClients {
+        fn readers(&self, path: &str) -> Option<ReaderSample> {
+            (path == "cam").then_some(ReaderSample {
+                clients: Clients { tcp: 1, udp: 2 },
+                frames_dropped: 7,
+            })
+        }
+        fn server(&self) -> ServerSample {
+            ServerSample {
+                connections: 3,
+                ..Default::default()
+            }
+        }
+    }
+
+    pub(crate) fn fake_monitor() -> Arc<Monitor> {
+        let sample = SourceSample {
+            state: "camera lost: unplugged".into(),
+            route: "software-encode from YUYV".into(),
+            last_error: Some("unplugged".into()),
+            frames: 10,
+            bytes: 1000,
+            camera_dropped: 4,
+            ..Default::default()
+        };
+        Monitor::new(
+            vec![PathProbe {
+                name: "cam".into(),
+                source: "/dev/video0".into(),
+                media: MediaPath::new("cam"),
+                stats: Arc::new(FakeSource(sample)),
+            }],
+            Arc::new(FakeClients),
+        )
+    }
+
+    #[test]
+    fn status_json_has_the_documented_shape() {
+        let m = fake_monitor();
+        let v = serde_json::to_value(m.snapshot()).expect("json");
+        assert_eq!(v["version"], VERSION);
+        assert_eq!(v["healthy"], false);
+        assert_eq!(v["rtsp"]["connections"], 3);
+        let p = &v["paths"][0];
+        assert_eq!(p["name"], "cam");
+        assert_eq!(p["source"], "/dev/video0");
+        assert_eq!(p["route"], "software-encode from YUYV");
+        assert_eq!(p["state"], "camera lost: unplugged");
+        assert_eq!(p["problem"], "camera lost: unplugged");
+        assert_eq!(p["fps"], serde_json::Value::Null);
+        assert_eq!(p["resolution"], serde_json::Value::Null);
+        assert_eq!(p["clients"], serde_json::json!({"tcp": 1, "udp": 2}));
+        assert_eq!(
+            p["frames_dropped"],
+            serde_json::json!({"camera": 4, "bad": 0, "readers": 7})
+        );
+        assert_eq!(p["last_error"], "unplugged");
+        assert!(m.path("cam").is_some());
+        assert!(m.path("nope").is_none());
+    }
+}
