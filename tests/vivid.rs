@@ -493,6 +493,25 @@ fn ms(d: Duration) -> u128 {
 }
 
 /// The device's current format as `v4l2-ctl --get-fmt-video` reports it: ("YUYV", 640, 480).
+/// `cam` opened /dev/video0 in `fourcc` at the configured size (log line after `mark`),
+/// plays from the host, and the device really is in that format.
+fn assert_cam_streams(g: &mut Guest, arch: &str, mark: usize, fourcc: &str, limit: Duration) {
+    g.expect_line(
+        mark,
+        &format!(
+            "path cam: camera /dev/video0 opened: {fourcc} {}x{}",
+            CAM.0, CAM.1
+        ),
+        limit,
+    );
+    assert_plays(g, "cam", CAM, fourcc);
+    assert_eq!(
+        device_format(g, "/dev/video0"),
+        (fourcc.to_string(), CAM.0, CAM.1),
+        "{arch}: /dev/video0 format while streaming {fourcc}"
+    );
+}
+
 fn device_format(g: &mut Guest, dev: &str) -> (String, u32, u32) {
     let out = g.sh_ok(&format!("v4l2-ctl -d {dev} --get-fmt-video"));
     let fourcc = out
@@ -587,20 +606,7 @@ fn scenario(arch: &'static str, vigint: &Path) {
     );
 
     // YUYV on cam, the second device on cam2.
-    g.expect_line(
-        0,
-        &format!(
-            "path cam: camera /dev/video0 opened: YUYV {}x{}",
-            CAM.0, CAM.1
-        ),
-        Duration::from_secs(10),
-    );
-    assert_plays(&g, "cam", CAM, "YUYV");
-    assert_eq!(
-        device_format(&mut g, "/dev/video0"),
-        ("YUYV".to_string(), CAM.0, CAM.1),
-        "{arch}: /dev/video0 format while streaming"
-    );
+    assert_cam_streams(&mut g, arch, 0, "YUYV", Duration::from_secs(10));
     g.expect_line(
         0,
         "path cam2: camera /dev/video1 opened: ",
@@ -684,20 +690,7 @@ fn scenario(arch: &'static str, vigint: &Path) {
     // NV12: vigint restarted with that pixel format for cam.
     let mark = g.mark();
     g.restart_vigint(&guest_config("NV12"));
-    g.expect_line(
-        mark,
-        &format!(
-            "path cam: camera /dev/video0 opened: NV12 {}x{}",
-            CAM.0, CAM.1
-        ),
-        Duration::from_secs(30),
-    );
-    assert_plays(&g, "cam", CAM, "NV12");
-    assert_eq!(
-        device_format(&mut g, "/dev/video0"),
-        ("NV12".to_string(), CAM.0, CAM.1),
-        "{arch}: /dev/video0 format while streaming NV12"
-    );
+    assert_cam_streams(&mut g, arch, mark, "NV12", Duration::from_secs(30));
     assert_plays(&g, "cam2", CAM2, "second device next to NV12");
 
     assert!(g.alive(), "{arch}: the guest stopped");
