@@ -120,10 +120,6 @@ impl<T: HubItem> Hub<T> {
         self.lock().last_key = None;
     }
 
-    pub fn reader_count(&self) -> usize {
-        self.lock().tx.as_ref().map_or(0, |tx| tx.receiver_count())
-    }
-
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }

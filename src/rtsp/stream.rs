@@ -126,10 +126,6 @@ impl RtpStream {
         self.newest_pts.load(Ordering::Relaxed) - frame.pts_90k
     }
 
-    pub fn reader_count(&self) -> usize {
-        self.readers.load(Ordering::Relaxed)
-    }
-
     /// The RTP clock extrapolated to now, for a sender report; `None` before the first frame.
     pub fn sender_info(&self) -> Option<SenderInfo> {
         let point = (*self.clock.lock().unwrap_or_else(|e| e.into_inner()))?;
