@@ -9,6 +9,7 @@
 pub mod merge_patch;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 
 use std::io;
 use std::net::SocketAddr;
