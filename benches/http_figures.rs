@@ -143,7 +143,8 @@ fn report(what: &str, v: &[f64]) {
 }
 
 fn status_latency(rt: &tokio::runtime::Runtime) {
-    let s = Server::start(serde_json::json!({ "paths": { "cam": pattern_path(1280, 720, 30, 2000) } }));
+    let s =
+        Server::start(serde_json::json!({ "paths": { "cam": pattern_path(1280, 720, 30, 2000) } }));
     let http = s.http.expect("HTTP");
     setup(http);
     std::thread::sleep(Duration::from_secs(2));
@@ -175,7 +176,10 @@ fn status_latency(rt: &tokio::runtime::Runtime) {
         "/api/v1/paths/cam",
         &admin(PASSWORD),
         "50 clients never played",
-        |v| v["clients"]["tcp"].as_u64().unwrap_or(0) + v["clients"]["udp"].as_u64().unwrap_or(0) >= 50,
+        |v| {
+            v["clients"]["tcp"].as_u64().unwrap_or(0) + v["clients"]["udp"].as_u64().unwrap_or(0)
+                >= 50
+        },
     );
     let under_load = status_latencies(http, 200);
     let ok = clients.join().expect("clients");
