@@ -9,9 +9,12 @@ use crate::capture::format::ModeRequest;
 use crate::capture::pattern::TestPattern;
 use crate::capture::v4l2::{self, V4l2Source};
 use crate::capture::{CaptureError, FrameSource, PixelFormat};
-use crate::config::{Config, ConfigFile, Overrides, PathConfig, SourceSpec};
+use crate::config::{
+    Config, ConfigFile, HttpConfig, Overrides, PathConfig, RtspConfig, SourceSpec,
+};
 use crate::control::{Applied, Change, Control, ControlError};
 use crate::encode::EncoderSettings;
+use crate::http::login::Login;
 use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
@@ -22,7 +25,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Why the appliance could not start or stopped.
 #[derive(Debug)]
@@ -175,6 +178,12 @@ struct Supervisor {
     monitor: Arc<Monitor>,
     runtime: tokio::runtime::Handle,
     state: Mutex<State>,
+    /// The HTTP server, replaced when `http.listen` changes.
+    http: Mutex<Option<HttpServer>>,
+    /// Kept across HTTP restarts, so a move does not reset the failed-login record.
+    login: Arc<Login>,
+    /// Itself, for the thread that moves HTTP (it must outlive the request that asked).
+    me: Weak<Supervisor>,
 }
 
 fn probe(name: &str, cfg: &PathConfig, served: &ServedPath) -> PathProbe {
@@ -189,6 +198,43 @@ fn probe(name: &str, cfg: &PathConfig, served: &ServedPath) -> PathProbe {
 impl Supervisor {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn http(&self) -> std::sync::MutexGuard<'_, Option<HttpServer>> {
+        self.http.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the HTTP API to `next` from a thread of its own: the old server first answers
+    /// the request that asked (its `stop` lets running requests finish), then the new one
+    /// binds. If it cannot, the old address is taken back, so the page stays reachable.
+    fn move_http(&self, prev: HttpConfig, next: HttpConfig) {
+        let Some(me) = self.me.upgrade() else { return };
+        let to = next.listen;
+        let moved = std::thread::Builder::new()
+            .name("http-move".into())
+            .spawn(move || {
+                let old = me.http().take();
+                if let Some(old) = old {
+                    old.stop();
+                }
+                let control: Arc<dyn Control> = me.clone();
+                let start = |cfg: &HttpConfig| {
+                    start_http(cfg, me.monitor.clone(), control.clone(), me.login.clone())
+                };
+                let server = match start(&next) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        log::error!("http: {e}; staying on {}", prev.listen);
+                        start(&prev)
+                            .map_err(|e| log::error!("http: {e}; the HTTP API is off"))
+                            .ok()
+                    }
+                };
+                *me.http() = server;
+            });
+        if let Err(e) = moved {
+            log::error!("http: cannot move to {to}: {e}");
+        }
     }
 
     /// Starts serving one path: hub, RTSP stream, pipeline, status probe.
@@ -224,10 +270,23 @@ impl Supervisor {
         let mut done = Applied::default();
         let prev = &st.run;
         if prev.rtsp != next.rtsp {
-            done.restart_required.push("rtsp".into());
+            let restart = self.rtsp.apply_settings(&next.rtsp, &next.users);
+            done.restart_required
+                .extend(restart.iter().map(|f| f.to_string()));
+            let live = RtspConfig {
+                listen: prev.rtsp.listen,
+                udp_rtp_port: prev.rtsp.udp_rtp_port,
+                max_packet_size: prev.rtsp.max_packet_size,
+                ..next.rtsp.clone()
+            };
+            if live != prev.rtsp {
+                done.applied.push("rtsp settings".into());
+            }
         }
         if prev.http != next.http {
-            done.restart_required.push("http".into());
+            self.move_http(prev.http.clone(), next.http.clone());
+            done.applied
+                .push(format!("http moving to {}", next.http.listen));
         }
         if prev.data_dir != next.data_dir {
             done.restart_required.push("data_dir".into());
@@ -347,7 +406,10 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     let listen = server.local_addr().map_err(AppError::Rtsp)?;
     let ctx = server.context().clone();
     let monitor = Monitor::new(Vec::new(), ctx.clone());
-    let supervisor = Arc::new(Supervisor {
+    let supervisor = Arc::new_cyclic(|me| Supervisor {
+        me: me.clone(),
+        http: Mutex::new(None),
+        login: Arc::new(Login::default()),
         file_path: file.path,
         overrides,
         rtsp: ctx.clone(),
@@ -381,7 +443,15 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
             None
         }
     };
-    let http = start_http(&cfg, monitor, supervisor.clone());
+    match start_http(
+        &cfg.http,
+        monitor.clone(),
+        supervisor.clone(),
+        supervisor.login.clone(),
+    ) {
+        Ok(h) => *supervisor.http() = Some(h),
+        Err(e) => log::error!("http: {e}; the HTTP API is off, RTSP keeps serving"),
+    }
     if let Some(udp) = &ctx.udp {
         let (rtp, rtcp) = udp.ports();
         log::info!("rtsp: listening on {listen} (TCP), UDP ports {rtp}-{rtcp}");
@@ -400,6 +470,7 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     }
     server.run(shutdown_signal()).await;
     log::info!("shutting down");
+    let http = supervisor.http().take();
     if let Some(h) = http {
         h.stop();
     }
@@ -414,28 +485,22 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
 /// Starts the HTTP API. A failure is logged and the appliance runs on without it: video
 /// is the appliance's job, and a taken port 8080 must not take the cameras off the air.
 fn start_http(
-    cfg: &Config,
+    cfg: &HttpConfig,
     monitor: Arc<Monitor>,
     control: Arc<dyn Control>,
-) -> Option<HttpServer> {
+    login: Arc<Login>,
+) -> std::io::Result<HttpServer> {
     let ctx = HttpContext {
         monitor,
         control,
-        login: crate::http::login::Login::default(),
+        login,
         cameras: Arc::new(|| {
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),
     };
-    match crate::http::start(&cfg.http, ctx) {
-        Ok(h) => {
-            log::info!("http: listening on {}", h.local_addr());
-            Some(h)
-        }
-        Err(e) => {
-            log::error!("http: {e}; the HTTP API is off, RTSP keeps serving");
-            None
-        }
-    }
+    let h = crate::http::start(cfg, ctx)?;
+    log::info!("http: listening on {}", h.local_addr());
+    Ok(h)
 }
 
 async fn shutdown_signal() {

@@ -158,14 +158,55 @@ fn setup_login_validation_and_path_management() {
     assert_eq!(file_config(&s).users[0].password, "pw-1234");
     assert!(!s.log_text().contains("pw-1234"));
 
-    // A listen change is saved and reported as needing a restart.
-    let r = patch(http, serde_json::json!({"http": {"listen": "127.0.0.1:1"}}));
-    assert_eq!(r.json()["restart_required"], serde_json::json!(["http"]));
-    assert_eq!(
-        get(http, "/api/v1/session").status,
-        200,
-        "still served where it was"
+    // RTSP limits and timeouts apply live; the listening sockets need a restart.
+    let r = patch(http, serde_json::json!({"rtsp": {"max_connections": 1}}));
+    assert_eq!(r.json()["applied"], serde_json::json!(["rtsp settings"]));
+    let _first = TcpStream::connect(s.rtsp).expect("connect");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = TcpStream::connect(s.rtsp).expect("connect");
+    let refused = raw_request(&mut second, "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+    assert_eq!(status_of(&refused), 503, "the new limit holds: {refused}");
+    drop(_first);
+    let r = patch(
+        http,
+        serde_json::json!({"rtsp": {"max_connections": 200, "listen": "127.0.0.1:1"}}),
     );
+    assert_eq!(
+        r.json()["restart_required"],
+        serde_json::json!(["rtsp.listen"])
+    );
+    assert_eq!(
+        file_config(&s).rtsp.listen.port(),
+        1,
+        "saved for the next start"
+    );
+
+    // The HTTP API moves to a new address at once; the answer still comes from the old one.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let new_http = free.local_addr().expect("addr");
+    drop(free);
+    let r = patch(
+        http,
+        serde_json::json!({"http": {"listen": new_http.to_string()}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["applied"],
+        serde_json::json!([format!("http moving to {new_http}")])
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(new_http).is_err() {
+        assert!(std::time::Instant::now() < deadline, "HTTP never moved");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_json(new_http, "/api/v1/session", "HTTP never moved", |v| {
+        v["setup_required"] == false
+    });
+    assert!(
+        TcpStream::connect(http).is_err(),
+        "the old address no longer answers"
+    );
+    let http = new_http;
 
     // Wrong passwords: five are answered 401, then the address must wait.
     let wrong = admin("not the password");

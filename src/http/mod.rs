@@ -41,7 +41,8 @@ pub struct HttpContext {
     pub monitor: Arc<Monitor>,
     pub cameras: CameraLister,
     pub control: Arc<dyn Control>,
-    pub login: Login,
+    /// Shared with whoever restarts the server, so failed logins are remembered across it.
+    pub login: Arc<Login>,
 }
 
 const JSON: &str = "application/json";
@@ -497,7 +498,7 @@ pub(crate) mod tests {
             monitor: crate::status::tests::fake_monitor(),
             cameras: Arc::new(|| serde_json::json!([{"path": "/dev/video0"}])),
             control: Arc::new(MemoryControl(Mutex::new(Config::default()))),
-            login: Login::default(),
+            login: Arc::default(),
         }
     }
 

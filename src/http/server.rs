@@ -1187,7 +1187,7 @@ mod tests {
             control: Arc::new(crate::http::tests::MemoryControl(std::sync::Mutex::new(
                 crate::config::Config::default(),
             ))),
-            login: crate::http::login::Login::default(),
+            login: Arc::default(),
         };
         let t = std::thread::Builder::new()
             .stack_size(CONN_STACK)

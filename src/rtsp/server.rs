@@ -33,7 +33,8 @@ pub struct ServerContext {
     paths: RwLock<HashMap<String, Arc<RtpStream>>>,
     auth: RwLock<Arc<Authenticator>>,
     pub udp: Option<Arc<UdpPair>>,
-    settings: RtspConfig,
+    /// Changed live by `apply_settings` (new values apply to new connections and sessions).
+    settings: RwLock<RtspConfig>,
     local_ip: IpAddr,
     local_port: u16,
     pub stats: ServerStats,
@@ -67,14 +68,14 @@ impl ServerContext {
         self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn session_timeout(&self) -> Duration {
-        Duration::from_secs(self.settings.session_timeout_s)
+        Duration::from_secs(self.settings().session_timeout_s)
     }
     pub fn stall_timeout(&self) -> Duration {
-        Duration::from_secs(self.settings.stall_timeout_s)
+        Duration::from_secs(self.settings().stall_timeout_s)
     }
     /// How far behind the newest frame a client may fall, in 90 kHz ticks.
     pub fn max_lag_ticks(&self) -> i64 {
-        self.settings.max_lag_ms as i64 * crate::media::CLOCK_RATE as i64 / 1000
+        self.settings().max_lag_ms as i64 * crate::media::CLOCK_RATE as i64 / 1000
     }
     /// The TCP port RTSP listens on.
     pub fn local_port(&self) -> u16 {
@@ -119,7 +120,7 @@ impl RtspServer {
             paths: RwLock::new(HashMap::new()),
             auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
             udp,
-            settings: cfg.clone(),
+            settings: RwLock::new(cfg.clone()),
             local_ip: ip,
             local_port,
             stats: ServerStats::default(),
@@ -158,12 +159,10 @@ impl RtspServer {
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
         let open = stats.connections.fetch_add(1, Ordering::AcqRel);
         let guard = ConnectionGuard(self.ctx.clone());
-        if open >= self.ctx.settings.max_connections {
+        let max_connections = self.ctx.settings().max_connections;
+        if open >= max_connections {
             stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
-            log::warn!(
-                "rtsp: {peer} refused: {} connections already open",
-                self.ctx.settings.max_connections
-            );
+            log::warn!("rtsp: {peer} refused: {max_connections} connections already open");
             tokio::spawn(async move {
                 refuse(stream).await;
                 drop(guard);
@@ -223,7 +222,8 @@ impl Drop for ConnectionGuard {
 impl ServerContext {
     /// Starts serving `media` as RTSP path `media.name`, replacing an older one of that name.
     pub fn add_path(&self, media: Arc<MediaPath>, max_readers: usize) {
-        let stream = RtpStream::start(media.clone(), self.settings.max_packet_size, max_readers);
+        let max_packet_size = self.settings().max_packet_size;
+        let stream = RtpStream::start(media.clone(), max_packet_size, max_readers);
         self.paths
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -272,7 +272,43 @@ impl ServerContext {
     /// Replaces the user list; sessions already authenticated continue.
     pub fn set_users(&self, users: &[User]) {
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(authenticator(users, &self.settings.auth_methods));
+            Arc::new(authenticator(users, &self.settings().auth_methods));
+    }
+
+    fn settings(&self) -> std::sync::RwLockReadGuard<'_, RtspConfig> {
+        self.settings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies new RTSP settings and users without a restart: limits and timeouts for new
+    /// connections and sessions, the authentication schemes at once. Returns the fields that
+    /// only a restart applies (the listening sockets, and the packet size of running paths).
+    pub fn apply_settings(&self, next: &RtspConfig, users: &[User]) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        let auth_changed = {
+            let mut cur = self.settings.write().unwrap_or_else(|e| e.into_inner());
+            if cur.listen != next.listen {
+                restart.push("rtsp.listen");
+            }
+            if cur.udp_rtp_port != next.udp_rtp_port {
+                restart.push("rtsp.udp_rtp_port");
+            }
+            if cur.max_packet_size != next.max_packet_size {
+                restart.push("rtsp.max_packet_size");
+            }
+            let auth_changed = cur.auth_methods != next.auth_methods;
+            // Sockets and running packetisers keep what they were started with.
+            *cur = RtspConfig {
+                listen: cur.listen,
+                udp_rtp_port: cur.udp_rtp_port,
+                max_packet_size: cur.max_packet_size,
+                ..next.clone()
+            };
+            auth_changed
+        };
+        if auth_changed {
+            self.set_users(users);
+        }
+        restart
     }
 }
 
