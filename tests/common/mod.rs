@@ -69,6 +69,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     pub started: Instant,
+    /// The `--config` file it was started with (the API saves changes into it).
+    pub config: PathBuf,
     _dir: TempDir,
 }
 
@@ -163,6 +165,7 @@ impl Server {
             http,
             log,
             started,
+            config: cfg_path,
             _dir: dir,
         }
     }
