@@ -9,17 +9,20 @@ use crate::capture::format::ModeRequest;
 use crate::capture::pattern::TestPattern;
 use crate::capture::v4l2::{self, V4l2Source};
 use crate::capture::{CaptureError, FrameSource, PixelFormat};
-use crate::config::{Config, PathConfig, SourceSpec};
+use crate::config::{Config, ConfigFile, Overrides, PathConfig, SourceSpec};
+use crate::control::{Applied, Change, Control, ControlError};
 use crate::encode::EncoderSettings;
 use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
 use crate::rtsp::server::RtspServer;
+use crate::rtsp::server::ServerContext;
 use crate::status::{Monitor, PathProbe};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Why the appliance could not start or stopped.
 #[derive(Debug)]
@@ -137,45 +140,237 @@ fn local_ipv4s() -> Vec<IpAddr> {
     out
 }
 
-/// Runs the appliance until SIGINT or SIGTERM.
-pub fn run(cfg: Config) -> Result<(), AppError> {
+/// Runs the appliance until SIGINT or SIGTERM. `file` is the config file as read (changes
+/// from the API are saved there), `cfg` what this run uses (`file` plus `overrides`).
+pub fn run(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigint-net")
         .build()
         .map_err(AppError::Runtime)?;
-    runtime.block_on(serve(cfg))
+    runtime.block_on(serve(file, overrides, cfg))
 }
 
-async fn serve(cfg: Config) -> Result<(), AppError> {
+/// A path being served: its pipeline and the settings it runs with.
+struct ServedPath {
+    media: Arc<MediaPath>,
+    pipeline: Pipeline,
+    config: PathConfig,
+}
+
+/// What the supervisor changes under its lock.
+struct State {
+    /// The config file's document.
+    file: Config,
+    /// What runs: `file` with the command-line overrides.
+    run: Config,
+    paths: BTreeMap<String, ServedPath>,
+}
+
+/// Owns the running paths and applies config changes (`Control`) live.
+struct Supervisor {
+    file_path: PathBuf,
+    overrides: Overrides,
+    rtsp: Arc<ServerContext>,
+    monitor: Arc<Monitor>,
+    runtime: tokio::runtime::Handle,
+    state: Mutex<State>,
+}
+
+fn probe(name: &str, cfg: &PathConfig, served: &ServedPath) -> PathProbe {
+    PathProbe {
+        name: name.to_string(),
+        source: cfg.source.clone(),
+        media: served.media.clone(),
+        stats: served.pipeline.stats().clone(),
+    }
+}
+
+impl Supervisor {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts serving one path: hub, RTSP stream, pipeline, status probe.
+    fn start_path(&self, name: &str, cfg: &PathConfig) -> std::io::Result<ServedPath> {
+        let media = MediaPath::new(name);
+        let pipeline = Pipeline::spawn(
+            media.clone(),
+            source_factory(name, cfg),
+            encoder_settings(cfg),
+        )?;
+        {
+            // RTP streams run on the runtime; this may be called from an HTTP thread.
+            let _in_runtime = self.runtime.enter();
+            self.rtsp.add_path(media.clone(), cfg.max_readers);
+        }
+        let served = ServedPath {
+            media,
+            pipeline,
+            config: cfg.clone(),
+        };
+        self.monitor.watch(probe(name, cfg, &served));
+        Ok(served)
+    }
+
+    fn stop_path(&self, name: &str, served: ServedPath) {
+        self.rtsp.remove_path(name);
+        self.monitor.unwatch(name);
+        served.pipeline.stop();
+    }
+
+    /// Brings the running appliance from `st.run` to `next`, touching only what changed.
+    fn apply(&self, st: &mut State, next: &Config) -> Applied {
+        let mut done = Applied::default();
+        let prev = &st.run;
+        if prev.rtsp != next.rtsp {
+            done.restart_required.push("rtsp".into());
+        }
+        if prev.http != next.http {
+            done.restart_required.push("http".into());
+        }
+        if prev.data_dir != next.data_dir {
+            done.restart_required.push("data_dir".into());
+        }
+        if prev.log_level != next.log_level {
+            crate::logger::set_level(&next.log_level);
+            done.applied.push(format!("log_level {}", next.log_level));
+        }
+        if prev.users != next.users {
+            self.rtsp.set_users(&next.users);
+            done.applied.push("users".into());
+        }
+        let gone: Vec<String> = st
+            .paths
+            .keys()
+            .filter(|n| !next.paths.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(served) = st.paths.remove(&name) {
+                self.stop_path(&name, served);
+                log::info!("path {name}: removed");
+                done.applied.push(format!("paths.{name} removed"));
+            }
+        }
+        for (name, cfg) in &next.paths {
+            let Some(served) = st.paths.get_mut(name) else {
+                match self.start_path(name, cfg) {
+                    Ok(served) => {
+                        log::info!("path {name}: added");
+                        for url in reachable_urls(self.rtsp_listen(next), name) {
+                            log::info!("serving {url}");
+                        }
+                        st.paths.insert(name.clone(), served);
+                        done.applied.push(format!("paths.{name} added"));
+                    }
+                    Err(e) => {
+                        log::error!("path {name}: cannot start: {e}");
+                        done.applied
+                            .push(format!("paths.{name} failed to start: {e}"));
+                    }
+                }
+                continue;
+            };
+            let old = served.config.clone();
+            if &old == cfg {
+                continue;
+            }
+            let source_changed = old.source != cfg.source
+                || old.geometry() != cfg.geometry()
+                || old.pixel_format != cfg.pixel_format;
+            let encoder_changed =
+                old.bitrate_kbps != cfg.bitrate_kbps || old.idr_interval_s != cfg.idr_interval_s;
+            if source_changed {
+                served
+                    .pipeline
+                    .reconfigure(Some(source_factory(name, cfg)), encoder_settings(cfg));
+                done.applied.push(format!("paths.{name} source reopened"));
+            } else if encoder_changed {
+                served.pipeline.reconfigure(None, encoder_settings(cfg));
+                done.applied.push(format!("paths.{name} encoder restarted"));
+            }
+            if old.max_readers != cfg.max_readers {
+                self.rtsp.set_max_readers(name, cfg.max_readers);
+                done.applied.push(format!("paths.{name}.max_readers"));
+            }
+            served.config = cfg.clone();
+            self.monitor.watch(probe(name, cfg, served));
+        }
+        st.run = next.clone();
+        done
+    }
+
+    fn rtsp_listen(&self, cfg: &Config) -> SocketAddr {
+        SocketAddr::new(cfg.rtsp.listen.ip(), self.rtsp.local_port())
+    }
+
+    fn stop_all(&self) {
+        let mut st = self.state();
+        let paths = std::mem::take(&mut st.paths);
+        for (name, served) in paths {
+            self.stop_path(&name, served);
+        }
+    }
+}
+
+impl Control for Supervisor {
+    fn config(&self) -> Config {
+        self.state().file.clone()
+    }
+
+    fn update(&self, change: Change<'_>) -> Result<(Config, Applied), ControlError> {
+        let mut st = self.state();
+        let file = change(&st.file)?;
+        file.validate()?;
+        let run = self.overrides.apply(&file)?;
+        if file == st.file {
+            return Ok((file, Applied::default()));
+        }
+        file.save(&self.file_path).map_err(|e| {
+            ControlError::Save(format!(
+                "cannot save the config to {}: {e}",
+                self.file_path.display()
+            ))
+        })?;
+        log::info!("config: saved {}", self.file_path.display());
+        let applied = self.apply(&mut st, &run);
+        st.file = file.clone();
+        Ok((file, applied))
+    }
+}
+
+async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
     let server = RtspServer::bind(&cfg.rtsp, &cfg.users)
         .await
         .map_err(AppError::Rtsp)?;
     let listen = server.local_addr().map_err(AppError::Rtsp)?;
     let ctx = server.context().clone();
-    let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
-    let mut probes = Vec::new();
-    for (name, pcfg) in &cfg.paths {
-        let media = MediaPath::new(name);
-        ctx.add_path(media.clone(), pcfg.max_readers);
-        let pipeline = Pipeline::spawn(
-            media.clone(),
-            source_factory(name, pcfg),
-            encoder_settings(pcfg),
-        )
-        .map_err(|error| AppError::Pipeline {
-            path: name.clone(),
-            error,
-        })?;
-        probes.push(PathProbe {
-            name: name.clone(),
-            source: pcfg.source.clone(),
-            media,
-            stats: pipeline.stats().clone(),
-        });
-        pipelines.insert(name.clone(), pipeline);
+    let monitor = Monitor::new(Vec::new(), ctx.clone());
+    let supervisor = Arc::new(Supervisor {
+        file_path: file.path,
+        overrides,
+        rtsp: ctx.clone(),
+        monitor: monitor.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        state: Mutex::new(State {
+            file: file.config,
+            run: cfg.clone(),
+            paths: BTreeMap::new(),
+        }),
+    });
+    {
+        let mut st = supervisor.state();
+        for (name, pcfg) in &cfg.paths {
+            let served = supervisor
+                .start_path(name, pcfg)
+                .map_err(|error| AppError::Pipeline {
+                    path: name.clone(),
+                    error,
+                })?;
+            st.paths.insert(name.clone(), served);
+        }
     }
-    let monitor = Monitor::new(probes, ctx.clone());
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = match monitor.spawn_sampler(sampler_stop.clone()) {
         Ok(t) => Some(t),
@@ -186,7 +381,7 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
             None
         }
     };
-    let http = start_http(&cfg, monitor);
+    let http = start_http(&cfg, monitor, supervisor.clone());
     if let Some(udp) = &ctx.udp {
         let (rtp, rtcp) = udp.ports();
         log::info!("rtsp: listening on {listen} (TCP), UDP ports {rtp}-{rtcp}");
@@ -205,12 +400,10 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
     }
     server.run(shutdown_signal()).await;
     log::info!("shutting down");
-    for (_, p) in pipelines {
-        p.stop();
-    }
     if let Some(h) = http {
         h.stop();
     }
+    supervisor.stop_all();
     sampler_stop.store(true, Ordering::Relaxed);
     if let Some(t) = sampler {
         let _ = t.join();
@@ -220,9 +413,15 @@ async fn serve(cfg: Config) -> Result<(), AppError> {
 
 /// Starts the HTTP API. A failure is logged and the appliance runs on without it: video
 /// is the appliance's job, and a taken port 8080 must not take the cameras off the air.
-fn start_http(cfg: &Config, monitor: Arc<Monitor>) -> Option<HttpServer> {
+fn start_http(
+    cfg: &Config,
+    monitor: Arc<Monitor>,
+    control: Arc<dyn Control>,
+) -> Option<HttpServer> {
     let ctx = HttpContext {
         monitor,
+        control,
+        login: crate::http::login::Login::default(),
         cameras: Arc::new(|| {
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),

@@ -51,7 +51,32 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// error, warn, info, debug or trace.
     pub log_level: String,
+    /// The admin login of the HTTP API and page. Unset on a fresh device: no default password.
+    #[serde(skip_serializing_if = "AdminConfig::is_unset")]
+    pub admin: AdminConfig,
     pub paths: BTreeMap<String, PathConfig>,
+}
+
+/// The admin login, stored as an Argon2id PHC string (never the password itself).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+impl AdminConfig {
+    pub fn is_unset(&self) -> bool {
+        self.password_hash.is_none()
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("password_set", &self.password_hash.is_some())
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -64,6 +89,7 @@ impl Default for Config {
             users: Vec::new(),
             data_dir: PathBuf::from("/var/lib/vigint"),
             log_level: "info".to_string(),
+            admin: AdminConfig::default(),
             paths,
         }
     }
@@ -395,6 +421,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(h) = &self.admin.password_hash {
+            if !h.starts_with("$argon2id$") {
+                return Err(ConfigError::new(
+                    "admin.password_hash",
+                    "must be an Argon2id hash as vigint writes it (set the password on the page or with PUT /api/v1/admin/password)",
+                ));
+            }
+        }
         if self.paths.is_empty() {
             return Err(ConfigError::new("paths", "at least one path is needed"));
         }
@@ -477,6 +511,119 @@ impl Config {
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(&dir)?.sync_all()
     }
+}
+
+/// The config file and what it holds (the API edits this, never the overridden copy).
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub config: Config,
+}
+
+/// Settings given on the command line. They win over the file for this run only and are
+/// never written back into it (a save from the API keeps the file's own values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub rtsp_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    /// The source of the only path, or of `cam` when there are several.
+    pub source: Option<String>,
+}
+
+impl Overrides {
+    /// The config this run uses: `file` with the overrides applied, validated.
+    pub fn apply(&self, file: &Config) -> Result<Config, ConfigError> {
+        let mut cfg = file.clone();
+        if let Some(v) = self.rtsp_listen {
+            cfg.rtsp.listen = v;
+        }
+        if let Some(v) = self.http_listen {
+            cfg.http.listen = v;
+        }
+        if let Some(v) = &self.data_dir {
+            cfg.data_dir = v.clone();
+        }
+        if let Some(v) = &self.log_level {
+            cfg.log_level = v.clone();
+        }
+        if let Some(src) = &self.source {
+            let name = if cfg.paths.len() == 1 {
+                cfg.paths.keys().next().cloned().unwrap_or_default()
+            } else {
+                DEFAULT_PATH.to_string()
+            };
+            match cfg.paths.get_mut(&name) {
+                Some(p) => p.source = src.clone(),
+                None => {
+                    return Err(ConfigError::new(
+                        "--source",
+                        format!("the config has several paths and none is named `{DEFAULT_PATH}`; set each path's source in the file"),
+                    ))
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The config as the API shows it: secrets left out (`users[].password`, `admin`).
+pub fn to_public_json(cfg: &Config) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("admin");
+        if let Some(users) = obj.get_mut("users").and_then(|u| u.as_array_mut()) {
+            for u in users {
+                if let Some(u) = u.as_object_mut() {
+                    u.remove("password");
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Reads a document written through the API. Secrets are write-only: a user sent without
+/// `password` keeps the one `current` has; `admin` cannot be set this way. Validated.
+pub fn from_public_json(
+    mut doc: serde_json::Value,
+    current: &Config,
+) -> Result<Config, ConfigError> {
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(ConfigError::new("", "the config must be a JSON object"));
+    };
+    if obj.contains_key("admin") {
+        return Err(ConfigError::new(
+            "admin",
+            "the admin password is set with PUT /api/v1/admin/password, not in the config",
+        ));
+    }
+    if let Some(users) = obj.get_mut("users").and_then(|u| u.as_array_mut()) {
+        for (i, u) in users.iter_mut().enumerate() {
+            let Some(u) = u.as_object_mut() else { continue };
+            if u.contains_key("password") {
+                continue;
+            }
+            let name = u.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+            match current.users.iter().find(|c| c.name == name) {
+                Some(c) => {
+                    u.insert("password".into(), c.password.clone().into());
+                }
+                None => {
+                    return Err(ConfigError::new(
+                        format!("users[{i}].password"),
+                        "a new user needs a password",
+                    ))
+                }
+            }
+        }
+    }
+    let text = doc.to_string();
+    let mut cfg = Config::from_json(&text)?;
+    cfg.admin = current.admin.clone();
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -606,6 +753,71 @@ mod tests {
         assert_eq!(Config::load(&file).unwrap(), c);
         assert!(!dir.join(".vigint.json.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_public_document_hides_secrets_and_keeps_them_on_write() {
+        let mut c = Config::from_json(
+            r#"{"users":[{"name":"a","password":"pa55word"},{"name":"b","password":"other"}]}"#,
+        )
+        .unwrap();
+        c.admin.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        let doc = to_public_json(&c);
+        let text = doc.to_string();
+        assert!(
+            !text.contains("pa55word") && !text.contains("argon2"),
+            "{text}"
+        );
+        assert_eq!(doc["users"][0], serde_json::json!({"name": "a"}));
+        // Sent back unchanged: the same config, passwords and admin kept.
+        assert_eq!(from_public_json(doc.clone(), &c).unwrap(), c);
+        // A new password replaces; a dropped user is gone; a new user needs one.
+        let mut d = doc.clone();
+        d["users"] = serde_json::json!([{"name": "a", "password": "new-one"}]);
+        let n = from_public_json(d, &c).unwrap();
+        assert_eq!(n.users.len(), 1);
+        assert_eq!(n.users[0].password, "new-one");
+        let mut d = doc.clone();
+        d["users"] = serde_json::json!([{"name": "a"}, {"name": "c"}]);
+        assert_eq!(
+            from_public_json(d, &c).unwrap_err().field,
+            "users[1].password"
+        );
+        let mut d = doc.clone();
+        d["admin"] = serde_json::json!({"password_hash": "x"});
+        assert_eq!(from_public_json(d, &c).unwrap_err().field, "admin");
+        assert_eq!(
+            from_public_json(serde_json::json!([1]), &c)
+                .unwrap_err()
+                .field,
+            ""
+        );
+    }
+
+    #[test]
+    fn overrides_win_for_the_run_and_are_checked() {
+        let file = Config::default();
+        let o = Overrides {
+            rtsp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            source: Some("test-pattern".into()),
+            ..Overrides::default()
+        };
+        let run = o.apply(&file).unwrap();
+        assert_eq!(run.rtsp.listen.port(), 0);
+        assert_eq!(run.paths["cam"].source, "test-pattern");
+        assert_eq!(file.paths["cam"].source, "auto");
+        let bad = Overrides {
+            log_level: Some("loud".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(bad.apply(&file).unwrap_err().field, "log_level");
+    }
+
+    #[test]
+    fn an_admin_hash_must_be_argon2id() {
+        let e = Config::from_json(r#"{"admin":{"password_hash":"plain"}}"#).unwrap_err();
+        assert_eq!(e.field, "admin.password_hash");
+        assert!(!e.to_string().contains("plain"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod capture;
 pub mod config;
+pub mod control;
 pub mod encode;
 pub mod h264;
 pub mod http;

@@ -7,13 +7,13 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 struct StderrLogger {
-    level: log::LevelFilter,
     timestamps: bool,
 }
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.level
+        // The global maximum, so that `set_level` changes it at run time.
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record) {
@@ -41,9 +41,14 @@ impl log::Log for StderrLogger {
 pub fn init(level: &str) {
     let level = level.parse().unwrap_or(log::LevelFilter::Info);
     let timestamps = std::env::var_os("JOURNAL_STREAM").is_none();
-    if log::set_boxed_logger(Box::new(StderrLogger { level, timestamps })).is_ok() {
+    if log::set_boxed_logger(Box::new(StderrLogger { timestamps })).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Changes the level while running (a config change).
+pub fn set_level(level: &str) {
+    log::set_max_level(level.parse().unwrap_or(log::LevelFilter::Info));
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` without a date crate (civil-from-days, H. Hinnant).

@@ -1,9 +1,10 @@
 //! `vigint`: command line, logger, exit codes. Everything else lives in the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vigint::config::{Config, ConfigError, DEFAULT_PATH};
+use vigint::config::{Config, ConfigError, ConfigFile, Overrides};
 
 const USAGE: &str = "\
 vigint: turns a camera (or a test pattern) into an RTSP network camera
@@ -14,7 +15,8 @@ Usage:
   vigint --list-cameras [--json]
 
 Options:
-  --config FILE        JSON config file (see docs/CONFIG.md); without it, path `cam` from `auto`
+  --config FILE        JSON config file (see docs/CONFIG.md), saved when settings change over
+                       HTTP; default DATA_DIR/vigint.json; missing: defaults (path `cam`, `auto`)
   --rtsp-listen ADDR   RTSP address, e.g. 0.0.0.0:8554
   --http-listen ADDR   HTTP address, e.g. 0.0.0.0:8080
   --source SPEC        auto | test-pattern[:WIDTHxHEIGHT@FPS] | /dev/videoN (the `cam` path,
@@ -71,48 +73,51 @@ fn parse_args() -> Result<Command, lexopt::Error> {
     Ok(Command::Run(args))
 }
 
-/// Loads the config and applies command-line overrides; the result is validated.
-fn build_config(args: &Args) -> Result<Config, ConfigError> {
-    let mut cfg = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let addr = |field: &str, v: &str| {
-        v.parse().map_err(|_| ConfigError {
-            field: field.to_string(),
-            reason: format!("`{v}` is not an address like 0.0.0.0:8554"),
-        })
-    };
-    if let Some(v) = &args.rtsp_listen {
-        cfg.rtsp.listen = addr("--rtsp-listen", v)?;
+/// Where the config lives: `--config`, else `vigint.json` in the data directory.
+fn config_file(args: &Args) -> PathBuf {
+    match &args.config {
+        Some(p) => p.clone(),
+        None => args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| Config::default().data_dir)
+            .join("vigint.json"),
     }
-    if let Some(v) = &args.http_listen {
-        cfg.http.listen = addr("--http-listen", v)?;
-    }
-    if let Some(v) = &args.data_dir {
-        cfg.data_dir = v.clone();
-    }
-    if let Some(v) = &args.log_level {
-        cfg.log_level = v.clone();
-    }
-    if let Some(src) = &args.source {
-        let name = if cfg.paths.len() == 1 {
-            cfg.paths.keys().next().cloned().unwrap_or_default()
-        } else {
-            DEFAULT_PATH.to_string()
-        };
-        match cfg.paths.get_mut(&name) {
-            Some(p) => p.source = src.clone(),
-            None => {
-                return Err(ConfigError {
-                    field: "--source".into(),
-                    reason: format!("the config has several paths and none is named `{DEFAULT_PATH}`; set each path's source in the file"),
+}
+
+/// The command-line settings that win over the file for this run.
+fn overrides(args: &Args) -> Result<Overrides, ConfigError> {
+    let addr = |field: &str, v: &Option<String>| -> Result<Option<SocketAddr>, ConfigError> {
+        v.as_deref()
+            .map(|v| {
+                v.parse().map_err(|_| ConfigError {
+                    field: field.to_string(),
+                    reason: format!("`{v}` is not an address like 0.0.0.0:8554"),
                 })
-            }
-        }
-    }
-    cfg.validate()?;
-    Ok(cfg)
+            })
+            .transpose()
+    };
+    Ok(Overrides {
+        rtsp_listen: addr("--rtsp-listen", &args.rtsp_listen)?,
+        http_listen: addr("--http-listen", &args.http_listen)?,
+        data_dir: args.data_dir.clone(),
+        log_level: args.log_level.clone(),
+        source: args.source.clone(),
+    })
+}
+
+/// Loads the config file (a missing one means defaults: it is created on the first change
+/// saved from the API) and checks the overrides against it.
+fn load(args: &Args) -> Result<(ConfigFile, Overrides, Config), ConfigError> {
+    let path = config_file(args);
+    let file = if path.exists() {
+        Config::load(&path)?
+    } else {
+        Config::default()
+    };
+    let overrides = overrides(args)?;
+    let run = overrides.apply(&file)?;
+    Ok((ConfigFile { path, config: file }, overrides, run))
 }
 
 fn main() -> ExitCode {
@@ -150,7 +155,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let cfg = match build_config(&args) {
+    let (file, overrides, cfg) = match load(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigint: invalid configuration: {e}");
@@ -159,7 +164,15 @@ fn main() -> ExitCode {
     };
     vigint::logger::init(&cfg.log_level);
     log::info!("vigint {} starting", env!("CARGO_PKG_VERSION"));
-    match vigint::app::run(cfg) {
+    if file.path.exists() {
+        log::info!("config: {}", file.path.display());
+    } else {
+        log::info!(
+            "config: {} does not exist yet: defaults in use; the first change saved from the page creates it",
+            file.path.display()
+        );
+    }
+    match vigint::app::run(file, overrides, cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

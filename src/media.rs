@@ -66,11 +66,43 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// True when a player can go on decoding across the change from `self` to `other`:
+    /// same size and profile. A new level or other in-band SPS/PPS details (a bitrate
+    /// change moves the level) arrive before the next IDR, as decoders expect them.
+    pub fn same_picture_format(&self, other: &StreamInfo) -> bool {
+        self.width == other.width
+            && self.height == other.height
+            && self.sps.get(1..3) == other.sps.get(1..3)
+    }
+
     /// `profile-level-id` for SDP: the three bytes after the SPS NAL header.
     pub fn profile_level_id(&self) -> [u8; 3] {
         match self.sps.get(1..4) {
             Some(b) => [b[0], b[1], b[2]],
             None => [0x42, 0xC0, 0x1F],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(w: u32, sps: &'static [u8]) -> StreamInfo {
+        StreamInfo {
+            width: w,
+            height: 240,
+            fps: 15,
+            sps: Bytes::from_static(sps),
+            pps: Bytes::from_static(&[0x68, 0xce]),
+        }
+    }
+
+    #[test]
+    fn a_new_level_is_the_same_picture_format_a_new_size_or_profile_is_not() {
+        let base = info(320, &[0x67, 0x42, 0xc0, 0x0c, 0x8c]);
+        assert!(base.same_picture_format(&info(320, &[0x67, 0x42, 0xc0, 0x14, 0x8d])));
+        assert!(!base.same_picture_format(&info(640, &[0x67, 0x42, 0xc0, 0x0c, 0x8c])));
+        assert!(!base.same_picture_format(&info(320, &[0x67, 0x4d, 0x40, 0x0c, 0x8c])));
     }
 }

@@ -212,7 +212,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Pipeline {
     stats: Arc<PipelineStats>,
     stop: Arc<AtomicBool>,
+    change: Arc<PendingChange>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// New settings for a running pipeline, picked up between frames.
+struct Reconfig {
+    /// A new source (reopened at once), or `None` to keep the open source and only rebuild
+    /// the encoder.
+    factory: Option<SourceFactory>,
+    settings: EncoderSettings,
+}
+
+/// The slot through which `Pipeline::reconfigure` hands a change to the thread.
+#[derive(Default)]
+struct PendingChange {
+    pending: AtomicBool,
+    slot: Mutex<Option<Reconfig>>,
+}
+
+impl PendingChange {
+    fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+    fn take(&self) -> Option<Reconfig> {
+        let r = lock(&self.slot).take();
+        self.pending.store(false, Ordering::Release);
+        r
+    }
 }
 
 impl Pipeline {
@@ -225,12 +252,14 @@ impl Pipeline {
     ) -> std::io::Result<Pipeline> {
         let stats = Arc::new(PipelineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let change = Arc::new(PendingChange::default());
         let worker = Worker {
             path: path.clone(),
             factory: source,
             settings,
             stats: stats.clone(),
             stop: stop.clone(),
+            change: change.clone(),
             last_logged: None,
             last_size: None,
             last_pts: None,
@@ -245,12 +274,33 @@ impl Pipeline {
         Ok(Pipeline {
             stats,
             stop,
+            change,
             thread: Some(thread),
         })
     }
 
     pub fn stats(&self) -> &Arc<PipelineStats> {
         &self.stats
+    }
+
+    /// Applies new settings without stopping the path: with a new `source`, the source is
+    /// reopened; without, the open source stays and only the encoder is rebuilt (a bitrate
+    /// change). Media time continues either way, so viewers stay connected unless the
+    /// picture size changes. A later call before the thread picked this one up replaces it.
+    pub fn reconfigure(&self, source: Option<SourceFactory>, settings: EncoderSettings) {
+        let mut slot = lock(&self.change.slot);
+        // A pending source change must not be lost to a later encoder-only change.
+        let factory = match (source, slot.take()) {
+            (Some(f), _) => Some(f),
+            (None, Some(old)) => old.factory,
+            (None, None) => None,
+        };
+        *slot = Some(Reconfig { factory, settings });
+        self.change.pending.store(true, Ordering::Release);
+        drop(slot);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 
     /// Stops the thread and waits for it (at most about one frame period, or one blocking
@@ -279,6 +329,8 @@ impl Drop for Pipeline {
 /// Why a streaming session ended.
 enum SessionEnd {
     Stopped,
+    /// New settings are waiting (`Pipeline::reconfigure`).
+    Reconfigure,
     /// The reason, and whether the source was a camera (so the loss is reported as such).
     Failed {
         reason: String,
@@ -297,6 +349,7 @@ struct Worker {
     settings: EncoderSettings,
     stats: Arc<PipelineStats>,
     stop: Arc<AtomicBool>,
+    change: Arc<PendingChange>,
     /// The last error logged, so a repeating error is logged once.
     last_logged: Option<String>,
     last_size: Option<(u32, u32)>,
@@ -330,6 +383,11 @@ fn resume_offset(
     (last + periods * period - first_pts, (periods - 1) as u64)
 }
 
+/// The IDR interval is configured in seconds: keep it when the source's rate differs.
+fn idr_for(settings: &EncoderSettings, fps: u32) -> u32 {
+    (settings.idr_interval_frames as u64 * fps as u64 / settings.fps.max(1) as u64).max(1) as u32
+}
+
 /// Per-session state shared by both routes.
 struct Session {
     /// Added to the source's pts so media time continues across reopens.
@@ -350,7 +408,7 @@ impl Worker {
     /// Sleeps up to `d`, waking early when stopped (stop() unparks the thread).
     fn sleep(&self, d: Duration) {
         let deadline = Instant::now() + d;
-        while !self.stopped() {
+        while !self.stopped() && !self.change.is_pending() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -403,8 +461,23 @@ impl Worker {
             };
             self.stats.streaming.store(false, Ordering::Relaxed);
             self.log_drops(true);
+            if self.change.is_pending() {
+                // Applied here whether the session ended for it or failed meanwhile.
+                if let Some(r) = self.change.take() {
+                    if let Some(f) = r.factory {
+                        self.factory = f;
+                    }
+                    self.settings = r.settings;
+                    log::info!("path {name}: new settings applied");
+                }
+                backoff = None;
+                if !matches!(end, SessionEnd::Stopped) {
+                    continue;
+                }
+            }
             match end {
                 SessionEnd::Stopped => break,
+                SessionEnd::Reconfigure => continue,
                 SessionEnd::Failed { reason, camera } => {
                     self.record_failure(reason, camera);
                     self.stats.restarts.fetch_add(1, Ordering::Relaxed);
@@ -553,6 +626,18 @@ impl Worker {
             if self.stopped() {
                 return SessionEnd::Stopped;
             }
+            if self.change.is_pending() {
+                // The camera's own encoder ignores our bitrate: only a new source matters.
+                let needs_reopen = lock(&self.change.slot)
+                    .as_ref()
+                    .is_none_or(|r| r.factory.is_some());
+                if needs_reopen {
+                    return SessionEnd::Reconfigure;
+                }
+                if let Some(r) = self.change.take() {
+                    self.settings = r.settings;
+                }
+            }
             let mut frame = match source.next_frame() {
                 Ok(f) => f,
                 Err(e) => return self.failed(e.to_string(), s),
@@ -600,15 +685,11 @@ impl Worker {
     fn encode(&mut self, mut source: Box<dyn FrameSource>, s: &mut Session) -> SessionEnd {
         let (width, height) = source.size();
         let fps = source.fps();
-        // The IDR interval is configured in seconds: keep it when the camera's rate differs.
-        let idr = (self.settings.idr_interval_frames as u64 * fps as u64
-            / self.settings.fps.max(1) as u64)
-            .max(1) as u32;
         let settings = EncoderSettings {
             width,
             height,
             fps,
-            idr_interval_frames: idr,
+            idr_interval_frames: idr_for(&self.settings, fps),
             ..self.settings.clone()
         };
         let mut encoder = match OpenH264Encoder::new(&settings) {
@@ -628,6 +709,37 @@ impl Worker {
         loop {
             if self.stopped() {
                 return SessionEnd::Stopped;
+            }
+            if self.change.is_pending() {
+                let needs_reopen = lock(&self.change.slot)
+                    .as_ref()
+                    .is_none_or(|r| r.factory.is_some());
+                if needs_reopen {
+                    return SessionEnd::Reconfigure;
+                }
+                if let Some(r) = self.change.take() {
+                    self.settings = r.settings;
+                    let next = EncoderSettings {
+                        width,
+                        height,
+                        fps,
+                        idr_interval_frames: idr_for(&self.settings, fps),
+                        ..self.settings.clone()
+                    };
+                    match OpenH264Encoder::new(&next) {
+                        Ok(e) => {
+                            encoder = e;
+                            first = true;
+                            log::info!(
+                                "path {}: encoder now at {} kbit/s, IDR every {} frames",
+                                self.path.name,
+                                next.bitrate_kbps,
+                                next.idr_interval_frames
+                            );
+                        }
+                        Err(e) => return self.failed(format!("{}: {e}", source.describe()), s),
+                    }
+                }
             }
             let mut frame = match source.next_frame() {
                 Ok(f) => f,

@@ -67,6 +67,8 @@ pub struct ReaderSample {
 /// Server-wide RTSP counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ServerSample {
+    /// The RTSP TCP port clients connect to.
+    pub port: u16,
     pub connections: usize,
     pub connections_total: u64,
     pub connections_rejected: u64,
@@ -249,35 +251,71 @@ pub struct PathProbe {
     pub stats: Arc<dyn SourceProbe>,
 }
 
-/// Reads every probe, keeps the rate windows, and builds snapshots.
+/// One served path: its probe and its rate window.
+struct Watched {
+    probe: PathProbe,
+    window: RateWindow,
+}
+
+/// Reads every probe, keeps the rate windows, and builds snapshots. Paths come and go as
+/// the config changes (`watch`, `unwatch`).
 pub struct Monitor {
     started: Instant,
-    paths: Vec<PathProbe>,
+    paths: Mutex<Vec<Watched>>,
     clients: Arc<dyn ClientProbe>,
-    windows: Mutex<Vec<RateWindow>>,
 }
 
 impl Monitor {
     pub fn new(paths: Vec<PathProbe>, clients: Arc<dyn ClientProbe>) -> Arc<Monitor> {
-        let windows = paths.iter().map(|_| RateWindow::default()).collect();
+        let paths = paths
+            .into_iter()
+            .map(|probe| Watched {
+                probe,
+                window: RateWindow::default(),
+            })
+            .collect();
         Arc::new(Monitor {
             started: Instant::now(),
-            paths,
+            paths: Mutex::new(paths),
             clients,
-            windows: Mutex::new(windows),
         })
     }
 
-    fn windows(&self) -> std::sync::MutexGuard<'_, Vec<RateWindow>> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    fn paths(&self) -> std::sync::MutexGuard<'_, Vec<Watched>> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts watching a path, or replaces the probe of one of that name (keeping its
+    /// measurements when the counters are the same).
+    pub fn watch(&self, probe: PathProbe) {
+        let mut paths = self.paths();
+        match paths.iter_mut().find(|w| w.probe.name == probe.name) {
+            Some(w) => {
+                if !Arc::ptr_eq(&w.probe.stats, &probe.stats) {
+                    w.window = RateWindow::default();
+                }
+                w.probe = probe;
+            }
+            None => {
+                paths.push(Watched {
+                    probe,
+                    window: RateWindow::default(),
+                });
+                paths.sort_by(|a, b| a.probe.name.cmp(&b.probe.name));
+            }
+        }
+    }
+
+    pub fn unwatch(&self, name: &str) {
+        self.paths().retain(|w| w.probe.name != name);
     }
 
     /// Reads the frame counters into the rate windows.
     pub fn sample(&self) {
         let now = Instant::now();
-        let samples: Vec<SourceSample> = self.paths.iter().map(|p| p.stats.sample()).collect();
-        for (w, s) in self.windows().iter_mut().zip(samples) {
-            w.push(now, s.frames, s.bytes);
+        for w in self.paths().iter_mut() {
+            let s = w.probe.stats.sample();
+            w.window.push(now, s.frames, s.bytes);
         }
     }
 
@@ -298,20 +336,15 @@ impl Monitor {
     }
 
     pub fn path_names(&self) -> Vec<String> {
-        self.paths.iter().map(|p| p.name.clone()).collect()
+        self.paths().iter().map(|w| w.probe.name.clone()).collect()
     }
 
-    fn path_status(&self, i: usize, now: Instant) -> PathStatus {
-        let p = &self.paths[i];
+    fn path_status(&self, w: &Watched, now: Instant) -> PathStatus {
+        let p = &w.probe;
         let s = p.stats.sample();
         let readers = self.clients.readers(&p.name).unwrap_or_default();
-        let (rates, delivering) = {
-            let w = self.windows();
-            match w.get(i) {
-                Some(w) => (w.rates(), w.delivering(now, STALL_AFTER)),
-                None => (None, false),
-            }
-        };
+        let rates = w.window.rates();
+        let delivering = w.window.delivering(now, STALL_AFTER);
         let round = |v: f64, scale: f64| (v * scale).round() / scale;
         PathStatus {
             name: p.name.clone(),
@@ -342,14 +375,18 @@ impl Monitor {
 
     /// One path's status; `None` for a path that is not served.
     pub fn path(&self, name: &str) -> Option<PathStatus> {
-        let i = self.paths.iter().position(|p| p.name == name)?;
-        Some(self.path_status(i, Instant::now()))
+        let now = Instant::now();
+        let paths = self.paths();
+        let w = paths.iter().find(|w| w.probe.name == name)?;
+        Some(self.path_status(w, now))
     }
 
     pub fn snapshot(&self) -> Status {
         let now = Instant::now();
-        let paths: Vec<PathStatus> = (0..self.paths.len())
-            .map(|i| self.path_status(i, now))
+        let paths: Vec<PathStatus> = self
+            .paths()
+            .iter()
+            .map(|w| self.path_status(w, now))
             .collect();
         Status {
             version: VERSION,
@@ -495,5 +532,22 @@ pub(crate) mod tests {
         assert_eq!(p["last_error"], "unplugged");
         assert!(m.path("cam").is_some());
         assert!(m.path("nope").is_none());
+    }
+
+    #[test]
+    fn paths_can_be_watched_and_unwatched_live() {
+        let m = fake_monitor();
+        m.watch(PathProbe {
+            name: "a-first".into(),
+            source: "test-pattern".into(),
+            media: MediaPath::new("a-first"),
+            stats: Arc::new(FakeSource(SourceSample::default())),
+        });
+        assert_eq!(m.path_names(), ["a-first", "cam"]);
+        m.sample();
+        assert_eq!(m.snapshot().paths.len(), 2);
+        m.unwatch("cam");
+        assert_eq!(m.path_names(), ["a-first"]);
+        assert!(m.path("cam").is_none());
     }
 }

@@ -77,7 +77,7 @@ fn phone_page_in_chromium() {
         Command::new("node")
             .arg(repo().join("tests/browser/page_test.mjs"))
             .arg(format!("http://{http}/"))
-            .arg(&s.config)
+            .arg(&s.config_path)
             .arg(&artifacts)
             .arg(s.rtsp.port().to_string()),
         Duration::from_secs(180),

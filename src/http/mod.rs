@@ -6,50 +6,66 @@
 //! place). Reads the appliance only through `status::Monitor` and an injected camera lister;
 //! never imports `rtsp` or `record`. Not yet: config writes, login, the phone page.
 
+pub mod login;
 pub mod merge_patch;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::HttpConfig;
+use crate::config::{self, HttpConfig};
+use crate::control::{Applied, Control, ControlError};
 use crate::status::Monitor;
-use routes::{Route, RouteError};
+use login::{Login, Verdict};
+use routes::{Access, Route, RouteError};
+pub use server::{Request, Response};
 
 /// Requests are small; anything larger is refused before it is read.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Requests answered at once; more wait in tiny_http's queue.
 pub const WORKERS: usize = 2;
 
+/// The phone page: one self-contained file, embedded so the appliance needs nothing else.
+const PAGE: &str = include_str!("page.html");
+
 /// Lists capture devices as JSON (`--list-cameras --json`): injected so that `http` names no
 /// capture code and tests can fake it.
 pub type CameraLister = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// What the handlers read.
+/// What the handlers read and change.
 pub struct HttpContext {
     pub monitor: Arc<Monitor>,
     pub cameras: CameraLister,
-}
-
-/// A finished answer, before it meets the socket.
-#[derive(Debug, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
+    pub control: Arc<dyn Control>,
+    pub login: Login,
 }
 
 const JSON: &str = "application/json";
 const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+fn respond(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type", content_type.to_string())],
+        body: body.into(),
+    }
+}
+
+fn json(status: u16, value: &impl Serialize) -> Response {
+    match serde_json::to_string_pretty(value) {
+        Ok(body) => respond(status, JSON, body + "\n"),
+        Err(e) => error(500, "internal", &format!("cannot serialise: {e}")),
+    }
+}
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -63,61 +79,231 @@ struct ErrorDetail<'a> {
     field: Option<&'a str>,
 }
 
-fn json(status: u16, value: &impl Serialize) -> Answer {
-    match serde_json::to_string_pretty(value) {
-        Ok(body) => Answer {
-            status,
-            content_type: JSON,
-            body: body + "\n",
-            allow: None,
-        },
-        Err(e) => error(500, "internal", &format!("cannot serialise: {e}")),
-    }
-}
-
-/// A JSON error: `{"error":{"code":..,"message":..,"field":null}}`.
-pub fn error(status: u16, code: &str, message: &str) -> Answer {
+/// A JSON error naming a config field: `{"error":{"code":..,"message":..,"field":..}}`.
+pub fn field_error(status: u16, code: &str, message: &str, field: Option<&str>) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
             code,
             message,
-            field: None,
+            field,
         },
     };
-    Answer {
+    respond(
         status,
-        content_type: JSON,
-        body: serde_json::to_string(&body).unwrap_or_default() + "\n",
-        allow: None,
+        JSON,
+        serde_json::to_string(&body).unwrap_or_default() + "\n",
+    )
+}
+
+/// A JSON error without a field.
+pub fn error(status: u16, code: &str, message: &str) -> Response {
+    field_error(status, code, message, None)
+}
+
+fn with_header(mut r: Response, name: &'static str, value: String) -> Response {
+    r.headers.push((name, value));
+    r
+}
+
+/// The one place control errors become HTTP answers.
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::Invalid(c) => {
+            let field = (!c.field.is_empty()).then_some(c.field.as_str());
+            field_error(400, "invalid", &c.reason, field)
+        }
+        ControlError::Conflict(code, m) => error(409, code, &m),
+        ControlError::NotFound(code, m) => error(404, code, &m),
+        ControlError::Save(m) => {
+            log::error!("http: {m}");
+            error(500, "save_failed", &m)
+        }
     }
 }
 
-/// Answers one request. `body_length` is the declared body size, if any.
-pub fn answer(ctx: &HttpContext, method: &str, url: &str, body_length: Option<usize>) -> Answer {
-    if body_length.is_some_and(|n| n > MAX_BODY) {
+#[derive(Serialize)]
+struct Written {
+    config: serde_json::Value,
+    #[serde(flatten)]
+    applied: Applied,
+}
+
+fn written(status: u16, result: Result<(config::Config, Applied), ControlError>) -> Response {
+    match result {
+        Ok((cfg, applied)) => json(
+            status,
+            &Written {
+                config: config::to_public_json(&cfg),
+                applied,
+            },
+        ),
+        Err(e) => control_error(e),
+    }
+}
+
+/// A state-changing request from a browser must come from our own page: `Origin` (when
+/// sent) names the host the request went to, and `Sec-Fetch-Site` (when sent) is not
+/// cross-site. Scripts send neither. With JSON-only bodies this stops cross-site posts.
+fn same_origin(req: &Request) -> bool {
+    if let Some(site) = req.header("Sec-Fetch-Site") {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    match req.header("Origin") {
+        None => true,
+        Some(origin) => {
+            let host = req.header("Host").unwrap_or_default();
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
+        }
+    }
+}
+
+/// The request body as JSON (an empty body is `{}`); must be an object unless `any`.
+fn json_body(req: &Request, any: bool) -> Result<serde_json::Value, Response> {
+    if req.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::json!({}));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&req.body)
+        .map_err(|e| error(400, "bad_json", &format!("the body is not JSON: {e}")))?;
+    if !any && !v.is_object() {
+        return Err(error(400, "bad_json", "the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn content_type_ok(req: &Request) -> bool {
+    if req.body.is_empty() {
+        return true;
+    }
+    let ct = req
+        .header("Content-Type")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    ct == JSON || (req.method == "PATCH" && ct == "application/merge-patch+json")
+}
+
+/// `{"password": "..."}` checked as a new admin password, hashed.
+fn new_admin_hash(req: &Request) -> Result<String, Response> {
+    let body = json_body(req, false)?;
+    let password = body
+        .get("password")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| field_error(400, "invalid", "a password is needed", Some("password")))?;
+    login::check_new_password(password)
+        .map_err(|why| field_error(400, "invalid", &why, Some("password")))?;
+    login::hash_password(password).map_err(|e| error(500, "internal", &e))
+}
+
+fn session(setup_required: bool, logged_in: bool) -> serde_json::Value {
+    serde_json::json!({"setup_required": setup_required, "logged_in": logged_in})
+}
+
+/// Answers one request.
+pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
+    if req.body.len() > MAX_BODY {
         return error(
             413,
             "payload_too_large",
             &format!("request bodies are limited to {MAX_BODY} bytes"),
         );
     }
-    let route = match routes::decode(method, url) {
+    let route = match routes::decode(&req.method, &req.target) {
         Ok(r) => r,
-        Err(RouteError::NotFound) => {
-            return error(404, "not_found", "no such resource");
-        }
+        Err(RouteError::NotFound) => return error(404, "not_found", "no such resource"),
         Err(RouteError::MethodNotAllowed { allow }) => {
-            let mut a = error(
+            let a = error(
                 405,
                 "method_not_allowed",
-                &format!("{method} is not allowed here; allowed: {allow}"),
+                &format!("{} is not allowed here; allowed: {allow}", req.method),
             );
-            a.allow = Some(allow);
-            return a;
+            return with_header(a, "Allow", allow.to_string());
         }
     };
+    if routes::changes_state(&req.method) {
+        if !same_origin(req) {
+            return error(
+                403,
+                "cross_origin",
+                "changes must come from this device's own page",
+            );
+        }
+        if !content_type_ok(req) {
+            return error(
+                415,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            );
+        }
+    }
+    let admin_hash = ctx.control.config().admin.password_hash;
+    let verdict = ctx.login.check(
+        admin_hash.as_deref(),
+        req.header("Authorization"),
+        req.peer.ip(),
+        Instant::now(),
+    );
+    let needs_login = match (route.access(), verdict) {
+        (Access::Open, _) | (_, Verdict::LoggedIn) => false,
+        (Access::Status, Verdict::SetupRequired) => false,
+        (Access::Admin, Verdict::SetupRequired) => {
+            return error(
+                403,
+                "setup_required",
+                "set the admin password first (first-run setup on the page)",
+            )
+        }
+        _ => true,
+    };
+    if needs_login {
+        return match verdict {
+            Verdict::Wait(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let a = error(
+                    429,
+                    "too_many_attempts",
+                    &format!("too many failed logins from this address; try again in {secs} s"),
+                );
+                with_header(a, "Retry-After", secs.to_string())
+            }
+            _ => {
+                let message = if verdict == Verdict::Wrong {
+                    "wrong password"
+                } else {
+                    "log in as admin"
+                };
+                let a = error(401, "unauthorized", message);
+                // A page's own fetch() gets no browser login dialog.
+                if req.header("X-Requested-With").is_some() {
+                    a
+                } else {
+                    with_header(
+                        a,
+                        "WWW-Authenticate",
+                        "Basic realm=\"vigint\", charset=\"UTF-8\"".into(),
+                    )
+                }
+            }
+        };
+    }
     let m = &ctx.monitor;
     match route {
+        Route::Page => {
+            let mut r = respond(200, HTML, PAGE);
+            r.headers.push((
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'".into(),
+            ));
+            r.headers.push(("X-Frame-Options", "DENY".into()));
+            r
+        }
         Route::Status => json(200, &m.snapshot()),
         Route::Paths => json(200, &m.snapshot().paths),
         Route::Path(name) => match m.path(&name) {
@@ -144,12 +330,125 @@ pub fn answer(ctx: &HttpContext, method: &str, url: &str, body_length: Option<us
                 )
             }
         }
-        Route::Metrics => Answer {
-            status: 200,
-            content_type: METRICS,
-            body: metrics::render(&m.snapshot(), metrics::process_rss_bytes()),
-            allow: None,
-        },
+        Route::Metrics => respond(
+            200,
+            METRICS,
+            metrics::render(&m.snapshot(), metrics::process_rss_bytes()),
+        ),
+        Route::Session => json(
+            200,
+            &session(
+                verdict == Verdict::SetupRequired,
+                verdict == Verdict::LoggedIn,
+            ),
+        ),
+        Route::Setup => {
+            if verdict != Verdict::SetupRequired {
+                return error(409, "already_set", "the admin password is already set");
+            }
+            let hash = match new_admin_hash(req) {
+                Ok(h) => h,
+                Err(a) => return a,
+            };
+            let result = ctx.control.update(&mut |cur| {
+                if cur.admin.password_hash.is_some() {
+                    return Err(ControlError::Conflict(
+                        "already_set",
+                        "the admin password is already set".into(),
+                    ));
+                }
+                let mut next = cur.clone();
+                next.admin.password_hash = Some(hash.clone());
+                Ok(next)
+            });
+            match result {
+                Ok(_) => {
+                    log::info!(
+                        "http: admin password set (first-run setup) from {}",
+                        req.peer.ip()
+                    );
+                    json(201, &session(false, false))
+                }
+                Err(e) => control_error(e),
+            }
+        }
+        Route::SetAdminPassword => {
+            let hash = match new_admin_hash(req) {
+                Ok(h) => h,
+                Err(a) => return a,
+            };
+            let result = ctx.control.update(&mut |cur| {
+                let mut next = cur.clone();
+                next.admin.password_hash = Some(hash.clone());
+                Ok(next)
+            });
+            match result {
+                Ok(_) => {
+                    log::info!("http: admin password changed from {}", req.peer.ip());
+                    json(200, &session(false, false))
+                }
+                Err(e) => control_error(e),
+            }
+        }
+        Route::GetConfig => json(200, &config::to_public_json(&ctx.control.config())),
+        Route::PutConfig => {
+            let doc = match json_body(req, false) {
+                Ok(d) => d,
+                Err(a) => return a,
+            };
+            written(
+                200,
+                ctx.control
+                    .update(&mut |cur| Ok(config::from_public_json(doc.clone(), cur)?)),
+            )
+        }
+        Route::PatchConfig => {
+            let patch = match json_body(req, true) {
+                Ok(d) => d,
+                Err(a) => return a,
+            };
+            written(
+                200,
+                ctx.control.update(&mut |cur| {
+                    let mut doc = config::to_public_json(cur);
+                    merge_patch::apply(&mut doc, &patch);
+                    Ok(config::from_public_json(doc, cur)?)
+                }),
+            )
+        }
+        Route::AddPath(name) => {
+            let body = match json_body(req, false) {
+                Ok(d) => d,
+                Err(a) => return a,
+            };
+            written(
+                201,
+                ctx.control.update(&mut |cur| {
+                    if cur.paths.contains_key(&name) {
+                        return Err(ControlError::Conflict(
+                            "path_exists",
+                            format!("path `{name}` exists; change it with PATCH /api/v1/config"),
+                        ));
+                    }
+                    let mut doc = config::to_public_json(cur);
+                    doc["paths"][&name] = body.clone();
+                    Ok(config::from_public_json(doc, cur)?)
+                }),
+            )
+        }
+        Route::DeletePath(name) => written(
+            200,
+            ctx.control.update(&mut |cur| {
+                let mut next = cur.clone();
+                if next.paths.remove(&name).is_none() {
+                    return Err(ControlError::NotFound(
+                        "unknown_path",
+                        format!("no path named `{name}`"),
+                    ));
+                }
+                Ok(next)
+            }),
+        ),
     }
 }
 
@@ -215,8 +514,9 @@ impl HttpServer {
 }
 
 fn serve(server: &tiny_http::Server, stop: &AtomicBool, ctx: &HttpContext) {
+    use std::io::Read;
     while !stop.load(Ordering::Relaxed) {
-        let request = match server.recv_timeout(Duration::from_millis(500)) {
+        let mut request = match server.recv_timeout(Duration::from_millis(500)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -225,30 +525,39 @@ fn serve(server: &tiny_http::Server, stop: &AtomicBool, ctx: &HttpContext) {
                 continue;
             }
         };
-        let a = answer(
-            ctx,
-            request.method().as_str(),
-            request.url(),
-            request.body_length(),
-        );
-        if a.status >= 500 && a.status != 503 {
-            log::error!(
-                "http: {} {} -> {}",
-                request.method(),
-                request.url(),
-                a.status
-            );
+        let mut body = Vec::new();
+        if request.body_length().is_none_or(|n| n <= MAX_BODY) {
+            let _ = request
+                .as_reader()
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut body);
+        } else {
+            body.resize(MAX_BODY + 1, 0);
         }
-        let mut response = tiny_http::Response::from_string(a.body).with_status_code(a.status);
-        for (name, value) in [
-            ("Content-Type", Some(a.content_type)),
-            ("Cache-Control", Some("no-store")),
-            ("Allow", a.allow),
-        ] {
-            if let Some(value) = value {
-                if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
-                    response.add_header(h);
-                }
+        let req = Request {
+            method: request.method().as_str().to_string(),
+            target: request.url().to_string(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+                .collect(),
+            body,
+            peer: request
+                .remote_addr()
+                .copied()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        };
+        let a = answer(ctx, &req);
+        if a.status >= 500 && a.status != 503 {
+            log::error!("http: {} {} -> {}", req.method, req.target, a.status);
+        }
+        let mut response = tiny_http::Response::from_data(a.body).with_status_code(a.status);
+        let mut headers = a.headers;
+        headers.push(("Cache-Control", "no-store".into()));
+        for (name, value) in headers {
+            if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
+                response.add_header(h);
             }
         }
         if let Err(e) = request.respond(response) {
@@ -258,57 +567,325 @@ fn serve(server: &tiny_http::Server, stop: &AtomicBool, ctx: &HttpContext) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::sync::Mutex;
+
+    /// A `Control` that keeps the config in memory and records nothing else.
+    pub(crate) struct MemoryControl(pub Mutex<Config>);
+
+    impl Control for MemoryControl {
+        fn config(&self) -> Config {
+            self.0.lock().unwrap().clone()
+        }
+        fn update(
+            &self,
+            change: crate::control::Change<'_>,
+        ) -> Result<(Config, Applied), ControlError> {
+            let mut cur = self.0.lock().unwrap();
+            let next = change(&cur)?;
+            next.validate()?;
+            *cur = next.clone();
+            Ok((next, Applied::default()))
+        }
+    }
 
     fn ctx() -> HttpContext {
         HttpContext {
             monitor: crate::status::tests::fake_monitor(),
             cameras: Arc::new(|| serde_json::json!([{"path": "/dev/video0"}])),
+            control: Arc::new(MemoryControl(Mutex::new(Config::default()))),
+            login: Login::default(),
         }
     }
 
-    fn body(a: &Answer) -> serde_json::Value {
-        serde_json::from_str(&a.body).expect("json body")
+    /// A request; a body is sent as JSON unless `headers` name another type.
+    fn req(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        let mut headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        if !body.is_empty() && !headers.iter().any(|(n, _)| n == "Content-Type") {
+            headers.push(("Content-Type".into(), JSON.into()));
+        }
+        Request {
+            method: method.into(),
+            target: target.into(),
+            headers,
+            body: body.as_bytes().to_vec(),
+            peer: "127.0.0.1:5000".parse().unwrap(),
+        }
+    }
+
+    fn get(c: &HttpContext, target: &str) -> Response {
+        answer(c, &req("GET", target, &[], ""))
+    }
+
+    fn body(a: &Response) -> serde_json::Value {
+        serde_json::from_slice(&a.body).expect("json body")
+    }
+
+    fn header<'a>(a: &'a Response, name: &str) -> Option<&'a str> {
+        a.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn errors_are_json_with_code_message_and_field() {
         let c = ctx();
-        let a = answer(&c, "GET", "/nope", None);
-        assert_eq!((a.status, a.content_type, a.allow), (404, JSON, None));
+        let a = get(&c, "/nope");
+        assert_eq!((a.status, header(&a, "Content-Type")), (404, Some(JSON)));
         assert_eq!(body(&a)["error"]["code"], "not_found");
         assert!(body(&a)["error"]["field"].is_null());
-        let a = answer(&c, "DELETE", "/api/v1/status", None);
-        assert_eq!((a.status, a.allow), (405, Some("GET")));
+        let a = answer(&c, &req("DELETE", "/api/v1/status", &[], ""));
+        assert_eq!((a.status, header(&a, "Allow")), (405, Some("GET, HEAD")));
         assert_eq!(body(&a)["error"]["code"], "method_not_allowed");
-        let a = answer(&c, "GET", "/api/v1/paths/other", None);
+        let a = get(&c, "/api/v1/paths/other");
         assert_eq!(a.status, 404);
         assert_eq!(body(&a)["error"]["code"], "unknown_path");
-        let a = answer(&c, "GET", "/api/v1/status", Some(MAX_BODY + 1));
-        assert_eq!(a.status, 413);
+        let big = "x".repeat(MAX_BODY + 1);
+        assert_eq!(
+            answer(&c, &req("PUT", "/api/v1/config", &[], &big)).status,
+            413
+        );
     }
 
     #[test]
     fn routes_answer_from_the_monitor() {
         let c = ctx();
-        let a = answer(&c, "GET", "/api/v1/paths/cam", None);
+        let a = get(&c, "/api/v1/paths/cam");
         assert_eq!(a.status, 200);
         assert_eq!(body(&a)["name"], "cam");
-        assert_eq!(
-            body(&answer(&c, "GET", "/api/v1/paths", None))[0]["name"],
-            "cam"
-        );
-        assert_eq!(
-            body(&answer(&c, "GET", "/api/v1/cameras", None))[0]["path"],
-            "/dev/video0"
-        );
+        assert_eq!(body(&get(&c, "/api/v1/paths"))[0]["name"], "cam");
         // The fake path's camera is lost: unhealthy, with the reason.
-        let a = answer(&c, "GET", "/healthz", None);
+        let a = get(&c, "/healthz");
         assert_eq!(a.status, 503);
         assert_eq!(body(&a)["problems"][0]["problem"], "camera lost: unplugged");
-        let a = answer(&c, "GET", "/metrics", None);
-        assert_eq!((a.status, a.content_type), (200, METRICS));
-        assert!(a.body.contains("vigint_frames_total{path=\"cam\"} 10"));
+        let a = get(&c, "/metrics");
+        assert_eq!((a.status, header(&a, "Content-Type")), (200, Some(METRICS)));
+        assert!(String::from_utf8_lossy(&a.body).contains("vigint_frames_total{path=\"cam\"} 10"));
+        let a = get(&c, "/");
+        assert_eq!((a.status, header(&a, "Content-Type")), (200, Some(HTML)));
+    }
+
+    #[test]
+    fn before_setup_only_status_reads_and_nothing_changes() {
+        let c = ctx();
+        assert_eq!(
+            body(&get(&c, "/api/v1/session")),
+            serde_json::json!({"setup_required": true, "logged_in": false})
+        );
+        assert_eq!(get(&c, "/api/v1/status").status, 200);
+        for (method, target) in [
+            ("GET", "/api/v1/config"),
+            ("GET", "/api/v1/cameras"),
+            ("PATCH", "/api/v1/config"),
+            ("DELETE", "/api/v1/paths/cam"),
+            ("PUT", "/api/v1/admin/password"),
+        ] {
+            let a = answer(&c, &req(method, target, &[], ""));
+            assert_eq!(a.status, 403, "{method} {target}");
+            assert_eq!(body(&a)["error"]["code"], "setup_required");
+        }
+        // A short password is refused with its field; then setup works once.
+        let a = answer(
+            &c,
+            &req("POST", "/api/v1/setup", &[], r#"{"password":"short"}"#),
+        );
+        assert_eq!(
+            (a.status, body(&a)["error"]["field"].as_str()),
+            (400, Some("password"))
+        );
+        let a = answer(
+            &c,
+            &req(
+                "POST",
+                "/api/v1/setup",
+                &[],
+                r#"{"password":"long enough"}"#,
+            ),
+        );
+        assert_eq!(a.status, 201);
+        let a = answer(
+            &c,
+            &req(
+                "POST",
+                "/api/v1/setup",
+                &[],
+                r#"{"password":"another one"}"#,
+            ),
+        );
+        assert_eq!(
+            (a.status, body(&a)["error"]["code"].as_str()),
+            (409, Some("already_set"))
+        );
+        // Now status needs the login too; the page and health do not.
+        let a = get(&c, "/api/v1/status");
+        assert_eq!(a.status, 401);
+        assert_eq!(
+            header(&a, "WWW-Authenticate"),
+            Some("Basic realm=\"vigint\", charset=\"UTF-8\"")
+        );
+        let a = answer(
+            &c,
+            &req(
+                "GET",
+                "/api/v1/status",
+                &[("X-Requested-With", "vigint-page")],
+                "",
+            ),
+        );
+        assert_eq!((a.status, header(&a, "WWW-Authenticate")), (401, None));
+        assert_eq!(get(&c, "/").status, 200);
+        assert_ne!(get(&c, "/healthz").status, 401);
+        let auth = "Basic YWRtaW46bG9uZyBlbm91Z2g="; // admin:long enough
+        let a = answer(
+            &c,
+            &req("GET", "/api/v1/session", &[("Authorization", auth)], ""),
+        );
+        assert_eq!(
+            body(&a),
+            serde_json::json!({"setup_required": false, "logged_in": true})
+        );
+        let a = answer(
+            &c,
+            &req("GET", "/api/v1/config", &[("Authorization", auth)], ""),
+        );
+        assert_eq!(a.status, 200);
+        assert!(body(&a).get("admin").is_none(), "the hash is never shown");
+    }
+
+    #[test]
+    fn changes_must_be_same_origin_json() {
+        let c = ctx();
+        let setup = |headers: &[(&str, &str)]| {
+            answer(
+                &c,
+                &req("POST", "/api/v1/setup", headers, r#"{"password":"x"}"#),
+            )
+            .status
+        };
+        // 400 = got through the checks to the (too short) password.
+        assert_eq!(setup(&[]), 400);
+        assert_eq!(
+            setup(&[
+                ("Host", "cam.local:8080"),
+                ("Origin", "http://cam.local:8080")
+            ]),
+            400
+        );
+        assert_eq!(setup(&[("Sec-Fetch-Site", "same-origin")]), 400);
+        assert_eq!(
+            setup(&[
+                ("Host", "cam.local:8080"),
+                ("Origin", "http://evil.example")
+            ]),
+            403
+        );
+        assert_eq!(
+            setup(&[("Host", "cam.local:8080"), ("Origin", "null")]),
+            403
+        );
+        assert_eq!(setup(&[("Sec-Fetch-Site", "cross-site")]), 403);
+        assert_eq!(setup(&[("Sec-Fetch-Site", "same-site")]), 403);
+        let form = answer(
+            &c,
+            &req(
+                "POST",
+                "/api/v1/setup",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                "password=12345678",
+            ),
+        );
+        assert_eq!(form.status, 415);
+    }
+
+    #[test]
+    fn config_writes_validate_name_the_field_and_keep_secrets() {
+        let c = ctx();
+        answer(
+            &c,
+            &req(
+                "POST",
+                "/api/v1/setup",
+                &[],
+                r#"{"password":"long enough"}"#,
+            ),
+        );
+        let auth = [("Authorization", "Basic YWRtaW46bG9uZyBlbm91Z2g=")];
+        let send =
+            |method: &str, target: &str, body: &str| answer(&c, &req(method, target, &auth, body));
+        let a = send(
+            "PATCH",
+            "/api/v1/config",
+            r#"{"paths":{"cam":{"bitrate_kbps":1}}}"#,
+        );
+        assert_eq!(a.status, 400);
+        assert_eq!(body(&a)["error"]["field"], "paths.cam.bitrate_kbps");
+        assert_eq!(
+            c.control.config().paths["cam"].bitrate_kbps,
+            2000,
+            "nothing changed"
+        );
+        let a = send("PATCH", "/api/v1/config", "{not json");
+        assert_eq!(
+            (a.status, body(&a)["error"]["code"].as_str()),
+            (400, Some("bad_json"))
+        );
+        let a = send(
+            "PATCH",
+            "/api/v1/config",
+            r#"{"paths":{"cam":{"bitrate_kbps":800}},"users":[{"name":"v","password":"pw"}]}"#,
+        );
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(body(&a)["config"]["paths"]["cam"]["bitrate_kbps"], 800);
+        assert_eq!(
+            body(&a)["config"]["users"],
+            serde_json::json!([{"name": "v"}])
+        );
+        assert_eq!(c.control.config().users[0].password, "pw");
+        // PUT of what GET returned keeps everything, passwords and admin included.
+        let doc = body(&send("GET", "/api/v1/config", ""));
+        let before = c.control.config();
+        assert_eq!(send("PUT", "/api/v1/config", &doc.to_string()).status, 200);
+        assert_eq!(c.control.config(), before);
+        let a = send(
+            "PUT",
+            "/api/v1/config",
+            r#"{"admin":{"password_hash":"x"}}"#,
+        );
+        assert_eq!(body(&a)["error"]["field"], "admin");
+        // Paths: add, conflict, delete, unknown, and the last one stays.
+        let a = send(
+            "POST",
+            "/api/v1/paths/side",
+            r#"{"source":"test-pattern","bitrate_kbps":500}"#,
+        );
+        assert_eq!(a.status, 201);
+        assert_eq!(body(&a)["config"]["paths"]["side"]["bitrate_kbps"], 500);
+        assert_eq!(send("POST", "/api/v1/paths/side", "{}").status, 409);
+        let a = send("POST", "/api/v1/paths/x", r#"{"fps":0}"#);
+        assert_eq!(body(&a)["error"]["field"], "paths.x.fps");
+        assert_eq!(send("DELETE", "/api/v1/paths/side", "").status, 200);
+        assert_eq!(send("DELETE", "/api/v1/paths/side", "").status, 404);
+        let a = send("DELETE", "/api/v1/paths/cam", "");
+        assert_eq!(
+            (a.status, body(&a)["error"]["field"].as_str()),
+            (400, Some("paths"))
+        );
+        // The admin password can be changed; the old one then fails.
+        assert_eq!(
+            send(
+                "PUT",
+                "/api/v1/admin/password",
+                r#"{"password":"new password"}"#
+            )
+            .status,
+            200
+        );
+        assert_eq!(send("GET", "/api/v1/config", "").status, 401);
     }
 }

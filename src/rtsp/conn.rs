@@ -611,7 +611,9 @@ impl Conn {
                 log::warn!(
                     "rtsp: {} SETUP {name}: reader limit of {} reached",
                     self.peer,
-                    stream.max_readers
+                    stream
+                        .max_readers
+                        .load(std::sync::atomic::Ordering::Relaxed)
                 );
                 return Reply::new(503);
             };

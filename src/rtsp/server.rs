@@ -35,6 +35,7 @@ pub struct ServerContext {
     pub udp: Option<Arc<UdpPair>>,
     settings: RtspConfig,
     local_ip: IpAddr,
+    local_port: u16,
     pub stats: ServerStats,
 }
 
@@ -75,6 +76,10 @@ impl ServerContext {
     pub fn max_lag_ticks(&self) -> i64 {
         self.settings.max_lag_ms as i64 * crate::media::CLOCK_RATE as i64 / 1000
     }
+    /// The TCP port RTSP listens on.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
     /// The address clients reach us on (for SDP `o=`).
     pub fn local_ip(&self) -> IpAddr {
         self.local_ip
@@ -98,6 +103,7 @@ impl RtspServer {
             )
         })?;
         let ip = cfg.listen.ip();
+        let local_port = listener.local_addr()?.port();
         let udp = match UdpPair::bind(ip, cfg.udp_rtp_port).await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -115,6 +121,7 @@ impl RtspServer {
             udp,
             settings: cfg.clone(),
             local_ip: ip,
+            local_port,
             stats: ServerStats::default(),
         });
         Ok(RtspServer { ctx, listener })
@@ -239,6 +246,17 @@ impl ServerContext {
         }
     }
 
+    /// Changes a path's reader limit; readers already playing stay. False if not served.
+    pub fn set_max_readers(&self, name: &str, max_readers: usize) -> bool {
+        match self.path(name) {
+            Some(stream) => {
+                stream.max_readers.store(max_readers, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn path_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .paths
@@ -269,6 +287,7 @@ impl crate::status::ClientProbe for ServerContext {
     fn server(&self) -> crate::status::ServerSample {
         let s = &self.stats;
         crate::status::ServerSample {
+            port: self.local_port,
             connections: s.connections.load(Ordering::Relaxed),
             connections_total: s.connections_total.load(Ordering::Relaxed),
             connections_rejected: s.connections_rejected.load(Ordering::Relaxed),

@@ -26,8 +26,8 @@ pub struct RtpStream {
     pub media: Arc<MediaPath>,
     pub hub: Arc<Hub<RtpFrame>>,
     pub ssrc: u32,
-    /// Readers allowed at once; 0 means no limit.
-    pub max_readers: usize,
+    /// Readers allowed at once; 0 means no limit. Changes apply to new readers.
+    pub max_readers: AtomicUsize,
     /// Playing clients by transport, for the status.
     pub clients: Arc<ClientCounter>,
     readers: AtomicUsize,
@@ -92,7 +92,7 @@ impl RtpStream {
                 media,
                 hub,
                 ssrc,
-                max_readers,
+                max_readers: AtomicUsize::new(max_readers),
                 clients: Arc::default(),
                 readers: AtomicUsize::new(0),
                 newest_pts: AtomicI64::new(0),
@@ -108,7 +108,8 @@ impl RtpStream {
     pub fn try_add_reader(self: &Arc<Self>) -> Option<ReaderSlot> {
         let mut cur = self.readers.load(Ordering::Relaxed);
         loop {
-            if self.max_readers != 0 && cur >= self.max_readers {
+            let max = self.max_readers.load(Ordering::Relaxed);
+            if max != 0 && cur >= max {
                 return None;
             }
             match self
@@ -162,14 +163,14 @@ impl Drop for RtpStream {
 }
 
 /// Bumps `format` whenever the path's description changes from one picture format to
-/// another (not when it first appears or while the source is down).
+/// another (size or profile; not when it first appears or while the source is down).
 async fn watch_format(media: Arc<MediaPath>, format: tokio::sync::watch::Sender<u64>) {
     let mut rx = media.watch_info();
     let mut last = rx.borrow_and_update().clone();
     while rx.changed().await.is_ok() {
         let now = rx.borrow_and_update().clone();
         if let (Some(old), Some(new)) = (&last, &now) {
-            if old != new {
+            if !old.same_picture_format(new) {
                 log::info!(
                     "path {}: picture format changed ({}x{} -> {}x{}); viewers must reconnect",
                     media.name,

@@ -1,6 +1,7 @@
 //! Shared test harness: runs the real `vigint` binary on loopback and real clients against it.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod retina_util;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -69,8 +70,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     pub started: Instant,
-    /// The `--config` file it was started with (the API saves changes into it).
-    pub config: PathBuf,
+    /// The `--config` file (the API saves changes there).
+    pub config_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -165,7 +166,7 @@ impl Server {
             http,
             log,
             started,
-            config: cfg_path,
+            config_path: cfg_path,
             _dir: dir,
         }
     }
@@ -184,6 +185,12 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (a power cut, as far as files are concerned).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// True while the process runs.
