@@ -1,7 +1,7 @@
 // End-to-end test of the phone page in a real browser (Debian's Chromium, headless, driven by
 // playwright-core): first-run setup, login, the status card, a rejected and an accepted
 // bitrate change (checked in the API and in the config file on disk), an RTSP user, no
-// horizontal scroll, and screenshots. Run by tests/browser.rs against a fresh vigint:
+// horizontal scroll, screenshots, and the rate-limit message after repeated wrong passwords. Run by tests/browser.rs against a fresh vigint:
 //
 //   node tests/browser/page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT
 //
@@ -198,6 +198,7 @@ async function main() {
     const shown = (await page.locator("#" + errId).textContent()).trim();
     check(shown.length > 0 && body.error.message.includes(shown), `inline message ${JSON.stringify(shown)} is not the API's ${JSON.stringify(body.error.message)}`);
     check(await page.locator("#" + errId).isVisible(), "the inline message is not visible");
+    await cam.screenshot({ path: path.join(artifacts, "invalid-bitrate.png") });
     check((await page.locator("#save-msg").textContent()).includes("Nothing was saved"), "no 'Nothing was saved' result");
     check(fs.readFileSync(configFile, "utf8") === fileBefore, "the config file changed after a refused PATCH");
     check((await apiConfig()).paths.cam.bitrate_kbps === oldKbps, "the API's bitrate changed after a refused PATCH");
@@ -280,12 +281,35 @@ async function main() {
   await step("screenshots page.png (390 px) and page-desktop.png (1280 px)", async () => {
     await page.evaluate(() => document.activeElement && document.activeElement.blur());
     await page.mouse.move(0, 0);
+    await sleep(400); // the buttons' colour transition
     await page.screenshot({ path: path.join(artifacts, "page.png"), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
     const s = await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
     check(s, "horizontal scroll at 1280 px");
     await page.screenshot({ path: path.join(artifacts, "page-desktop.png"), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
+  });
+
+  await step("log out; repeated wrong passwords get 'too many attempts, try again in N s'", async () => {
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("heading", { name: "Log in" }).waitFor();
+    check((await page.evaluate(() => sessionStorage.getItem("vigint.login"))) === null, "the login stays in sessionStorage after logging out");
+    const note = page.locator("#login-note");
+    let limited = null;
+    for (let i = 0; i < 10 && !limited; i++) {
+      await page.locator("#login-view").getByLabel("Admin password").fill("wrong " + i);
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => new URL(r.url()).pathname.startsWith("/api/")),
+        page.getByRole("button", { name: "Log in" }).click(),
+      ]);
+      if (res.status() === 429) limited = res;
+      else check(res.status() === 401, `a wrong password answered ${res.status()}`);
+      await until("no answer shown for a wrong password", async () => /Wrong password|Too many attempts/.test(await note.textContent()), 5000);
+    }
+    check(limited, "10 wrong passwords in a row were never rate-limited (429)");
+    const after = limited.headers()["retry-after"];
+    check(/^\d+$/.test(after || ""), `429 without a Retry-After in seconds: ${after}`);
+    await until("the page does not say how long to wait", async () => (await note.textContent()).includes(`Too many attempts, try again in ${after} s`), 5000);
   });
 
   await step("no uncaught errors in the page", async () => {
