@@ -426,7 +426,7 @@ fn start_http(
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),
     };
-    match HttpServer::start(&cfg.http, ctx) {
+    match crate::http::start(&cfg.http, ctx) {
         Ok(h) => {
             log::info!("http: listening on {}", h.local_addr());
             Some(h)

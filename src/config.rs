@@ -502,6 +502,8 @@ impl Config {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "config.json".to_string());
         let tmp = dir.join(format!(".{file_name}.tmp"));
+        // A first save on a fresh device may come before anything created the directory.
+        std::fs::create_dir_all(&dir)?;
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(self.to_json().as_bytes())?;

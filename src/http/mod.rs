@@ -1,10 +1,11 @@
-//! The HTTP side: a tiny_http server on its own named threads serving the read-only JSON
-//! API, `/healthz` and `/metrics`.
+//! The HTTP side: the JSON API (status, config, paths, login), `/healthz`, `/metrics` and
+//! the phone page, on our own small transport (`server`) with its own threads.
 //!
-//! Owns: the listener and its worker threads, request limits, the mapping from routes to
-//! responses and from errors to HTTP status codes and JSON error bodies (`answer`, in one
-//! place). Reads the appliance only through `status::Monitor` and an injected camera lister;
-//! never imports `rtsp` or `record`. Not yet: config writes, login, the phone page.
+//! Owns: who may do what (`routes::Access`, same-origin and JSON-only writes, the admin
+//! login in `login`), the mapping from routes to responses and from errors to HTTP status
+//! codes and JSON error bodies (`answer`, in one place). Reads the appliance through
+//! `status::Monitor` and changes it only through `control::Control`; never imports `rtsp`,
+//! `pipeline` or `record`.
 
 pub mod login;
 pub mod merge_patch;
@@ -13,11 +14,8 @@ pub mod routes;
 pub mod server;
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -26,12 +24,10 @@ use crate::control::{Applied, Control, ControlError};
 use crate::status::Monitor;
 use login::{Login, Verdict};
 use routes::{Access, Route, RouteError};
-pub use server::{Request, Response};
+pub use server::{HttpServer, Request, Response};
 
 /// Requests are small; anything larger is refused before it is read.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Requests answered at once; more wait in tiny_http's queue.
-pub const WORKERS: usize = 2;
 
 /// The phone page: one self-contained file, embedded so the appliance needs nothing else.
 const PAGE: &str = include_str!("page.html");
@@ -452,118 +448,23 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
     }
 }
 
-/// A running HTTP server; `stop` ends it.
-pub struct HttpServer {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl HttpServer {
-    /// Binds `cfg.listen` and starts `WORKERS` threads "http-N".
-    pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
-        let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen for HTTP on {}: {e}", cfg.listen),
-            )
-        })?;
-        let addr = listener.local_addr()?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| io::Error::other(format!("cannot start HTTP on {addr}: {e}")))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let ctx = Arc::new(ctx);
-        let mut workers = Vec::new();
-        for n in 0..WORKERS {
-            let (s, halt, c) = (server.clone(), stop.clone(), ctx.clone());
-            let worker = std::thread::Builder::new()
-                .name(format!("http-{n}"))
-                .spawn(move || serve(&s, &halt, &c));
-            match worker {
-                Ok(w) => workers.push(w),
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
+/// Starts the HTTP API on `cfg.listen`: our own transport (`server`) with `answer` as the
+/// handler, every response marked `Cache-Control: no-store` (status and config are live).
+pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
+    let ctx = Arc::new(ctx);
+    let handler: server::Handler = Arc::new(move |req: &Request| {
+        let mut r = answer(&ctx, req);
+        if r.status >= 500 && r.status != 503 {
+            log::error!("http: {} {} -> {}", req.method, req.target, r.status);
         }
-        Ok(HttpServer {
-            server,
-            addr,
-            stop,
-            workers,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops the workers (each finishes its request) and closes the listener.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, stop: &AtomicBool, ctx: &HttpContext) {
-    use std::io::Read;
-    while !stop.load(Ordering::Relaxed) {
-        let mut request = match server.recv_timeout(Duration::from_millis(500)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => {
-                log::error!("http: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let mut body = Vec::new();
-        if request.body_length().is_none_or(|n| n <= MAX_BODY) {
-            let _ = request
-                .as_reader()
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut body);
-        } else {
-            body.resize(MAX_BODY + 1, 0);
-        }
-        let req = Request {
-            method: request.method().as_str().to_string(),
-            target: request.url().to_string(),
-            headers: request
-                .headers()
-                .iter()
-                .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-                .collect(),
-            body,
-            peer: request
-                .remote_addr()
-                .copied()
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-        };
-        let a = answer(ctx, &req);
-        if a.status >= 500 && a.status != 503 {
-            log::error!("http: {} {} -> {}", req.method, req.target, a.status);
-        }
-        let mut response = tiny_http::Response::from_data(a.body).with_status_code(a.status);
-        let mut headers = a.headers;
-        headers.push(("Cache-Control", "no-store".into()));
-        for (name, value) in headers {
-            if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
-                response.add_header(h);
-            }
-        }
-        if let Err(e) = request.respond(response) {
-            log::debug!("http: cannot answer: {e}");
-        }
-    }
+        r.headers.push(("Cache-Control", "no-store".into()));
+        r
+    });
+    let limits = server::Limits {
+        max_body: MAX_BODY,
+        ..server::Limits::default()
+    };
+    HttpServer::start(cfg.listen, limits, handler)
 }
 
 #[cfg(test)]

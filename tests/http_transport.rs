@@ -1,0 +1,606 @@
+//! The HTTP transport (`vigint::http::server`) on real loopback sockets, driven byte by byte
+//! with std `TcpStream`: keep-alive, pipelining, `Connection: close`, HTTP/1.0, HEAD,
+//! `100 Continue`, every refusal (400, 408, 411, 413, 431, 501, 503), timeouts, handler
+//! panics, `stop`, and an accept loop that survives EMFILE.
+//!
+//! Timeouts are short here; upper bounds on elapsed time are generous (the machine may be
+//! loaded) and only check that something happens at all, not how fast.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vigint::http::server::{Handler, HttpServer, Limits, Request, Response};
+
+/// Plenty for anything that should happen at once, on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn limits() -> Limits {
+    Limits {
+        max_head: 1024,
+        max_body: 4000,
+        head_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        max_connections: 16,
+    }
+}
+
+/// `/panic` panics; anything else answers `METHOD TARGET LENGTH:BODY` as text.
+fn echo() -> Handler {
+    Arc::new(|r: &Request| {
+        if r.target == "/panic" {
+            panic!("boom (a test handler panicking on purpose)");
+        }
+        let body = format!(
+            "{} {} {}:{}",
+            r.method,
+            r.target,
+            r.body.len(),
+            String::from_utf8_lossy(&r.body)
+        );
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "text/plain".to_string())],
+            body: body.into_bytes(),
+        }
+    })
+}
+
+fn start(limits: Limits) -> HttpServer {
+    start_with(limits, echo())
+}
+
+fn start_with(limits: Limits, handler: Handler) -> HttpServer {
+    HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), limits, handler)
+        .expect("start the HTTP server")
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn error_code(&self) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
+        assert!(v["error"]["field"].is_null(), "{self:?}");
+        assert!(v["error"]["message"].is_string(), "{self:?}");
+        assert_eq!(self.header("Content-Type"), Some("application/json"));
+        v["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// One connection. Reads through a `BufReader` and writes through the same socket (no
+/// second descriptor: the EMFILE test counts them).
+struct Client {
+    r: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+        Client {
+            r: BufReader::new(s),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).expect("send");
+    }
+
+    fn get(&mut self, target: &str) -> Reply {
+        self.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        self.r.read_line(&mut line)?;
+        if !line.ends_with("\r\n") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("incomplete line {line:?}"),
+            ));
+        }
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+
+    /// The next response; `head_only` for an answer to HEAD.
+    fn try_reply(&mut self, head_only: bool) -> std::io::Result<Reply> {
+        let status_line = self.line()?;
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|s| s.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line()?;
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header {line:?}"));
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: String::new(),
+        };
+        if !head_only {
+            let n: usize = reply
+                .header("Content-Length")
+                .unwrap_or_else(|| panic!("no Content-Length: {reply:?}"))
+                .parse()
+                .expect("Content-Length is a number");
+            let mut body = vec![0; n];
+            self.r.read_exact(&mut body)?;
+            reply.body = String::from_utf8(body).expect("utf-8 body");
+        }
+        Ok(reply)
+    }
+
+    fn reply(&mut self) -> Reply {
+        self.try_reply(false).expect("a response")
+    }
+
+    /// Whether the server has closed the connection (nothing more arrives).
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 64];
+        match self.r.read(&mut b) {
+            Ok(0) => true,
+            Ok(n) => panic!("unexpected bytes {:?}", String::from_utf8_lossy(&b[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            Err(e) => panic!("connection still open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn keep_alive_serves_two_requests_on_one_connection() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    let a = c.get("/a?x=1");
+    assert_eq!((a.status, a.body.as_str()), (200, "GET /a?x=1 0:"));
+    assert_eq!(a.header("Content-Type"), Some("text/plain"));
+    assert_eq!(a.header("Content-Length"), Some("13"));
+    assert_eq!(a.header("Connection"), None);
+    let b = c.get("/b");
+    assert_eq!((b.status, b.body.as_str()), (200, "GET /b 0:"));
+    server.stop();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    // Three requests in one write, then a fourth split inside its head and its body.
+    c.send(
+        b"POST /one HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /two HTTP/1.1\r\nHost: t\r\n\r\n\
+          PUT /three HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcPOST /fo",
+    );
+    assert_eq!(c.reply().body, "POST /one 5:hello");
+    assert_eq!(c.reply().body, "GET /two 0:");
+    assert_eq!(c.reply().body, "PUT /three 3:abc");
+    c.send(b"ur HTTP/1.1\r\nContent-Length: 4\r\n\r\nxy");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"z!");
+    assert_eq!(c.reply().body, "POST /four 4:xyz!");
+    server.stop();
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = c.reply();
+    assert_eq!((r.status, r.body.as_str()), (200, "GET /bye 0:"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
+    server.stop();
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /old HTTP/1.0\r\n\r\n");
+    let r = c.reply();
+    assert_eq!((r.status, r.body.as_str()), (200, "GET /old 0:"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
+
+    let mut c = Client::connect(server.local_addr());
+    for target in ["/k1", "/k2"] {
+        c.send(format!("GET {target} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes());
+        let r = c.reply();
+        assert_eq!(r.body, format!("GET {target} 0:"));
+        assert_eq!(r.header("Connection"), Some("keep-alive"));
+    }
+    server.stop();
+}
+
+#[test]
+fn head_gets_the_length_but_no_body() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.try_reply(true).expect("HEAD answer");
+    assert_eq!(r.status, 200);
+    // The handler saw HEAD and answered "HEAD /h 0:".
+    assert_eq!(r.header("Content-Length"), Some("10"));
+    // Had the body been sent, it would be read here as the next status line.
+    let next = c.get("/after");
+    assert_eq!((next.status, next.body.as_str()), (200, "GET /after 0:"));
+    server.stop();
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    let body = "b".repeat(3000);
+    c.send(
+        format!(
+            "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.line().expect("interim answer"), "HTTP/1.1 100 Continue");
+    assert_eq!(c.line().expect("end of interim answer"), "");
+    c.send(body.as_bytes());
+    let r = c.reply();
+    assert_eq!((r.status, r.body), (200, format!("PUT /up 3000:{body}")));
+    server.stop();
+}
+
+#[test]
+fn oversize_body_gets_413_without_being_read() {
+    // The head timeout is longer than the client waits: a server waiting for the body
+    // would fail this test.
+    let l = Limits {
+        head_timeout: Duration::from_secs(60),
+        ..limits()
+    };
+    let server = start(l);
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut c = Client::connect(server.local_addr());
+        c.send(
+            format!("POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n{expect}\r\n")
+                .as_bytes(),
+        );
+        let r = c.reply();
+        assert_eq!(r.status, 413, "{r:?}");
+        assert_eq!(r.error_code(), "payload_too_large");
+        assert_eq!(r.header("Connection"), Some("close"));
+        assert!(c.closed());
+    }
+    // 4000 (max_body) is fine.
+    let mut c = Client::connect(server.local_addr());
+    let body = "x".repeat(4000);
+    c.send(format!("POST /max HTTP/1.1\r\nContent-Length: 4000\r\n\r\n{body}").as_bytes());
+    assert_eq!(c.reply().body, format!("POST /max 4000:{body}"));
+    server.stop();
+}
+
+#[test]
+fn garbage_gets_400_and_close() {
+    let server = start(limits());
+    for garbage in [
+        &b"THIS IS NOT HTTP\r\n\r\n"[..],
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ] {
+        let mut c = Client::connect(server.local_addr());
+        c.send(garbage);
+        let r = c.reply();
+        assert_eq!(r.status, 400, "{garbage:?}: {r:?}");
+        assert_eq!(r.error_code(), "bad_request");
+        assert_eq!(r.header("Connection"), Some("close"));
+        assert!(c.closed());
+    }
+    // The whole body, once.
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
+    assert_eq!(
+        c.reply().body,
+        "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed Content-Length\",\"field\":null}}\n"
+    );
+    server.stop();
+}
+
+#[test]
+fn oversize_head_gets_431() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    let big = "a".repeat(2000);
+    c.send(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let r = c.reply();
+    assert_eq!(r.status, 431);
+    assert_eq!(r.error_code(), "headers_too_large");
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
+    server.stop();
+}
+
+#[test]
+fn transfer_encoding_is_refused() {
+    let server = start(limits());
+    for (te, status, code) in [
+        ("chunked", 411, "length_required"),
+        ("gzip", 501, "not_implemented"),
+    ] {
+        let mut c = Client::connect(server.local_addr());
+        c.send(
+            format!("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                .as_bytes(),
+        );
+        let r = c.reply();
+        assert_eq!((r.status, r.error_code().as_str()), (status, code));
+        assert_eq!(r.header("Connection"), Some("close"));
+        assert!(c.closed());
+    }
+    server.stop();
+}
+
+#[test]
+fn idle_clients_are_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(300);
+    let server = start(Limits {
+        idle_timeout: idle,
+        ..limits()
+    });
+    // After one request (keep-alive), and without any.
+    let mut used = Client::connect(server.local_addr());
+    assert_eq!(used.get("/once").status, 200);
+    let t = Instant::now();
+    let mut silent = Client::connect(server.local_addr());
+    assert!(used.closed());
+    assert!(silent.closed());
+    let waited = t.elapsed();
+    assert!(waited >= idle - Duration::from_millis(50), "{waited:?}");
+    assert!(waited < PATIENCE, "{waited:?}");
+    server.stop();
+}
+
+#[test]
+fn a_slowloris_is_dropped_after_the_head_timeout() {
+    let server = start(Limits {
+        head_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(30),
+        ..limits()
+    });
+    let mut c = Client::connect(server.local_addr());
+    let mut w = c.r.get_ref().try_clone().expect("clone");
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    // One byte every 50 ms for up to 20 s: a per-read timeout would never fire.
+    let trickler = std::thread::spawn(move || {
+        let _ = w.write_all(b"GET / HTTP/1.1\r\nX-Slow: ");
+        for _ in 0..400 {
+            if stop.load(Ordering::Relaxed) || w.write_all(b"z").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let t = Instant::now();
+    let r = c.reply();
+    let waited = t.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = trickler.join();
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (408, "request_timeout")
+    );
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < PATIENCE, "{waited:?}");
+    assert!(c.closed());
+    server.stop();
+}
+
+#[test]
+fn connections_over_the_cap_get_503_busy() {
+    let server = start(Limits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(30),
+        ..limits()
+    });
+    let addr = server.local_addr();
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    assert_eq!(a.get("/a").status, 200);
+    assert_eq!(b.get("/b").status, 200);
+    let mut c = Client::connect(addr);
+    let r = c.reply();
+    assert_eq!((r.status, r.error_code().as_str()), (503, "busy"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
+    // A slot frees when a client leaves.
+    drop(a);
+    let t = Instant::now();
+    loop {
+        let mut d = Client::connect(addr);
+        d.send(b"GET /d HTTP/1.1\r\nHost: t\r\n\r\n");
+        match d.try_reply(false) {
+            Ok(r) if r.status == 200 => break,
+            other => assert!(t.elapsed() < PATIENCE, "still refused: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The other client was served all along.
+    assert_eq!(b.get("/b2").body, "GET /b2 0:");
+    server.stop();
+}
+
+#[test]
+fn a_handler_panic_is_500_and_the_server_keeps_serving() {
+    let server = start(limits());
+    let mut c = Client::connect(server.local_addr());
+    let r = c.get("/panic");
+    assert_eq!((r.status, r.error_code().as_str()), (500, "internal"));
+    // Same connection, and a new one.
+    assert_eq!(c.get("/ok").body, "GET /ok 0:");
+    let mut d = Client::connect(server.local_addr());
+    assert_eq!(d.get("/ok2").body, "GET /ok2 0:");
+    server.stop();
+}
+
+#[test]
+fn stop_returns_promptly_with_idle_clients_connected() {
+    let server = start(Limits {
+        head_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        ..limits()
+    });
+    let addr = server.local_addr();
+    let mut used = Client::connect(addr);
+    assert_eq!(used.get("/x").status, 200);
+    let mut silent = Client::connect(addr);
+    let mut half = Client::connect(addr);
+    half.send(b"GET /half HTTP/1.1\r\nHo");
+    // Let the server take both in (a reply proves the accept loop has passed them).
+    assert_eq!(Client::connect(addr).get("/y").status, 200);
+    let t = Instant::now();
+    server.stop();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(4), "stop took {took:?}");
+    assert!(used.closed());
+    assert!(silent.closed());
+    assert!(half.closed());
+    assert!(TcpStream::connect(addr).is_err(), "still listening");
+}
+
+#[test]
+fn stop_lets_a_running_handler_answer() {
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let handler: Handler = Arc::new(move |r: &Request| {
+        let _ = started_tx.lock().map(|tx| tx.send(()));
+        std::thread::sleep(Duration::from_millis(500));
+        Response {
+            status: 201,
+            headers: vec![],
+            body: format!("done {}", r.target).into_bytes(),
+        }
+    });
+    let server = start_with(limits(), handler);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    started.recv_timeout(PATIENCE).expect("handler started");
+    server.stop();
+    let r = c.reply();
+    assert_eq!((r.status, r.body.as_str()), (201, "done /slow"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
+}
+
+#[test]
+fn start_names_the_address_it_cannot_bind() {
+    let server = start(limits());
+    let addr = server.local_addr();
+    let e = HttpServer::start(addr, limits(), echo())
+        .err()
+        .expect("the port is taken");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+    server.stop();
+}
+
+/// Runs in a child process (it lowers the descriptor limit, which is per process).
+#[test]
+fn the_accept_loop_survives_emfile() {
+    const CHILD: &str = "VIGINT_TEST_EMFILE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        emfile_child();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "the_accept_loop_survives_emfile",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn emfile_child() {
+    let server = start(limits());
+    let addr = server.local_addr();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointer to a local rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = lim.rlim_cur.min(128);
+    // SAFETY: as above; lowering the soft limit is always allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut files = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                break;
+            }
+        }
+    }
+    // One descriptor for the client; none left for the server's accept().
+    files.pop();
+    let mut c = Client::connect(addr);
+    c.send(b"GET /e HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.r.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut b = [0u8; 1];
+    let e =
+        c.r.read(&mut b)
+            .expect_err("no answer while accept() fails");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    // Descriptors again: the same connection, still queued, is accepted and answered.
+    files.truncate(files.len().saturating_sub(16));
+    c.r.get_ref()
+        .set_read_timeout(Some(PATIENCE))
+        .expect("timeout");
+    let r = c.reply();
+    assert_eq!((r.status, r.body.as_str()), (200, "GET /e 0:"));
+    drop(files);
+    server.stop();
+}
