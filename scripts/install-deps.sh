@@ -3,7 +3,10 @@
 # Debian/Ubuntu only. Safe to run repeatedly; quiet when everything is present.
 #   build: what `cargo build` needs (bindgen's libclang, nasm for openh264's x86 assembly)
 #   test:  build + the independent RTSP clients the integration tests drive, shellcheck,
-#          promtool (Debian package prometheus) for the /metrics format check
+#          promtool (Debian package prometheus) for the /metrics format check, and for the
+#          phone page's browser test Debian's chromium, node and npm (Debian's nodejs/npm only
+#          when no node/npm is on PATH) and tests/browser/node_modules (npm ci, from the
+#          committed package-lock.json, when missing)
 #   arm:   build + the aarch64 cross toolchain and qemu-user (scripts/build-aarch64.sh)
 #   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
 #          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
@@ -13,7 +16,7 @@ set -euo pipefail
 need_build=(libclang-dev nasm pkg-config)
 need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
-  prometheus)
+  prometheus chromium)
 need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
 # libc6:arm64 gives /lib/ld-linux-aarch64.so.1 for the `qemu-aarch64-static -L /` runner.
@@ -31,14 +34,21 @@ need_vivid=(qemu-system-x86 qemu-system-arm busybox-static kmod cpio xz-utils bi
 what=${1:-all}
 pkgs=("${need_build[@]}")
 arm=0
+browser=0
 case "$what" in
   build) ;;
-  test) pkgs+=("${need_test[@]}") ;;
+  test) pkgs+=("${need_test[@]}"); browser=1 ;;
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
   vivid) pkgs=("${need_vivid[@]}") ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}"); arm=1 ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}"); arm=1; browser=1 ;;
   *) echo "usage: $0 [build|test|arm|vivid|all]" >&2; exit 2 ;;
 esac
+# A node from elsewhere (NodeSource, nvm) brings its own npm and is kept: Debian's packages
+# are only the fallback when the commands are missing.
+if [ "$browser" = 1 ]; then
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+fi
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -48,7 +58,6 @@ missing_rust=()
 if [ "$arm" = 1 ]; then
   for p in "${need_arm_rust[@]}"; do installed "$p" || missing_rust+=("$p"); done
 fi
-[ ${#missing[@]} -eq 0 ] && [ ${#missing_rust[@]} -eq 0 ] && exit 0
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -56,31 +65,50 @@ export DEBIAN_FRONTEND=noninteractive
 updated=0
 update() { $SUDO apt-get update -qq; updated=1; }
 
-if [ ${#missing_rust[@]} -gt 0 ]; then
-  # Fresh containers have no package lists at all: fetch them before deciding.
-  compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || update
-  if apt-cache show rustc-web >/dev/null 2>&1; then
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-      echo "adding the arm64 architecture to dpkg (for libstd-rust-web-dev:arm64)" >&2
-      $SUDO dpkg --add-architecture arm64
-      updated=0
+# The apt part; returns early (quietly) when nothing is missing.
+system_packages() {
+  [ ${#missing[@]} -eq 0 ] && [ ${#missing_rust[@]} -eq 0 ] && return 0
+
+  if [ ${#missing_rust[@]} -gt 0 ]; then
+    # Fresh containers have no package lists at all: fetch them before deciding.
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || update
+    if apt-cache show rustc-web >/dev/null 2>&1; then
+      if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        echo "adding the arm64 architecture to dpkg (for libstd-rust-web-dev:arm64)" >&2
+        $SUDO dpkg --add-architecture arm64
+        updated=0
+      fi
+      missing+=("${missing_rust[@]}")
+    else
+      echo "note: no rustc-web package here (it is Debian 12's); scripts/build-aarch64.sh" \
+        "will use rustup's aarch64-unknown-linux-gnu target instead" >&2
     fi
-    missing+=("${missing_rust[@]}")
-  else
-    echo "note: no rustc-web package here (it is Debian 12's); scripts/build-aarch64.sh" \
-      "will use rustup's aarch64-unknown-linux-gnu target instead" >&2
   fi
-fi
-[ ${#missing[@]} -eq 0 ] && exit 0
+  [ ${#missing[@]} -eq 0 ] && return 0
 
-# arm64 multiarch libraries (vivid group) need the architecture in dpkg as well.
-if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' &&
-  ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  echo "adding the arm64 architecture to dpkg (for the aarch64 guest's libraries)" >&2
-  $SUDO dpkg --add-architecture arm64
-  updated=0
-fi
+  # arm64 multiarch libraries (vivid group) need the architecture in dpkg as well.
+  if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' &&
+    ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "adding the arm64 architecture to dpkg (for the aarch64 guest's libraries)" >&2
+    $SUDO dpkg --add-architecture arm64
+    updated=0
+  fi
 
-echo "installing: ${missing[*]}" >&2
-[ "$updated" = 1 ] || update
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "installing: ${missing[*]}" >&2
+  [ "$updated" = 1 ] || update
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The browser test's npm packages (playwright-core), exactly as package-lock.json pins them;
+# after the system packages, which bring node and npm.
+browser_modules() {
+  [ "$browser" = 1 ] || return 0
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  [ -d "$dir/node_modules/playwright-core" ] && return 0
+  echo "installing tests/browser/node_modules: npm ci --prefix tests/browser" >&2
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+}
+
+system_packages
+browser_modules

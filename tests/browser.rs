@@ -1,0 +1,105 @@
+//! The phone page in a real browser: starts vigint with a test-pattern path and a config
+//! file, then runs `tests/browser/page_test.mjs` (playwright-core driving Debian's headless
+//! Chromium) against it: first-run setup, login, the live status card and its RTSP address,
+//! a refused and an accepted bitrate change (checked in the API and in the config file on
+//! disk), an RTSP user, no horizontal scroll at phone width. Screenshots land in
+//! `target/artifacts/browser/` (`page.png`, `page-desktop.png`; `failure.png` on failure).
+//! Needs node, /usr/bin/chromium and `tests/browser/node_modules` (`scripts/install-deps.sh
+//! test` installs all three); fails, never skips, without them. About 15 s.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/artifacts/browser`, next to the build (the test binary is target/PROFILE/deps/X).
+fn artifact_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo().join("target"));
+    target.join("artifacts").join("browser")
+}
+
+/// Fails with the install line when node, Chromium or the npm packages are missing.
+fn require_browser_tools() {
+    require_group("node", "test");
+    let v = run(
+        Command::new("node").arg("--version"),
+        Duration::from_secs(20),
+    );
+    let major = v
+        .stdout
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    assert!(
+        major.is_some_and(|m| m >= 18),
+        "node {} is too old or broken (playwright-core needs 18 or newer): install a newer nodejs",
+        v.stdout.trim()
+    );
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "`{CHROMIUM}` is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y chromium)"
+    );
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/playwright-core/package.json")
+            .exists(),
+        "tests/browser/node_modules is missing: run `scripts/install-deps.sh test` (or: npm ci --prefix tests/browser)"
+    );
+}
+
+#[test]
+fn phone_page_in_chromium() {
+    require_browser_tools();
+    let s =
+        Server::start(serde_json::json!({ "paths": { "cam": pattern_path(320, 240, 15, 500) } }));
+    let http = s.http.expect("log names the HTTP address");
+    let artifacts = artifact_dir();
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).expect("create artifact dir");
+    let t0 = Instant::now();
+    let r = run(
+        Command::new("node")
+            .arg(repo().join("tests/browser/page_test.mjs"))
+            .arg(format!("http://{http}/"))
+            .arg(&s.config_path)
+            .arg(&artifacts)
+            .arg(s.rtsp.port().to_string()),
+        Duration::from_secs(180),
+    );
+    println!("{}", r.stdout);
+    assert!(
+        r.ok,
+        "the browser test failed after {:.1} s:\n{}\n{}\n--- vigint log:\n{}",
+        t0.elapsed().as_secs_f64(),
+        r.stdout,
+        r.stderr,
+        s.log_text()
+    );
+    for shot in ["page.png", "page-desktop.png"] {
+        let len = std::fs::metadata(artifacts.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "{shot} missing or empty ({len} bytes)");
+    }
+    println!(
+        "browser test passed in {:.1} s; screenshots in {}",
+        t0.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+}
