@@ -112,6 +112,8 @@ pub struct PipelineStats {
     bytes_encoded: AtomicU64,
     idr_count: AtomicU64,
     encode_ns_total: AtomicU64,
+    /// The encode-time histogram (`status::ENCODE_BUCKETS_S`).
+    encode_buckets: [AtomicU64; crate::status::ENCODE_BUCKETS_S.len() + 1],
     restarts: AtomicU64,
     /// Frames the encoder produced nothing for (should stay 0).
     encoder_empty: AtomicU64,
@@ -196,6 +198,7 @@ impl crate::status::SourceProbe for PipelineStats {
             bytes: self.bytes_encoded(),
             idr_frames: self.idr_count(),
             encode_ns_total: self.encode_ns_total(),
+            encode_buckets: std::array::from_fn(|i| self.encode_buckets[i].load(Ordering::Relaxed)),
             camera_dropped: self.camera_dropped(),
             bad_frames: self.bad_frames(),
             restarts: self.restarts(),
@@ -783,6 +786,8 @@ impl Worker {
             self.stats
                 .encode_ns_total
                 .fetch_add(took, Ordering::Relaxed);
+            self.stats.encode_buckets[crate::status::encode_bucket(took)]
+                .fetch_add(1, Ordering::Relaxed);
             let encoded = match encoded {
                 Ok(Some(f)) => f,
                 Ok(None) => {

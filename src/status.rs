@@ -25,6 +25,23 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// A streaming path that published no frame for this long is not delivering.
 pub const STALL_AFTER: Duration = Duration::from_secs(3);
 
+/// Upper bounds (seconds) of the encode-time histogram's buckets; one more bucket counts
+/// the rest. 1280x720 on a Pi 4 takes ~20-40 ms, on a laptop ~5 ms.
+pub const ENCODE_BUCKETS_S: [f64; 10] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 1.0];
+
+/// Counts per bucket of `ENCODE_BUCKETS_S`, the last one for longer times (not cumulative).
+pub type EncodeBuckets = [u64; ENCODE_BUCKETS_S.len() + 1];
+
+/// The bucket an encode time of `ns` falls in.
+pub fn encode_bucket(ns: u64) -> usize {
+    let s = ns as f64 / 1e9;
+    ENCODE_BUCKETS_S
+        .iter()
+        .position(|&le| s <= le)
+        .unwrap_or(ENCODE_BUCKETS_S.len())
+}
+
 /// What a path's source reports: the pipeline's counters and state at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
@@ -39,6 +56,7 @@ pub struct SourceSample {
     pub bytes: u64,
     pub idr_frames: u64,
     pub encode_ns_total: u64,
+    pub encode_buckets: EncodeBuckets,
     pub camera_dropped: u64,
     pub bad_frames: u64,
     pub restarts: u64,
@@ -213,6 +231,9 @@ pub struct PathStatus {
     pub bytes: u64,
     pub idr_frames: u64,
     pub encode_seconds_total: f64,
+    /// The encode-time histogram (for /metrics).
+    #[serde(skip)]
+    pub encode_buckets: EncodeBuckets,
     pub restarts: u64,
     pub frames_dropped: Drops,
     pub last_error: Option<String>,
@@ -223,10 +244,39 @@ pub struct PathStatus {
 pub struct Status {
     pub version: &'static str,
     pub uptime_s: u64,
+    /// The board's model from the device tree (`Raspberry Pi 4 Model B Rev 1.4`); `None`
+    /// where there is none (a PC).
+    pub board: Option<String>,
+    pub clock: ClockStatus,
     /// True when every path delivers frames.
     pub healthy: bool,
     pub rtsp: ServerSample,
     pub paths: Vec<PathStatus>,
+}
+
+/// Whether wall time can be trusted (Pi boards have no RTC: until NTP syncs, the date may
+/// be days or years off). Media time never depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ClockStatus {
+    /// The kernel's view (`adjtimex`): false until a time daemon has synchronised it.
+    pub synchronized: bool,
+}
+
+/// Reads the kernel's clock synchronisation state (what `timedatectl` shows as "System
+/// clock synchronized").
+pub fn clock_synchronized() -> bool {
+    // SAFETY: adjtimex with modes = 0 only reads the kernel's state into `tx`.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
+}
+
+/// The device tree's model string, if this machine has one.
+pub fn board_model() -> Option<String> {
+    let raw = std::fs::read("/proc/device-tree/model").ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let model = text.trim_end_matches('\0').trim();
+    (!model.is_empty()).then(|| model.to_string())
 }
 
 /// Why a path is not healthy, from its state and whether its frames still flow.
@@ -261,6 +311,7 @@ struct Watched {
 /// the config changes (`watch`, `unwatch`).
 pub struct Monitor {
     started: Instant,
+    board: Option<String>,
     paths: Mutex<Vec<Watched>>,
     clients: Arc<dyn ClientProbe>,
 }
@@ -276,6 +327,7 @@ impl Monitor {
             .collect();
         Arc::new(Monitor {
             started: Instant::now(),
+            board: board_model(),
             paths: Mutex::new(paths),
             clients,
         })
@@ -363,6 +415,7 @@ impl Monitor {
             bytes: s.bytes,
             idr_frames: s.idr_frames,
             encode_seconds_total: s.encode_ns_total as f64 / 1e9,
+            encode_buckets: s.encode_buckets,
             restarts: s.restarts,
             frames_dropped: Drops {
                 camera: s.camera_dropped,
@@ -391,6 +444,10 @@ impl Monitor {
         Status {
             version: VERSION,
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            board: self.board.clone(),
+            clock: ClockStatus {
+                synchronized: clock_synchronized(),
+            },
             healthy: paths.iter().all(|p| p.problem.is_none()),
             rtsp: self.clients.server(),
             paths,
@@ -438,6 +495,15 @@ pub(crate) mod tests {
         w.push(t0, 100, 1000);
         w.push(t0 + Duration::from_secs(1), 10, 10);
         assert_eq!(w.rates(), Some((0.0, 0.0)));
+    }
+
+    #[test]
+    fn encode_times_fall_in_their_bucket() {
+        assert_eq!(encode_bucket(0), 0);
+        assert_eq!(encode_bucket(1_000_000), 0, "upper bounds are inclusive");
+        assert_eq!(encode_bucket(1_000_001), 1);
+        assert_eq!(encode_bucket(30_000_000), 5);
+        assert_eq!(encode_bucket(5_000_000_000), ENCODE_BUCKETS_S.len());
     }
 
     #[test]
@@ -496,6 +562,8 @@ pub(crate) mod tests {
             frames: 10,
             bytes: 1000,
             camera_dropped: 4,
+            // 2 encodes of 2-5 ms, 1 over a second.
+            encode_buckets: [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1],
             ..Default::default()
         };
         Monitor::new(
@@ -516,6 +584,8 @@ pub(crate) mod tests {
         assert_eq!(v["version"], VERSION);
         assert_eq!(v["healthy"], false);
         assert_eq!(v["rtsp"]["connections"], 3);
+        assert!(v["clock"]["synchronized"].is_boolean(), "{v}");
+        assert!(v.get("board").is_some(), "{v}");
         let p = &v["paths"][0];
         assert_eq!(p["name"], "cam");
         assert_eq!(p["source"], "/dev/video0");

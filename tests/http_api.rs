@@ -33,6 +33,8 @@ fn routes_and_errors() {
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["healthy"], true);
     assert!(status["uptime_s"].is_u64());
+    assert!(status["clock"]["synchronized"].is_boolean(), "{status}");
+    assert!(status.get("board").is_some(), "{status}");
     let cam = &status["paths"][0];
     assert_eq!(cam["name"], "cam");
     assert_eq!(cam["source"], "test-pattern:320x240@15");
@@ -97,6 +99,9 @@ fn routes_and_errors() {
         "vigint_frames_total{path=\"cam\"} ",
         "vigint_rtsp_clients{path=\"cam\",transport=\"tcp\"} 0",
         "vigint_encode_seconds_sum{path=\"cam\"} ",
+        "vigint_encode_seconds_bucket{path=\"cam\",le=\"0.005\"} ",
+        "vigint_encode_seconds_bucket{path=\"cam\",le=\"+Inf\"} ",
+        "vigint_clock_synchronized ",
         "process_resident_memory_bytes ",
     ] {
         assert!(m.body.contains(needle), "missing {needle}:\n{}", m.body);

@@ -128,6 +128,22 @@ fn setup_login_validation_and_path_management() {
     assert_eq!(describe_status(&s, "side", ""), 200);
     let r = send_json(http, PASSWORD, "POST", "/api/v1/paths/side", "{}");
     assert_error(&r, 409, "path_exists");
+    // A new source size reopens that path's source live.
+    let r = patch(
+        http,
+        serde_json::json!({"paths": {"side": {"source": "test-pattern:320x240@10"}}}),
+    );
+    assert_eq!(
+        r.json()["applied"],
+        serde_json::json!(["paths.side source reopened"])
+    );
+    wait_json_with(
+        http,
+        "/api/v1/paths/side",
+        &auth,
+        "side never reopened at 320x240",
+        |v| v["resolution"] == serde_json::json!({"width": 320, "height": 240}),
+    );
     // Delete it: gone from RTSP, status and the file; deleting again is 404.
     let r = send_json(http, PASSWORD, "DELETE", "/api/v1/paths/side", "");
     assert_eq!(r.status, 200, "{}", r.body);

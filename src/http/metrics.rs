@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::status::Status;
+use crate::status::{Status, ENCODE_BUCKETS_S};
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
@@ -46,6 +46,16 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         "Seconds since vigint started.",
     );
     o.value("vigint_uptime_seconds", &[], status.uptime_s);
+    o.family(
+        "vigint_clock_synchronized",
+        "gauge",
+        "1 when the system clock is synchronised (wall time can be trusted), else 0.",
+    );
+    o.value(
+        "vigint_clock_synchronized",
+        &[],
+        status.clock.synchronized as u64,
+    );
 
     let paths = &status.paths;
     o.family(
@@ -113,10 +123,23 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
     }
     o.family(
         "vigint_encode_seconds",
-        "summary",
-        "Time spent converting and encoding frames (0 for passthrough).",
+        "histogram",
+        "Time to convert and encode one frame (none for passthrough).",
     );
     for p in paths {
+        let mut cumulative = 0;
+        for (i, n) in p.encode_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match ENCODE_BUCKETS_S.get(i) {
+                Some(b) => b.to_string(),
+                None => "+Inf".to_string(),
+            };
+            o.value(
+                "vigint_encode_seconds_bucket",
+                &[("path", &p.name), ("le", &le)],
+                cumulative,
+            );
+        }
         o.value(
             "vigint_encode_seconds_sum",
             &[("path", &p.name)],
@@ -125,7 +148,7 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         o.value(
             "vigint_encode_seconds_count",
             &[("path", &p.name)],
-            p.frames,
+            cumulative,
         );
     }
     o.family(
@@ -235,8 +258,12 @@ mod tests {
             "vigint_frames_dropped_total{path=\"cam\",cause=\"camera\"} 4\n",
             "vigint_frames_dropped_total{path=\"cam\",cause=\"readers\"} 7\n",
             "vigint_rtsp_clients{path=\"cam\",transport=\"udp\"} 2\n",
-            "# TYPE vigint_encode_seconds summary\n",
-            "vigint_encode_seconds_count{path=\"cam\"} 10\n",
+            "# TYPE vigint_encode_seconds histogram\n",
+            "vigint_encode_seconds_bucket{path=\"cam\",le=\"0.001\"} 0\n",
+            "vigint_encode_seconds_bucket{path=\"cam\",le=\"0.01\"} 2\n",
+            "vigint_encode_seconds_bucket{path=\"cam\",le=\"+Inf\"} 3\n",
+            "vigint_encode_seconds_count{path=\"cam\"} 3\n",
+            "vigint_clock_synchronized ",
             "vigint_rtsp_connections 3\n",
             "process_resident_memory_bytes 4096\n",
         ] {
