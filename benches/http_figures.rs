@@ -20,14 +20,7 @@ use common::*;
 const PASSWORD: &str = "benchmark password";
 
 fn setup(http: SocketAddr) {
-    let r = send(
-        http,
-        "POST",
-        "/api/v1/setup",
-        "Content-Type: application/json\r\n",
-        &serde_json::json!({ "password": PASSWORD }).to_string(),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    setup_admin(http, PASSWORD);
 }
 
 /// Median of several RSS readings a second apart (KiB).

@@ -234,7 +234,33 @@ struct PendingChange {
     slot: Mutex<Option<Reconfig>>,
 }
 
+/// What a running session must do about a pending change.
+enum Pending {
+    Nothing,
+    /// A new source: end the session and reopen.
+    Reopen,
+    /// Only new encoder settings (taken from the slot).
+    Encoder(EncoderSettings),
+}
+
 impl PendingChange {
+    /// Checked between frames: cheap (one atomic load) when nothing is pending.
+    fn poll(&self) -> Pending {
+        if !self.is_pending() {
+            return Pending::Nothing;
+        }
+        let reopen = lock(&self.slot)
+            .as_ref()
+            .is_none_or(|r| r.factory.is_some());
+        if reopen {
+            return Pending::Reopen;
+        }
+        match self.take() {
+            Some(r) => Pending::Encoder(r.settings),
+            None => Pending::Nothing,
+        }
+    }
+
     fn is_pending(&self) -> bool {
         self.pending.load(Ordering::Acquire)
     }
@@ -629,17 +655,11 @@ impl Worker {
             if self.stopped() {
                 return SessionEnd::Stopped;
             }
-            if self.change.is_pending() {
+            match self.change.poll() {
+                Pending::Nothing => {}
+                Pending::Reopen => return SessionEnd::Reconfigure,
                 // The camera's own encoder ignores our bitrate: only a new source matters.
-                let needs_reopen = lock(&self.change.slot)
-                    .as_ref()
-                    .is_none_or(|r| r.factory.is_some());
-                if needs_reopen {
-                    return SessionEnd::Reconfigure;
-                }
-                if let Some(r) = self.change.take() {
-                    self.settings = r.settings;
-                }
+                Pending::Encoder(settings) => self.settings = settings,
             }
             let mut frame = match source.next_frame() {
                 Ok(f) => f,
@@ -713,15 +733,11 @@ impl Worker {
             if self.stopped() {
                 return SessionEnd::Stopped;
             }
-            if self.change.is_pending() {
-                let needs_reopen = lock(&self.change.slot)
-                    .as_ref()
-                    .is_none_or(|r| r.factory.is_some());
-                if needs_reopen {
-                    return SessionEnd::Reconfigure;
-                }
-                if let Some(r) = self.change.take() {
-                    self.settings = r.settings;
+            match self.change.poll() {
+                Pending::Nothing => {}
+                Pending::Reopen => return SessionEnd::Reconfigure,
+                Pending::Encoder(settings) => {
+                    self.settings = settings;
                     let next = EncoderSettings {
                         width,
                         height,

@@ -15,14 +15,7 @@ use vigint::config::Config;
 const PASSWORD: &str = "correct horse battery";
 
 fn setup(http: SocketAddr) {
-    let r = send(
-        http,
-        "POST",
-        "/api/v1/setup",
-        "Content-Type: application/json\r\n",
-        &serde_json::json!({ "password": PASSWORD }).to_string(),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    setup_admin(http, PASSWORD);
 }
 
 fn patch(http: SocketAddr, body: serde_json::Value) -> Reply {

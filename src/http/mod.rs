@@ -172,6 +172,14 @@ fn json_body(req: &Request, any: bool) -> Result<serde_json::Value, Response> {
     Ok(v)
 }
 
+/// Runs `f` on the JSON body, or answers the body's error.
+fn with_body(req: &Request, any: bool, f: impl FnOnce(serde_json::Value) -> Response) -> Response {
+    match json_body(req, any) {
+        Ok(v) => f(v),
+        Err(a) => a,
+    }
+}
+
 fn content_type_ok(req: &Request) -> bool {
     if req.body.is_empty() {
         return true;
@@ -388,22 +396,14 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
             }
         }
         Route::GetConfig => json(200, &config::to_public_json(&ctx.control.config())),
-        Route::PutConfig => {
-            let doc = match json_body(req, false) {
-                Ok(d) => d,
-                Err(a) => return a,
-            };
+        Route::PutConfig => with_body(req, false, |doc| {
             written(
                 200,
                 ctx.control
                     .update(&mut |cur| Ok(config::from_public_json(doc.clone(), cur)?)),
             )
-        }
-        Route::PatchConfig => {
-            let patch = match json_body(req, true) {
-                Ok(d) => d,
-                Err(a) => return a,
-            };
+        }),
+        Route::PatchConfig => with_body(req, true, |patch| {
             written(
                 200,
                 ctx.control.update(&mut |cur| {
@@ -412,12 +412,8 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                     Ok(config::from_public_json(doc, cur)?)
                 }),
             )
-        }
-        Route::AddPath(name) => {
-            let body = match json_body(req, false) {
-                Ok(d) => d,
-                Err(a) => return a,
-            };
+        }),
+        Route::AddPath(name) => with_body(req, false, |body| {
             written(
                 201,
                 ctx.control.update(&mut |cur| {
@@ -432,7 +428,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                     Ok(config::from_public_json(doc, cur)?)
                 }),
             )
-        }
+        }),
         Route::DeletePath(name) => written(
             200,
             ctx.control.update(&mut |cur| {
@@ -520,6 +516,11 @@ pub(crate) mod tests {
         }
     }
 
+    fn post_setup(c: &HttpContext, password: &str) -> Response {
+        let body = serde_json::json!({ "password": password }).to_string();
+        answer(c, &req("POST", "/api/v1/setup", &[], &body))
+    }
+
     fn get(c: &HttpContext, target: &str) -> Response {
         answer(c, &req("GET", target, &[], ""))
     }
@@ -593,33 +594,14 @@ pub(crate) mod tests {
             assert_eq!(body(&a)["error"]["code"], "setup_required");
         }
         // A short password is refused with its field; then setup works once.
-        let a = answer(
-            &c,
-            &req("POST", "/api/v1/setup", &[], r#"{"password":"short"}"#),
-        );
+        let a = post_setup(&c, "short");
         assert_eq!(
             (a.status, body(&a)["error"]["field"].as_str()),
             (400, Some("password"))
         );
-        let a = answer(
-            &c,
-            &req(
-                "POST",
-                "/api/v1/setup",
-                &[],
-                r#"{"password":"long enough"}"#,
-            ),
-        );
+        let a = post_setup(&c, "long enough");
         assert_eq!(a.status, 201);
-        let a = answer(
-            &c,
-            &req(
-                "POST",
-                "/api/v1/setup",
-                &[],
-                r#"{"password":"another one"}"#,
-            ),
-        );
+        let a = post_setup(&c, "another one");
         assert_eq!(
             (a.status, body(&a)["error"]["code"].as_str()),
             (409, Some("already_set"))
@@ -708,15 +690,7 @@ pub(crate) mod tests {
     #[test]
     fn config_writes_validate_name_the_field_and_keep_secrets() {
         let c = ctx();
-        answer(
-            &c,
-            &req(
-                "POST",
-                "/api/v1/setup",
-                &[],
-                r#"{"password":"long enough"}"#,
-            ),
-        );
+        post_setup(&c, "long enough");
         let auth = [("Authorization", "Basic YWRtaW46bG9uZyBlbm91Z2g=")];
         let send =
             |method: &str, target: &str, body: &str| answer(&c, &req(method, target, &auth, body));

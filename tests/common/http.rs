@@ -119,3 +119,15 @@ pub fn assert_error(r: &Reply, status: u16, code: &str) -> serde_json::Value {
         .is_some_and(|m| !m.is_empty()));
     v["error"]["field"].clone()
 }
+
+/// The first-run setup: sets the admin password (201).
+pub fn setup_admin(addr: SocketAddr, password: &str) {
+    let r = send(
+        addr,
+        "POST",
+        "/api/v1/setup",
+        "Content-Type: application/json\r\n",
+        &serde_json::json!({ "password": password }).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
