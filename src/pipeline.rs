@@ -914,6 +914,66 @@ mod tests {
     }
 
     #[test]
+    fn reconfigure_rebuilds_the_encoder_in_place_or_reopens_the_source() {
+        let path = MediaPath::new("re");
+        // Key frames only on request, so an IDR after the change can only be the new encoder's.
+        let rare_idr = EncoderSettings {
+            idr_interval_frames: 10_000,
+            ..settings()
+        };
+        let p = Pipeline::spawn(
+            path.clone(),
+            pattern_factory(160, 120, 30),
+            rare_idr.clone(),
+        )
+        .expect("spawn");
+        let mut reader = path.frames.subscribe();
+        let next = |reader: &mut crate::hub::HubReader<EncodedFrame>| loop {
+            match reader.try_next() {
+                TryNext::Item(f) => return f,
+                TryNext::Empty => std::thread::sleep(Duration::from_millis(2)),
+                TryNext::Closed => panic!("closed"),
+            }
+        };
+        let before: Vec<_> = (0..10).map(|_| next(&mut reader)).collect();
+        // A new bitrate: same source, a new encoder starting with an IDR, no gap in time.
+        p.reconfigure(
+            None,
+            EncoderSettings {
+                bitrate_kbps: 900,
+                ..rare_idr
+            },
+        );
+        let after: Vec<_> = (0..40).map(|_| next(&mut reader)).collect();
+        let all: Vec<_> = before.iter().chain(&after).collect();
+        for pair in all.windows(2) {
+            assert_eq!(pair[1].pts_90k - pair[0].pts_90k, 3000, "no gap, no repeat");
+        }
+        assert_eq!(before.iter().filter(|f| f.is_idr).count(), 1);
+        assert_eq!(
+            after.iter().filter(|f| f.is_idr).count(),
+            1,
+            "the new encoder starts with an IDR"
+        );
+        assert_eq!(p.stats().restarts(), 0, "the source stayed open");
+        // A new source: reopened at its size, media time still moving forward.
+        let last = after.last().map(|f| f.pts_90k).unwrap_or(0);
+        p.reconfigure(Some(pattern_factory(320, 240, 30)), settings());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while path.info().map(|i| i.width) != Some(320) {
+            assert!(Instant::now() < deadline, "never reopened at 320x240");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let f = next(&mut reader);
+        assert!(
+            f.pts_90k > last,
+            "media time continues: {} after {last}",
+            f.pts_90k
+        );
+        p.stop();
+    }
+
+    #[test]
     fn keyframe_request_gives_an_idr() {
         let path = MediaPath::new("kf");
         let p = Pipeline::spawn(path.clone(), pattern_factory(160, 120, 50), settings())
