@@ -282,13 +282,13 @@ pub fn valid_path_name(name: &str) -> bool {
 }
 
 fn check_geometry(field: &str, w: u32, h: u32, fps: u32) -> Result<(), ConfigError> {
-    if !(16..=4096).contains(&w) || w % 2 != 0 {
+    if !(16..=4096).contains(&w) || !w.is_multiple_of(2) {
         return Err(ConfigError::new(
             format!("{field}.width"),
             format!("{w} must be an even number from 16 to 4096"),
         ));
     }
-    if !(16..=4096).contains(&h) || h % 2 != 0 {
+    if !(16..=4096).contains(&h) || !h.is_multiple_of(2) {
         return Err(ConfigError::new(
             format!("{field}.height"),
             format!("{h} must be an even number from 16 to 4096"),
@@ -342,7 +342,7 @@ impl Config {
                 format!("{} must be from 100 to 65000", r.max_packet_size),
             ));
         }
-        if r.udp_rtp_port % 2 != 0 || r.udp_rtp_port == u16::MAX - 1 {
+        if !r.udp_rtp_port.is_multiple_of(2) || r.udp_rtp_port == u16::MAX - 1 {
             return Err(ConfigError::new(
                 "rtsp.udp_rtp_port",
                 format!(

@@ -512,7 +512,7 @@ mod tests {
         /// rbsp_trailing_bits, then emulation prevention, then the NAL header.
         fn finish_nal(mut self) -> Vec<u8> {
             self.bits.push(1);
-            while self.bits.len() % 8 != 0 {
+            while !self.bits.len().is_multiple_of(8) {
                 self.bits.push(0);
             }
             let rbsp: Vec<u8> = self

@@ -686,7 +686,7 @@ impl Worker {
             let Some((sps, pps)) = &params else {
                 // Nothing is decodable before the first SPS/PPS.
                 waited += 1;
-                if waited % (fps.max(1) * 2) == 0 {
+                if waited.is_multiple_of(fps.max(1) * 2) {
                     source.request_keyframe();
                 }
                 continue;

@@ -161,7 +161,12 @@ fn encodable(f: PixelFormat, w: u32, h: u32) -> bool {
     if f == PixelFormat::H264 {
         return w > 0 && h > 0;
     }
-    w > 0 && h > 0 && w % 2 == 0 && h % 2 == 0 && w.max(h) <= 3840 && w.min(h) <= 2160
+    w > 0
+        && h > 0
+        && w.is_multiple_of(2)
+        && h.is_multiple_of(2)
+        && w.max(h) <= 3840
+        && w.min(h) <= 2160
 }
 
 /// Rate preference key (lower is better): rates not above the request first, closest first;

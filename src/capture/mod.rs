@@ -124,7 +124,10 @@ pub struct RawFrame {
 impl RawFrame {
     /// The Y, U and V planes of an I420 frame; `None` for other formats or a short buffer.
     pub fn i420_planes(&self) -> Option<(&[u8], &[u8], &[u8])> {
-        if self.format != PixelFormat::I420 || self.width % 2 != 0 || self.height % 2 != 0 {
+        if self.format != PixelFormat::I420
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
             return None;
         }
         let y_len = self.width as usize * self.height as usize;

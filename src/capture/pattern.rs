@@ -314,7 +314,7 @@ impl Painter {
         for row in 0..size {
             let line = &mut ys[(by + row) * w + bx..][..size];
             for (i, run) in line.chunks_mut(BOX_CHECKER).enumerate() {
-                let white = (i + row / BOX_CHECKER) % 2 == 0;
+                let white = (i + row / BOX_CHECKER).is_multiple_of(2);
                 run.fill(if white { LUMA_ONE } else { LUMA_ZERO });
             }
         }
@@ -397,7 +397,7 @@ impl TestPattern {
             device: NAME.to_string(),
             reason,
         };
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(unsupported(format!(
                 "size {width}x{height} must be even in both directions"
             )));

@@ -73,7 +73,7 @@ fn check(
     src_needed: usize,
     dst_len: usize,
 ) -> Result<(), ConvertError> {
-    if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(ConvertError::BadSize { width, height });
     }
     let bad = |expected, got| ConvertError::BadLength {

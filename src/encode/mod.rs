@@ -35,7 +35,11 @@ impl EncoderSettings {
     /// Checks the settings an encoder can work with.
     pub fn validate(&self) -> Result<(), EncodeError> {
         let invalid = |reason: String| Err(EncodeError::InvalidSettings { reason });
-        if self.width == 0 || self.height == 0 || self.width % 2 != 0 || self.height % 2 != 0 {
+        if self.width == 0
+            || self.height == 0
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
             return invalid(format!(
                 "size {}x{} must be non-zero and even",
                 self.width, self.height
