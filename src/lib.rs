@@ -12,5 +12,6 @@ pub mod hub;
 pub mod logger;
 pub mod media;
 pub mod pipeline;
+pub mod record;
 pub mod rtsp;
 pub mod status;

@@ -1,0 +1,15 @@
+//! Recording to the SD card as fragmented MP4 segments.
+//!
+//! Owns: the MP4 layer (`fmp4`: init segment, fragments, AVCC sample data; the only file
+//! naming the `mp4-atom` crate) and crash repair (`repair`: cut a segment back to its last
+//! complete fragment). Both are pure of threads and config. The recorder thread (a hub
+//! reader that cuts segments at IDRs, writes fragments every `part_duration`, fsyncs and
+//! applies retention) comes next and is built on these two.
+//!
+//! Why fragmented MP4: a plain MP4 keeps its sample index in a `moov` written at the end, so a
+//! power cut leaves a file nothing can play. A fragmented file carries its index in each
+//! fragment (`moof`) next to the samples (`mdat`), so everything up to the last complete
+//! fragment stays playable, and `repair` only has to cut off the torn tail.
+
+pub mod fmp4;
+pub mod repair;
