@@ -12,4 +12,5 @@
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
 pub mod fmp4;
+pub mod recorder;
 pub mod repair;

@@ -1,0 +1,959 @@
+//! One path's recorder: an async tap on the path's hub that feeds a bounded queue, and a
+//! writer thread ("rec-<path>") that turns the frames into fragmented MP4 segments.
+//!
+//! Owns: segment and fragment boundaries (a segment starts at an IDR; a fragment closes once
+//! it holds `part_duration`; a segment rotates at the first IDR after `segment_duration`),
+//! exact sample durations from media time, the fsync cadence (file data, then the directory
+//! after a file is created), and what happens when storage misbehaves. The queue between tap
+//! and writer is the only coupling to the live stream: the tap never waits, so a stalled SD
+//! card never slows capture or RTSP; when the queue is full, frames are dropped up to the
+//! next IDR and the gap is counted, logged and starts a new segment.
+//! Does not own: file names (`naming`), deleting (`retention`), the MP4 boxes (`fmp4`).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::hub::MediaPath;
+use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
+use crate::record::fmp4;
+
+/// Frames the queue holds: about 4 s at 30 fps; a longer stall drops to the next IDR.
+pub const QUEUE_FRAMES: usize = 128;
+
+/// When file data is forced to the card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncCadence {
+    /// After every fragment: the worst-case loss on a power cut is one fragment.
+    EveryFragment,
+    /// At most this often (fewer writes to the card, more loss on a power cut).
+    Every(Duration),
+}
+
+/// Where and how one path records.
+pub struct RecorderSettings {
+    pub path_name: String,
+    pub part_duration: Duration,
+    pub segment_duration: Duration,
+    pub fsync: FsyncCadence,
+    /// The new segment's file, relative to the storage root, from its start time and
+    /// whether the clock was synchronised then.
+    pub name_for: Box<dyn Fn(SystemTime, bool) -> PathBuf + Send>,
+    /// Whether wall time is trustworthy now (injected: tests fake it).
+    pub clock_synced: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// An open segment file.
+pub trait SegmentFile: Send {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// `fdatasync`: the data written so far survives a power cut.
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// Where segments go: the real directory tree, or a fake that stalls or fills up in tests.
+pub trait Storage: Send + Sync {
+    /// Creates `rel` (and its directories) for writing; the directory entry is made durable.
+    fn create(&self, rel: &Path) -> io::Result<Box<dyn SegmentFile>>;
+    /// Called when a write failed for lack of space: frees what it can (oldest segments
+    /// first, never `writing`); true if anything was freed.
+    fn make_room(&self, writing: &Path) -> bool;
+    /// True when there is room to record again (after a disk-full pause).
+    fn has_room(&self) -> bool;
+}
+
+/// What the recorder is doing, for status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecorderState {
+    /// Waiting for the first key frame (or the stream description).
+    Waiting,
+    Recording,
+    /// Storage refused writes; retried until it has room.
+    Paused(String),
+    Stopped,
+}
+
+impl std::fmt::Display for RecorderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecorderState::Waiting => write!(f, "waiting for a key frame"),
+            RecorderState::Recording => write!(f, "recording"),
+            RecorderState::Paused(why) => write!(f, "paused: {why}"),
+            RecorderState::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// Counters of one recorder, readable from any thread.
+#[derive(Default)]
+pub struct RecorderStats {
+    pub segments: AtomicU64,
+    pub fragments: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub frames_written: AtomicU64,
+    /// Frames lost because the queue was full or the hub skipped them (a stalled writer).
+    pub frames_dropped: AtomicU64,
+    /// Media time lost in those gaps (90 kHz ticks).
+    pub dropped_ticks: AtomicU64,
+    pub gaps: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Slowest `fdatasync` so far, in microseconds, and the total time spent in them.
+    pub fsync_max_us: AtomicU64,
+    pub fsync_total_us: AtomicU64,
+    pub fsyncs: AtomicU64,
+    state: Mutex<Option<RecorderState>>,
+    current: Mutex<Option<PathBuf>>,
+}
+
+impl RecorderStats {
+    pub fn state(&self) -> RecorderState {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(RecorderState::Waiting)
+    }
+    fn set_state(&self, s: RecorderState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+    }
+    /// The segment being written (never deleted by retention).
+    pub fn current(&self) -> Option<PathBuf> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    fn set_current(&self, p: Option<PathBuf>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+}
+
+/// One queued frame, with the span lost just before it (if any).
+struct Queued {
+    frame: Arc<EncodedFrame>,
+    /// Frames lost right before this one.
+    gap_frames: u64,
+}
+
+/// A running recorder; `stop` finishes the open fragment, syncs it and closes the file.
+pub struct Recorder {
+    stats: Arc<RecorderStats>,
+    stop: Arc<AtomicBool>,
+    tap: tokio::task::JoinHandle<()>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
+    pub fn start(
+        media: Arc<MediaPath>,
+        settings: RecorderSettings,
+        storage: Arc<dyn Storage>,
+        runtime: &tokio::runtime::Handle,
+    ) -> io::Result<Recorder> {
+        let stats = Arc::new(RecorderStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
+        let writer = Writer {
+            media: media.clone(),
+            settings,
+            storage,
+            stats: stats.clone(),
+            segment: None,
+            pending: Vec::new(),
+            last_sync: Instant::now(),
+            scratch: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("rec-{}", media.name))
+            .spawn(move || writer.run(rx))?;
+        let tap = runtime.spawn(tap(media, tx, stats.clone(), stop.clone()));
+        Ok(Recorder {
+            stats,
+            stop,
+            tap,
+            writer: Some(thread),
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<RecorderStats> {
+        &self.stats
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Dropping the tap drops the queue's sender: the writer drains, closes, returns.
+        self.tap.abort();
+        if let Some(t) = self.writer.take() {
+            if t.join().is_err() {
+                log::error!("recorder thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Reads the hub and queues frames without ever waiting for the writer.
+async fn tap(
+    media: Arc<MediaPath>,
+    tx: SyncSender<Queued>,
+    stats: Arc<RecorderStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut reader = media.frames.subscribe();
+    // Frames skipped while joining (before the first key frame) are no loss.
+    let mut hub_dropped = None;
+    let mut lost = 0u64;
+    let mut lost_ticks_from: Option<i64> = None;
+    while let Some(frame) = reader.next().await {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        // The hub skips to the next IDR by itself when this reader lags.
+        let now_dropped = reader.dropped_frames();
+        let skipped = now_dropped - hub_dropped.unwrap_or(now_dropped);
+        hub_dropped = Some(now_dropped);
+        lost += skipped;
+        if lost > 0 && !frame.is_idr {
+            // Within a gap: only an IDR can start the picture again.
+            lost += 1;
+            lost_ticks_from.get_or_insert(frame.pts_90k);
+            continue;
+        }
+        let pts = frame.pts_90k;
+        match tx.try_send(Queued {
+            frame,
+            gap_frames: lost,
+        }) {
+            Ok(()) => {
+                if lost > 0 {
+                    stats.frames_dropped.fetch_add(lost, Ordering::Relaxed);
+                    if let Some(from) = lost_ticks_from.take() {
+                        stats
+                            .dropped_ticks
+                            .fetch_add((pts - from).max(0) as u64, Ordering::Relaxed);
+                    }
+                    stats.gaps.fetch_add(1, Ordering::Relaxed);
+                }
+                lost = 0;
+            }
+            Err(TrySendError::Full(_)) => {
+                lost += 1;
+                lost_ticks_from.get_or_insert(pts);
+            }
+            Err(TrySendError::Disconnected(_)) => break,
+        }
+    }
+}
+
+/// The open segment.
+struct Segment {
+    rel: PathBuf,
+    file: Box<dyn SegmentFile>,
+    info: Arc<StreamInfo>,
+    /// Media time of its first frame: decode times in the file start at 0.
+    first_pts: i64,
+    started: Instant,
+    next_sequence: u32,
+}
+
+struct Writer {
+    media: Arc<MediaPath>,
+    settings: RecorderSettings,
+    storage: Arc<dyn Storage>,
+    stats: Arc<RecorderStats>,
+    segment: Option<Segment>,
+    /// Frames of the fragment being gathered (each one's duration is known when the next
+    /// arrives).
+    pending: Vec<Arc<EncodedFrame>>,
+    last_sync: Instant,
+    scratch: Vec<u8>,
+}
+
+/// Why a segment could not be written.
+enum WriteFailure {
+    /// The storage is full even after making room: pause.
+    Full(String),
+    Other(String),
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
+}
+
+impl Writer {
+    fn name(&self) -> &str {
+        &self.settings.path_name
+    }
+
+    fn run(mut self, rx: Receiver<Queued>) {
+        self.stats.set_state(RecorderState::Waiting);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(q) => self.on_frame(q),
+                Err(RecvTimeoutError::Timeout) => self.on_idle(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.close_segment(None);
+        self.stats.set_state(RecorderState::Stopped);
+    }
+
+    fn paused(&self) -> bool {
+        matches!(self.stats.state(), RecorderState::Paused(_))
+    }
+
+    fn on_idle(&mut self) {
+        if self.paused() && self.storage.has_room() {
+            log::info!(
+                "path {}: recording resumes: storage has room again",
+                self.name()
+            );
+            self.stats.set_state(RecorderState::Waiting);
+        }
+    }
+
+    fn on_frame(&mut self, q: Queued) {
+        if q.gap_frames > 0 {
+            log::warn!(
+                "path {}: recording gap: {} frames dropped (storage too slow); a new segment starts here",
+                self.name(),
+                q.gap_frames
+            );
+            self.close_segment(None);
+        }
+        let frame = q.frame;
+        if self.paused() {
+            if !self.storage.has_room() {
+                return;
+            }
+            log::info!(
+                "path {}: recording resumes: storage has room again",
+                self.name()
+            );
+            self.stats.set_state(RecorderState::Waiting);
+        }
+        if self.segment.is_none() && !frame.is_idr {
+            return;
+        }
+        // The IDR carries its own SPS/PPS: the init segment must describe exactly these.
+        let info = if frame.is_idr {
+            let fps = self.media.info().map_or(30, |i| i.fps);
+            crate::encode::stream_info_from_idr(&frame, fps)
+                .map(Arc::new)
+                .or_else(|| self.media.info())
+        } else {
+            None
+        };
+        let rotate = match (&self.segment, &info) {
+            (None, _) => true,
+            (Some(seg), Some(info)) if frame.is_idr => {
+                seg.started.elapsed() >= self.settings.segment_duration
+                    || !seg.info.same_picture_format(info)
+                    || seg.info.sps != info.sps
+                    || seg.info.pps != info.pps
+            }
+            _ => false,
+        };
+        if rotate {
+            self.close_segment(Some(frame.pts_90k));
+            let Some(info) = info else {
+                return;
+            };
+            if let Err(f) = self.open_segment(&frame, info) {
+                self.failed(f);
+                return;
+            }
+        }
+        if let Some(first) = self.pending.first() {
+            let span = frame.pts_90k - first.pts_90k;
+            if span >= ticks(self.settings.part_duration) {
+                if let Err(f) = self.write_fragment(Some(frame.pts_90k)) {
+                    self.failed(f);
+                    return;
+                }
+            }
+        }
+        self.pending.push(frame);
+    }
+
+    fn failed(&mut self, f: WriteFailure) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.pending.clear();
+        if let Some(seg) = self.segment.take() {
+            self.stats.set_current(None);
+            log::warn!(
+                "path {}: segment {} ends early",
+                self.name(),
+                seg.rel.display()
+            );
+        }
+        match f {
+            WriteFailure::Full(why) => {
+                log::error!("path {}: recording paused: {why}", self.name());
+                self.stats.set_state(RecorderState::Paused(why));
+            }
+            WriteFailure::Other(why) => {
+                log::error!(
+                    "path {}: recording: {why}; retrying at the next key frame",
+                    self.name()
+                );
+                self.stats.set_state(RecorderState::Waiting);
+            }
+        }
+    }
+
+    /// Writes `bytes`; on a full disk asks storage to make room once and retries.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), WriteFailure> {
+        let Some(seg) = self.segment.as_mut() else {
+            return Err(WriteFailure::Other("no open segment".into()));
+        };
+        match seg.file.write_all(bytes) {
+            Ok(()) => {}
+            Err(e) if is_no_space(&e) => {
+                if !self.storage.make_room(&seg.rel) {
+                    return Err(WriteFailure::Full(format!("storage full: {e}")));
+                }
+                // A partial write may have landed: this fragment could be cut; the segment
+                // stays playable up to the last complete fragment (what repair keeps).
+                seg.file
+                    .write_all(bytes)
+                    .map_err(|e| WriteFailure::Full(format!("storage full: {e}")))?;
+            }
+            Err(e) => {
+                return Err(WriteFailure::Other(format!(
+                    "cannot write {}: {e}",
+                    seg.rel.display()
+                )))
+            }
+        }
+        self.stats
+            .bytes_written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(&mut self, force: bool) -> Result<(), WriteFailure> {
+        let due = match self.settings.fsync {
+            FsyncCadence::EveryFragment => true,
+            FsyncCadence::Every(d) => self.last_sync.elapsed() >= d,
+        };
+        if !(force || due) {
+            return Ok(());
+        }
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        let result = seg.file.sync_data();
+        let took = t.elapsed();
+        self.last_sync = Instant::now();
+        let us = took.as_micros() as u64;
+        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.stats.fsync_total_us.fetch_add(us, Ordering::Relaxed);
+        self.stats.fsync_max_us.fetch_max(us, Ordering::Relaxed);
+        if took > Duration::from_secs(1) {
+            log::warn!(
+                "path {}: writing to storage took {} ms (a slow or worn SD card?)",
+                self.settings.path_name,
+                took.as_millis()
+            );
+        }
+        result.map_err(|e| {
+            if is_no_space(&e) {
+                WriteFailure::Full(format!("storage full: {e}"))
+            } else {
+                WriteFailure::Other(format!("cannot sync {}: {e}", seg.rel.display()))
+            }
+        })
+    }
+
+    fn open_segment(
+        &mut self,
+        frame: &EncodedFrame,
+        info: Arc<StreamInfo>,
+    ) -> Result<(), WriteFailure> {
+        let synced = (self.settings.clock_synced)();
+        let rel = (self.settings.name_for)(frame.wall, synced);
+        let file = match self.storage.create(&rel) {
+            Ok(f) => f,
+            Err(e) if is_no_space(&e) => {
+                if !self.storage.make_room(&rel) {
+                    return Err(WriteFailure::Full(format!("storage full: {e}")));
+                }
+                self.storage
+                    .create(&rel)
+                    .map_err(|e| WriteFailure::Full(format!("storage full: {e}")))?
+            }
+            Err(e) => {
+                return Err(WriteFailure::Other(format!(
+                    "cannot create {}: {e}",
+                    rel.display()
+                )))
+            }
+        };
+        self.segment = Some(Segment {
+            rel: rel.clone(),
+            file,
+            info: info.clone(),
+            first_pts: frame.pts_90k,
+            started: Instant::now(),
+            next_sequence: 1,
+        });
+        self.stats.set_current(Some(rel.clone()));
+        let init = fmp4::init_segment(&info);
+        self.write(&init)?;
+        self.sync(true)?;
+        self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        self.stats.set_state(RecorderState::Recording);
+        log::info!(
+            "path {}: recording to {}{}",
+            self.name(),
+            rel.display(),
+            if synced {
+                ""
+            } else {
+                " (clock not synchronised yet)"
+            }
+        );
+        Ok(())
+    }
+
+    /// Writes the pending frames as one fragment. `next_pts` is the media time of the frame
+    /// after them (gives the last one's exact duration); without it, the last frame lasts as
+    /// long as the one before it (or one frame period).
+    fn write_fragment(&mut self, next_pts: Option<i64>) -> Result<(), WriteFailure> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(seg) = self.segment.as_mut() else {
+            self.pending.clear();
+            return Ok(());
+        };
+        let fps = seg.info.fps.max(1) as i64;
+        let period = CLOCK_RATE as i64 / fps;
+        let frames = std::mem::take(&mut self.pending);
+        let mut durations = Vec::with_capacity(frames.len());
+        for (i, f) in frames.iter().enumerate() {
+            let next = frames.get(i + 1).map(|n| n.pts_90k).or(next_pts);
+            let d = match next {
+                Some(n) => n - f.pts_90k,
+                None => durations.last().copied().unwrap_or(period),
+            };
+            durations.push(d.clamp(1, u32::MAX as i64));
+        }
+        self.scratch.clear();
+        let mut ranges = Vec::with_capacity(frames.len());
+        for f in &frames {
+            let start = self.scratch.len();
+            fmp4::append_avcc(f, &mut self.scratch);
+            ranges.push(start..self.scratch.len());
+        }
+        let samples: Vec<fmp4::Sample<'_>> = frames
+            .iter()
+            .zip(&ranges)
+            .zip(&durations)
+            .map(|((f, r), d)| fmp4::Sample {
+                data: &self.scratch[r.clone()],
+                duration: *d as u32,
+                is_sync: f.is_idr,
+            })
+            .collect();
+        let base = (frames[0].pts_90k - seg.first_pts).max(0) as u64;
+        let bytes = fmp4::fragment(seg.next_sequence, base, &samples);
+        seg.next_sequence += 1;
+        self.write(&bytes)?;
+        self.sync(false)?;
+        self.stats.fragments.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .frames_written
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Finishes the open segment: writes what is pending and syncs the file.
+    fn close_segment(&mut self, next_pts: Option<i64>) {
+        if self.segment.is_none() {
+            self.pending.clear();
+            return;
+        }
+        let result = self.write_fragment(next_pts).and_then(|_| self.sync(true));
+        if let Err(f) = result {
+            self.failed(f);
+        }
+        if let Some(seg) = self.segment.take() {
+            log::debug!("path {}: segment {} closed", self.name(), seg.rel.display());
+        }
+        self.stats.set_current(None);
+    }
+}
+
+fn ticks(d: Duration) -> i64 {
+    (d.as_secs_f64() * CLOCK_RATE as f64) as i64
+}
+
+/// Segments on the real filesystem under `root`.
+pub struct DiskStorage {
+    pub root: PathBuf,
+}
+
+struct DiskFile(std::fs::File);
+
+impl SegmentFile for DiskFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        io::Write::write_all(&mut self.0, bytes)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+/// fsyncs a directory so that a created, renamed or removed entry survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Storage for DiskStorage {
+    fn create(&self, rel: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let path = self.root.join(rel);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        sync_dir(&dir)?;
+        Ok(Box::new(DiskFile(file)))
+    }
+    fn make_room(&self, _writing: &Path) -> bool {
+        false
+    }
+    fn has_room(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::pattern::TestPattern;
+    use crate::capture::FrameSource;
+    use crate::encode::EncoderSettings;
+    use crate::pipeline::Pipeline;
+
+    fn require(tool: &str) {
+        let ok = std::process::Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{tool} is missing: install with scripts/install-deps.sh test"
+        );
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "vigint-rec-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    /// A 160x120@30 test pattern with an IDR every `idr` frames.
+    fn source(name: &str, idr: u32) -> (Arc<MediaPath>, Pipeline) {
+        let media = MediaPath::new(name);
+        let pipeline = Pipeline::spawn(
+            media.clone(),
+            Box::new(|| Ok(Box::new(TestPattern::new(160, 120, 30)?) as Box<dyn FrameSource>)),
+            EncoderSettings {
+                width: 160,
+                height: 120,
+                fps: 30,
+                bitrate_kbps: 200,
+                idr_interval_frames: idr,
+            },
+        )
+        .expect("pipeline");
+        (media, pipeline)
+    }
+
+    fn settings(name: &str, part_ms: u64, segment_ms: u64) -> RecorderSettings {
+        let counter = Arc::new(AtomicU64::new(0));
+        let name_owned = name.to_string();
+        RecorderSettings {
+            path_name: name.to_string(),
+            part_duration: Duration::from_millis(part_ms),
+            segment_duration: Duration::from_millis(segment_ms),
+            fsync: FsyncCadence::EveryFragment,
+            name_for: Box::new(move |_, synced| {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                PathBuf::from(&name_owned).join(format!(
+                    "{n:04}{}.mp4",
+                    if synced { "" } else { "-unsynced" }
+                ))
+            }),
+            clock_synced: Arc::new(|| true),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// ffprobe's frame count and duration (s) of a file; asserts no errors.
+    fn probe(file: &Path) -> (u64, f64) {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames:format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(file)
+            .output()
+            .expect("ffprobe");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.trim().is_empty(), "{}: {stderr}", file.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let nums: Vec<f64> = text
+            .split(['\n', ','])
+            .filter_map(|t| t.trim().parse().ok())
+            .collect();
+        assert_eq!(nums.len(), 2, "{}: {text}", file.display());
+        (nums[0] as u64, nums[1])
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn segments_rotate_at_key_frames_and_play_back_to_back() {
+        require("ffprobe");
+        let rt = runtime();
+        let root = temp_dir("rotate");
+        let (media, pipeline) = source("cam", 15);
+        let rec = Recorder::start(
+            media,
+            settings("cam", 250, 1000),
+            Arc::new(DiskStorage { root: root.clone() }),
+            rt.handle(),
+        )
+        .expect("recorder");
+        std::thread::sleep(Duration::from_millis(3300));
+        let stats = rec.stats().clone();
+        rec.stop();
+        pipeline.stop();
+        let segs = files(&root.join("cam"));
+        assert!(segs.len() >= 3, "{segs:?}");
+        let mut frames = 0;
+        for s in &segs {
+            let (n, secs) = probe(s);
+            // Rotation happens at the first IDR (every 0.5 s) after 1 s.
+            assert!(
+                (0.9..=1.6).contains(&secs) || s == segs.last().expect("last"),
+                "{}: {secs} s",
+                s.display()
+            );
+            assert!(
+                ((n as f64 / 30.0) - secs).abs() < 0.05,
+                "{}: {n} frames in {secs} s",
+                s.display()
+            );
+            frames += n;
+        }
+        assert_eq!(frames, stats.frames_written.load(Ordering::Relaxed));
+        assert_eq!(stats.frames_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.state(), RecorderState::Stopped);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A storage whose writes block while `stalled` is set, and that can run out of space.
+    struct FakeStorage {
+        inner: DiskStorage,
+        stalled: Arc<AtomicBool>,
+        full: Arc<AtomicBool>,
+    }
+
+    struct FakeFile {
+        inner: Box<dyn SegmentFile>,
+        stalled: Arc<AtomicBool>,
+        full: Arc<AtomicBool>,
+    }
+
+    impl SegmentFile for FakeFile {
+        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+            while self.stalled.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if self.full.load(Ordering::Acquire) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.inner.write_all(bytes)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            self.inner.sync_data()
+        }
+    }
+
+    impl Storage for FakeStorage {
+        fn create(&self, rel: &Path) -> io::Result<Box<dyn SegmentFile>> {
+            if self.full.load(Ordering::Acquire) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            Ok(Box::new(FakeFile {
+                inner: self.inner.create(rel)?,
+                stalled: self.stalled.clone(),
+                full: self.full.clone(),
+            }))
+        }
+        fn make_room(&self, _writing: &Path) -> bool {
+            false
+        }
+        fn has_room(&self) -> bool {
+            !self.full.load(Ordering::Acquire)
+        }
+    }
+
+    #[test]
+    fn a_stalled_card_drops_to_the_next_key_frame_and_never_holds_up_the_stream() {
+        require("ffprobe");
+        let rt = runtime();
+        let root = temp_dir("stall");
+        let (media, pipeline) = source("cam", 15);
+        let stalled = Arc::new(AtomicBool::new(false));
+        let storage = FakeStorage {
+            inner: DiskStorage { root: root.clone() },
+            stalled: stalled.clone(),
+            full: Arc::new(AtomicBool::new(false)),
+        };
+        // A live viewer of the same path: it must get every frame through the stall.
+        let mut viewer = media.frames.subscribe();
+        let rec = Recorder::start(
+            media,
+            settings("cam", 250, 60_000),
+            Arc::new(storage),
+            rt.handle(),
+        )
+        .expect("recorder");
+        std::thread::sleep(Duration::from_millis(800));
+        stalled.store(true, Ordering::Release);
+        // 6 s of stall at 30 fps overflows the 128-frame queue.
+        let mut seen = Vec::new();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            match viewer.try_next() {
+                crate::hub::TryNext::Item(f) => seen.push(f.pts_90k),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        stalled.store(false, Ordering::Release);
+        std::thread::sleep(Duration::from_millis(1500));
+        let stats = rec.stats().clone();
+        rec.stop();
+        pipeline.stop();
+        for w in seen.windows(2) {
+            assert_eq!(
+                w[1] - w[0],
+                3000,
+                "the viewer lost nothing during the stall"
+            );
+        }
+        assert!(seen.len() >= 150, "{} frames", seen.len());
+        let dropped = stats.frames_dropped.load(Ordering::Relaxed);
+        assert!(
+            dropped > 0 && stats.gaps.load(Ordering::Relaxed) >= 1,
+            "dropped {dropped}"
+        );
+        let lost_s = stats.dropped_ticks.load(Ordering::Relaxed) as f64 / 90_000.0;
+        assert!(lost_s > 0.5, "the gap is measured: {lost_s} s");
+        // Two segments: before and after the gap, both playable.
+        let segs = files(&root.join("cam"));
+        assert!(segs.len() >= 2, "{segs:?}");
+        for s in &segs {
+            probe(s);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_full_disk_pauses_recording_and_it_resumes_by_itself() {
+        require("ffprobe");
+        let rt = runtime();
+        let root = temp_dir("full");
+        let (media, pipeline) = source("cam", 15);
+        let full = Arc::new(AtomicBool::new(false));
+        let storage = FakeStorage {
+            inner: DiskStorage { root: root.clone() },
+            stalled: Arc::new(AtomicBool::new(false)),
+            full: full.clone(),
+        };
+        let rec = Recorder::start(
+            media,
+            settings("cam", 250, 60_000),
+            Arc::new(storage),
+            rt.handle(),
+        )
+        .expect("recorder");
+        std::thread::sleep(Duration::from_millis(1000));
+        full.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(rec.stats().state(), RecorderState::Paused(_)) {
+            assert!(
+                Instant::now() < deadline,
+                "never paused: {}",
+                rec.stats().state()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(rec.stats().state().to_string().contains("storage full"));
+        full.store(false, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rec.stats().segments.load(Ordering::Relaxed) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "never resumed: {}",
+                rec.stats().state()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(rec.stats().state(), RecorderState::Recording);
+        rec.stop();
+        pipeline.stop();
+        let segs = files(&root.join("cam"));
+        assert_eq!(segs.len(), 2, "{segs:?}");
+        // The first was cut by the full disk: playable up to its last complete fragment
+        // once repaired (what a restart does); the second is whole.
+        for s in &segs {
+            crate::record::repair::repair(s).expect("repair");
+            probe(s);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
