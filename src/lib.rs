@@ -14,3 +14,4 @@ pub mod media;
 pub mod pipeline;
 pub mod rtsp;
 pub mod status;
+pub mod units;
