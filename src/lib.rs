@@ -12,6 +12,7 @@ pub mod hub;
 pub mod logger;
 pub mod media;
 pub mod pipeline;
+pub mod record;
 pub mod rtsp;
 pub mod status;
 pub mod units;
