@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod record;
 pub mod rtsp;
 pub mod status;
+pub mod units;

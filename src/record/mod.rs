@@ -12,5 +12,7 @@
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
 pub mod fmp4;
+pub mod naming;
 pub mod recorder;
 pub mod repair;
+pub mod retention;
