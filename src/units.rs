@@ -168,7 +168,7 @@ pub fn format_size(bytes: u64) -> String {
         ("GiB", 1 << 30),
         ("TiB", 1 << 40),
     ] {
-        if bytes != 0 && bytes % scale == 0 && bytes / scale < best.0 {
+        if bytes != 0 && bytes.is_multiple_of(scale) && bytes / scale < best.0 {
             best = (bytes / scale, name);
         }
     }
