@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::{Amount, Bytes, Seconds};
+
 /// A problem with the configuration, naming the field (`paths.cam.fps`) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -51,10 +53,156 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// error, warn, info, debug or trace.
     pub log_level: String,
+    /// Recording defaults; each path may override any of them.
+    pub recording: RecordingConfig,
     /// The admin login of the HTTP API and page. Unset on a fresh device: no default password.
     #[serde(skip_serializing_if = "AdminConfig::is_unset")]
     pub admin: AdminConfig,
     pub paths: BTreeMap<String, PathConfig>,
+}
+
+/// When recorded data is forced to the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncInterval {
+    /// After every fragment (the default): a power cut loses at most one fragment.
+    EveryFragment,
+    /// At most this often.
+    Every(std::time::Duration),
+}
+
+impl Serialize for FsyncInterval {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FsyncInterval::EveryFragment => s.serialize_str("fragment"),
+            FsyncInterval::Every(d) => s.serialize_str(&crate::units::format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FsyncInterval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "fragment" {
+            return Ok(FsyncInterval::EveryFragment);
+        }
+        crate::units::parse_duration(&text)
+            .map(FsyncInterval::Every)
+            .map_err(|e| serde::de::Error::custom(format!("`fragment` or a duration: {e}")))
+    }
+}
+
+/// Recording settings: the global defaults (`recording`), or one path's after its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    pub record: bool,
+    /// Under `DATA_DIR/recordings/`; see `record::naming`.
+    pub record_path: String,
+    pub part_duration: Seconds,
+    pub segment_duration: Seconds,
+    /// `0s` keeps segments regardless of age.
+    pub delete_after: Seconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<Bytes>,
+    /// Unset: 10% of the filesystem or 500 MB, whichever is smaller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<Amount>,
+    pub fsync_interval: FsyncInterval,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        RecordingConfig {
+            record: false,
+            record_path: crate::record::naming::DEFAULT_TEMPLATE.to_string(),
+            part_duration: Seconds(Duration::from_secs(1)),
+            segment_duration: Seconds(Duration::from_secs(600)),
+            delete_after: Seconds(Duration::from_secs(24 * 3600)),
+            max_bytes: None,
+            min_free: None,
+            fsync_interval: FsyncInterval::EveryFragment,
+        }
+    }
+}
+
+/// One path's overrides of `RecordingConfig` (unset: the global value).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_duration: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_duration: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync_interval: Option<FsyncInterval>,
+}
+
+impl RecordingOverrides {
+    fn is_empty(&self) -> bool {
+        self == &RecordingOverrides::default()
+    }
+
+    /// The settings this path records with.
+    pub fn over(&self, d: &RecordingConfig) -> RecordingConfig {
+        RecordingConfig {
+            record: self.record.unwrap_or(d.record),
+            record_path: self.record_path.clone().unwrap_or(d.record_path.clone()),
+            part_duration: self.part_duration.unwrap_or(d.part_duration),
+            segment_duration: self.segment_duration.unwrap_or(d.segment_duration),
+            delete_after: self.delete_after.unwrap_or(d.delete_after),
+            max_bytes: self.max_bytes.or(d.max_bytes),
+            min_free: self.min_free.or(d.min_free),
+            fsync_interval: self.fsync_interval.unwrap_or(d.fsync_interval),
+        }
+    }
+}
+
+fn check_recording(field: &str, r: &RecordingConfig) -> Result<(), ConfigError> {
+    use std::time::Duration;
+    crate::record::naming::validate_template(&r.record_path)
+        .map_err(|e| ConfigError::new(format!("{field}.record_path"), e))?;
+    let part = r.part_duration.0;
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&part) {
+        return Err(ConfigError::new(
+            format!("{field}.part_duration"),
+            "must be from 100ms to 60s",
+        ));
+    }
+    let seg = r.segment_duration.0;
+    if seg < part || seg > Duration::from_secs(24 * 3600) {
+        return Err(ConfigError::new(
+            format!("{field}.segment_duration"),
+            "must be at least part_duration and at most 24h",
+        ));
+    }
+    if let FsyncInterval::Every(d) = r.fsync_interval {
+        if d.is_zero() || d > Duration::from_secs(600) {
+            return Err(ConfigError::new(
+                format!("{field}.fsync_interval"),
+                "must be `fragment` or a duration from 1ms to 10m",
+            ));
+        }
+    }
+    if let Some(Amount::Percent(p)) = r.min_free {
+        if !(0.0..=90.0).contains(&p) {
+            return Err(ConfigError::new(
+                format!("{field}.min_free"),
+                "a percentage must be from 0% to 90%",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The admin login, stored as an Argon2id PHC string (never the password itself).
@@ -90,6 +238,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/vigint"),
             log_level: "info".to_string(),
             admin: AdminConfig::default(),
+            recording: RecordingConfig::default(),
             paths,
         }
     }
@@ -190,6 +339,9 @@ pub struct PathConfig {
     /// Camera pixel format to prefer (one of `PIXEL_FORMAT_NAMES`); unset lets Vigint choose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_format: Option<String>,
+    /// Recording settings of this path, over the global `recording` ones.
+    #[serde(skip_serializing_if = "RecordingOverrides::is_empty")]
+    pub recording: RecordingOverrides,
 }
 
 /// Names `pixel_format` accepts (any case): V4L2 fourccs and common aliases.
@@ -208,6 +360,7 @@ impl Default for PathConfig {
             idr_interval_s: 2.0,
             max_readers: 0,
             pixel_format: None,
+            recording: RecordingOverrides::default(),
         }
     }
 }
@@ -426,6 +579,22 @@ impl Config {
                 return Err(ConfigError::new(
                     "admin.password_hash",
                     "must be an Argon2id hash as vigint writes it (set the password on the page or with PUT /api/v1/admin/password)",
+                ));
+            }
+        }
+        check_recording("recording", &self.recording)?;
+        let recording_paths = self
+            .paths
+            .values()
+            .filter(|p| p.recording.over(&self.recording).record)
+            .count();
+        for (name, p) in &self.paths {
+            let r = p.recording.over(&self.recording);
+            check_recording(&format!("paths.{name}.recording"), &r)?;
+            if recording_paths > 1 && !r.record_path.contains("%path") {
+                return Err(ConfigError::new(
+                    format!("paths.{name}.recording.record_path"),
+                    "must contain %path when several paths record (their files would mix)",
                 ));
             }
         }
@@ -813,6 +982,55 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(bad.apply(&file).unwrap_err().field, "log_level");
+    }
+
+    #[test]
+    fn recording_has_global_defaults_and_per_path_overrides() {
+        let c = Config::from_json(
+            r#"{"recording":{"delete_after":"48h","min_free":"5%"},
+                "paths":{"cam":{"recording":{"record":true,"part_duration":"500ms","fsync_interval":"5s"}},
+                         "side":{"source":"test-pattern"}}}"#,
+        )
+        .unwrap();
+        let cam = c.paths["cam"].recording.over(&c.recording);
+        assert!(cam.record);
+        assert_eq!(cam.part_duration.0, std::time::Duration::from_millis(500));
+        assert_eq!(
+            cam.delete_after.0,
+            std::time::Duration::from_secs(48 * 3600)
+        );
+        assert_eq!(cam.min_free, Some(Amount::Percent(5.0)));
+        assert_eq!(
+            cam.fsync_interval,
+            FsyncInterval::Every(std::time::Duration::from_secs(5))
+        );
+        assert!(!c.paths["side"].recording.over(&c.recording).record);
+        // Round trip through the file format.
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+        for (json, field) in [
+            (
+                r#"{"recording":{"record_path":"../x.mp4"}}"#,
+                "recording.record_path",
+            ),
+            (
+                r#"{"paths":{"cam":{"recording":{"part_duration":"10ms"}}}}"#,
+                "paths.cam.recording.part_duration",
+            ),
+            (
+                r#"{"paths":{"cam":{"recording":{"segment_duration":"1s","part_duration":"2s"}}}}"#,
+                "paths.cam.recording.segment_duration",
+            ),
+            (
+                r#"{"recording":{"fsync_interval":"sometimes"}}"#,
+                "recording.fsync_interval",
+            ),
+            (
+                r#"{"recording":{"record":true,"record_path":"all/%Y-%m-%d_%H-%M-%S-%f.mp4"},"paths":{"a":{"source":"test-pattern"},"b":{"source":"test-pattern"}}}"#,
+                "recording.record_path",
+            ),
+        ] {
+            assert_eq!(Config::from_json(json).unwrap_err().field, field, "{json}");
+        }
     }
 
     #[test]
