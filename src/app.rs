@@ -10,7 +10,8 @@ use crate::capture::pattern::TestPattern;
 use crate::capture::v4l2::{self, V4l2Source};
 use crate::capture::{CaptureError, FrameSource, PixelFormat};
 use crate::config::{
-    Config, ConfigFile, HttpConfig, Overrides, PathConfig, RtspConfig, SourceSpec,
+    Config, ConfigFile, FsyncInterval, HttpConfig, Overrides, PathConfig, RecordingConfig,
+    RtspConfig, SourceSpec,
 };
 use crate::control::{Applied, Change, Control, ControlError};
 use crate::encode::EncoderSettings;
@@ -18,14 +19,17 @@ use crate::http::login::Login;
 use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
+use crate::record::recorder::{FsyncCadence, Recorder, RecorderSettings};
+use crate::record::store::{PathStore, SystemClock};
 use crate::rtsp::server::RtspServer;
 use crate::rtsp::server::ServerContext;
 use crate::status::{Monitor, PathProbe};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// Why the appliance could not start or stopped.
 #[derive(Debug)]
@@ -159,6 +163,45 @@ struct ServedPath {
     media: Arc<MediaPath>,
     pipeline: Pipeline,
     config: PathConfig,
+    /// The recorder and its store, when the path records.
+    recording: Option<Recording>,
+    /// The recording settings it was started with (global defaults applied).
+    recording_config: RecordingConfig,
+}
+
+/// A path's recorder and where it writes.
+struct Recording {
+    recorder: Recorder,
+    store: Arc<PathStore>,
+}
+
+/// How often retention looks at the recordings.
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// Applies retention to every recording path every `RETENTION_EVERY` until `stop`.
+fn spawn_retention(
+    supervisor: Weak<Supervisor>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || {
+            let clock = SystemClock;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(s) = supervisor.upgrade() else {
+                    return;
+                };
+                let stores = s.stores();
+                drop(s);
+                for store in stores {
+                    store.retention_pass(&clock);
+                }
+                let until = std::time::Instant::now() + RETENTION_EVERY;
+                while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        })
 }
 
 /// What the supervisor changes under its lock.
@@ -238,7 +281,58 @@ impl Supervisor {
     }
 
     /// Starts serving one path: hub, RTSP stream, pipeline, status probe.
-    fn start_path(&self, name: &str, cfg: &PathConfig) -> std::io::Result<ServedPath> {
+    /// Starts recording a path when its settings say so. A failure is logged and the path
+    /// streams on without recording (video first).
+    fn start_recording(
+        &self,
+        name: &str,
+        media: &Arc<MediaPath>,
+        rec: &RecordingConfig,
+        data_dir: &Path,
+    ) -> Option<Recording> {
+        if !rec.record {
+            return None;
+        }
+        let root = data_dir.join("recordings");
+        let store = match PathStore::open(&root, name, rec) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                log::error!("path {name}: cannot record: {e}");
+                return None;
+            }
+        };
+        let names = store.clone();
+        let settings = RecorderSettings {
+            path_name: name.to_string(),
+            part_duration: rec.part_duration.0,
+            segment_duration: rec.segment_duration.0,
+            fsync: match rec.fsync_interval {
+                FsyncInterval::EveryFragment => FsyncCadence::EveryFragment,
+                FsyncInterval::Every(d) => FsyncCadence::Every(d),
+            },
+            name_for: Box::new(move |start, synced, run_start| {
+                names.name_for(start, synced, run_start)
+            }),
+            clock_synced: Arc::new(crate::status::clock_synchronized),
+        };
+        match Recorder::start(media.clone(), settings, store.clone(), &self.runtime) {
+            Ok(recorder) => {
+                log::info!("path {name}: recording into {}", root.display());
+                Some(Recording { recorder, store })
+            }
+            Err(e) => {
+                log::error!("path {name}: cannot start recording: {e}");
+                None
+            }
+        }
+    }
+
+    fn start_path(
+        &self,
+        name: &str,
+        cfg: &PathConfig,
+        run: &Config,
+    ) -> std::io::Result<ServedPath> {
         let media = MediaPath::new(name);
         let pipeline = Pipeline::spawn(
             media.clone(),
@@ -250,10 +344,14 @@ impl Supervisor {
             let _in_runtime = self.runtime.enter();
             self.rtsp.add_path(media.clone(), cfg.max_readers);
         }
+        let recording_config = cfg.recording.over(&run.recording);
+        let recording = self.start_recording(name, &media, &recording_config, &run.data_dir);
         let served = ServedPath {
             media,
             pipeline,
             config: cfg.clone(),
+            recording,
+            recording_config,
         };
         self.monitor.watch(probe(name, cfg, &served));
         Ok(served)
@@ -263,6 +361,9 @@ impl Supervisor {
         self.rtsp.remove_path(name);
         self.monitor.unwatch(name);
         served.pipeline.stop();
+        if let Some(r) = served.recording {
+            r.recorder.stop();
+        }
     }
 
     /// Brings the running appliance from `st.run` to `next`, touching only what changed.
@@ -288,9 +389,7 @@ impl Supervisor {
             done.applied
                 .push(format!("http moving to {}", next.http.listen));
         }
-        if prev.data_dir != next.data_dir {
-            done.restart_required.push("data_dir".into());
-        }
+
         if prev.log_level != next.log_level {
             crate::logger::set_level(&next.log_level);
             done.applied.push(format!("log_level {}", next.log_level));
@@ -314,7 +413,7 @@ impl Supervisor {
         }
         for (name, cfg) in &next.paths {
             let Some(served) = st.paths.get_mut(name) else {
-                match self.start_path(name, cfg) {
+                match self.start_path(name, cfg, next) {
                     Ok(served) => {
                         log::info!("path {name}: added");
                         for url in reachable_urls(self.rtsp_listen(next), name) {
@@ -332,7 +431,7 @@ impl Supervisor {
                 continue;
             };
             let old = served.config.clone();
-            if &old == cfg {
+            if &old == cfg && cfg.recording.over(&next.recording) == served.recording_config {
                 continue;
             }
             let source_changed = old.source != cfg.source
@@ -349,6 +448,23 @@ impl Supervisor {
                 served.pipeline.reconfigure(None, encoder_settings(cfg));
                 done.applied.push(format!("paths.{name} encoder restarted"));
             }
+            let recording_config = cfg.recording.over(&next.recording);
+            if recording_config != served.recording_config || prev.data_dir != next.data_dir {
+                if let Some(r) = served.recording.take() {
+                    r.recorder.stop();
+                }
+                served.recording =
+                    self.start_recording(name, &served.media, &recording_config, &next.data_dir);
+                served.recording_config = recording_config;
+                done.applied.push(format!(
+                    "paths.{name} recording {}",
+                    if served.recording.is_some() {
+                        "started"
+                    } else {
+                        "off"
+                    }
+                ));
+            }
             if old.max_readers != cfg.max_readers {
                 self.rtsp.set_max_readers(name, cfg.max_readers);
                 done.applied.push(format!("paths.{name}.max_readers"));
@@ -362,6 +478,15 @@ impl Supervisor {
 
     fn rtsp_listen(&self, cfg: &Config) -> SocketAddr {
         SocketAddr::new(cfg.rtsp.listen.ip(), self.rtsp.local_port())
+    }
+
+    /// The stores of the paths that record (for the retention thread).
+    fn stores(&self) -> Vec<Arc<PathStore>> {
+        self.state()
+            .paths
+            .values()
+            .filter_map(|p| p.recording.as_ref().map(|r| r.store.clone()))
+            .collect()
     }
 
     fn stop_all(&self) {
@@ -424,16 +549,24 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     {
         let mut st = supervisor.state();
         for (name, pcfg) in &cfg.paths {
-            let served = supervisor
-                .start_path(name, pcfg)
-                .map_err(|error| AppError::Pipeline {
-                    path: name.clone(),
-                    error,
-                })?;
+            let served =
+                supervisor
+                    .start_path(name, pcfg, &cfg)
+                    .map_err(|error| AppError::Pipeline {
+                        path: name.clone(),
+                        error,
+                    })?;
             st.paths.insert(name.clone(), served);
         }
     }
     let sampler_stop = Arc::new(AtomicBool::new(false));
+    let retention = match spawn_retention(Arc::downgrade(&supervisor), sampler_stop.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::error!("recordings: cannot start the retention thread: {e}");
+            None
+        }
+    };
     let sampler = match monitor.spawn_sampler(sampler_stop.clone()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -477,6 +610,9 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     supervisor.stop_all();
     sampler_stop.store(true, Ordering::Relaxed);
     if let Some(t) = sampler {
+        let _ = t.join();
+    }
+    if let Some(t) = retention {
         let _ = t.join();
     }
     Ok(())

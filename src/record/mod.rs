@@ -16,3 +16,4 @@ pub mod naming;
 pub mod recorder;
 pub mod repair;
 pub mod retention;
+pub mod store;

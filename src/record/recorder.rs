@@ -40,9 +40,10 @@ pub struct RecorderSettings {
     pub part_duration: Duration,
     pub segment_duration: Duration,
     pub fsync: FsyncCadence,
-    /// The new segment's file, relative to the storage root, from its start time and
-    /// whether the clock was synchronised then.
-    pub name_for: Box<dyn Fn(SystemTime, bool) -> PathBuf + Send>,
+    /// The new segment's file, relative to the storage root, from its start time, whether
+    /// the clock was synchronised then, and whether it starts a new run (the first segment,
+    /// or the first after a gap: it does not continue the previous one's timeline).
+    pub name_for: Box<dyn Fn(SystemTime, bool, bool) -> PathBuf + Send>,
     /// Whether wall time is trustworthy now (injected: tests fake it).
     pub clock_synced: Arc<dyn Fn() -> bool + Send + Sync>,
 }
@@ -165,6 +166,7 @@ impl Recorder {
             pending: Vec::new(),
             last_sync: Instant::now(),
             scratch: Vec::new(),
+            run_start: true,
         };
         let thread = std::thread::Builder::new()
             .name(format!("rec-{}", media.name))
@@ -279,6 +281,8 @@ struct Writer {
     pending: Vec<Arc<EncodedFrame>>,
     last_sync: Instant,
     scratch: Vec<u8>,
+    /// The next segment starts a new run (see `RecorderSettings::name_for`).
+    run_start: bool,
 }
 
 /// Why a segment could not be written.
@@ -332,6 +336,7 @@ impl Writer {
                 q.gap_frames
             );
             self.close_segment(None);
+            self.run_start = true;
         }
         let frame = q.frame;
         if self.paused() {
@@ -391,6 +396,7 @@ impl Writer {
     fn failed(&mut self, f: WriteFailure) {
         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         self.pending.clear();
+        self.run_start = true;
         if let Some(seg) = self.segment.take() {
             self.stats.set_current(None);
             log::warn!(
@@ -485,7 +491,7 @@ impl Writer {
         info: Arc<StreamInfo>,
     ) -> Result<(), WriteFailure> {
         let synced = (self.settings.clock_synced)();
-        let rel = (self.settings.name_for)(frame.wall, synced);
+        let rel = (self.settings.name_for)(frame.wall, synced, self.run_start);
         let file = match self.storage.create(&rel) {
             Ok(f) => f,
             Err(e) if is_no_space(&e) => {
@@ -512,6 +518,7 @@ impl Writer {
             next_sequence: 1,
         });
         self.stats.set_current(Some(rel.clone()));
+        self.run_start = false;
         let init = fmp4::init_segment(&info);
         self.write(&init)?;
         self.sync(true)?;
@@ -700,7 +707,7 @@ mod tests {
             part_duration: Duration::from_millis(part_ms),
             segment_duration: Duration::from_millis(segment_ms),
             fsync: FsyncCadence::EveryFragment,
-            name_for: Box::new(move |_, synced| {
+            name_for: Box::new(move |_, synced, _| {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 PathBuf::from(&name_owned).join(format!(
                     "{n:04}{}.mp4",
