@@ -494,6 +494,8 @@ fn start_http(
         monitor,
         control,
         login,
+        // Wired when the recorder joins the app.
+        recordings: None,
         cameras: Arc::new(|| {
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),

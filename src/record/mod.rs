@@ -12,5 +12,6 @@
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
 pub mod fmp4;
+pub mod library;
 pub mod recorder;
 pub mod repair;
