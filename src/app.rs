@@ -13,12 +13,16 @@ use crate::config::{
     Config, ConfigFile, FsyncInterval, HttpConfig, Overrides, PathConfig, RecordingConfig,
     RtspConfig, SourceSpec,
 };
-use crate::control::{Applied, Change, Control, ControlError};
+use crate::control::{
+    Applied, Change, Control, ControlError, PathRecordings, RecordingError, Recordings,
+    SegmentEntry,
+};
 use crate::encode::EncoderSettings;
 use crate::http::login::Login;
 use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
 use crate::pipeline::{Pipeline, SourceFactory};
+use crate::record::library;
 use crate::record::recorder::{FsyncCadence, Recorder, RecorderSettings};
 use crate::record::store::{PathStore, SystemClock};
 use crate::rtsp::server::RtspServer;
@@ -261,8 +265,15 @@ impl Supervisor {
                     old.stop();
                 }
                 let control: Arc<dyn Control> = me.clone();
+                let recordings: Arc<dyn Recordings> = me.clone();
                 let start = |cfg: &HttpConfig| {
-                    start_http(cfg, me.monitor.clone(), control.clone(), me.login.clone())
+                    start_http(
+                        cfg,
+                        me.monitor.clone(),
+                        control.clone(),
+                        me.login.clone(),
+                        recordings.clone(),
+                    )
                 };
                 let server = match start(&next) {
                     Ok(h) => Some(h),
@@ -498,6 +509,71 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// The recordings root and the segment being written, for a recording path.
+    fn recording_of(&self, path: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+        let st = self.state();
+        let served = st.paths.get(path)?;
+        let rec = served.recording.as_ref()?;
+        let root = st.run.data_dir.join("recordings");
+        let writing = rec.recorder.stats().current().map(|rel| root.join(rel));
+        Some((root, writing))
+    }
+}
+
+impl Recordings for Supervisor {
+    fn list(&self) -> Vec<PathRecordings> {
+        let stores: Vec<(String, Arc<PathStore>, Option<PathBuf>)> = {
+            let st = self.state();
+            st.paths
+                .iter()
+                .filter_map(|(name, p)| {
+                    let r = p.recording.as_ref()?;
+                    Some((name.clone(), r.store.clone(), r.recorder.stats().current()))
+                })
+                .collect()
+        };
+        stores
+            .into_iter()
+            .map(|(name, store, writing)| {
+                let mut segments = store.segments();
+                segments.sort_by_key(|s| s.name.sequence);
+                let prefix = PathBuf::from(&name);
+                PathRecordings {
+                    segments: segments
+                        .into_iter()
+                        .filter_map(|s| {
+                            let file = s.path.strip_prefix(&prefix).ok()?;
+                            Some(SegmentEntry {
+                                file: file.to_string_lossy().into_owned(),
+                                start: s
+                                    .name
+                                    .start
+                                    .map(|w| crate::logger::utc_timestamp(w.earliest)),
+                                clock_trusted: s.name.synced,
+                                duration_s: s.duration.as_secs_f64(),
+                                bytes: s.bytes,
+                                recording: writing.as_deref() == Some(s.path.as_path()),
+                            })
+                        })
+                        .collect(),
+                    path: name,
+                }
+            })
+            .collect()
+    }
+
+    fn open(&self, path: &str, file: &str) -> Result<(std::fs::File, u64), RecordingError> {
+        let (root, _) = self.recording_of(path).ok_or(RecordingError::NotFound)?;
+        library::open_segment(&root, path, file)
+    }
+
+    fn delete(&self, path: &str, file: &str) -> Result<(), RecordingError> {
+        let (root, writing) = self.recording_of(path).ok_or(RecordingError::NotFound)?;
+        library::delete_segment(&root, path, file, writing.as_deref())
+    }
+}
+
 impl Control for Supervisor {
     fn config(&self) -> Config {
         self.state().file.clone()
@@ -581,6 +657,7 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
         monitor.clone(),
         supervisor.clone(),
         supervisor.login.clone(),
+        supervisor.clone(),
     ) {
         Ok(h) => *supervisor.http() = Some(h),
         Err(e) => log::error!("http: {e}; the HTTP API is off, RTSP keeps serving"),
@@ -625,11 +702,14 @@ fn start_http(
     monitor: Arc<Monitor>,
     control: Arc<dyn Control>,
     login: Arc<Login>,
+    recordings: Arc<dyn Recordings>,
 ) -> std::io::Result<HttpServer> {
     let ctx = HttpContext {
         monitor,
         control,
         login,
+        // Wired when the recorder joins the app.
+        recordings: Some(recordings),
         cameras: Arc::new(|| {
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),

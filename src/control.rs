@@ -55,3 +55,55 @@ pub trait Control: Send + Sync {
     /// a whole, valid config.
     fn update(&self, change: Change<'_>) -> Result<(Config, Applied), ControlError>;
 }
+
+/// One recorded segment, as the recordings API lists it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct SegmentEntry {
+    /// The name relative to its path's directory; may contain '/' for template
+    /// subdirectories.
+    pub file: String,
+    /// RFC 3339 UTC; None when unknown.
+    pub start: Option<String>,
+    /// Whether the wall clock was synchronised when the segment started.
+    pub clock_trusted: bool,
+    pub duration_s: f64,
+    pub bytes: u64,
+    /// Being written.
+    pub recording: bool,
+}
+
+/// The segments of one path.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct PathRecordings {
+    pub path: String,
+    pub segments: Vec<SegmentEntry>,
+}
+
+/// Why a recording could not be read or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingError {
+    /// No such segment (also for names that are refused: nothing is said about them).
+    NotFound,
+    /// The segment exists but may not be touched, e.g. it is being written.
+    Forbidden(String),
+    Io(String),
+}
+
+impl std::fmt::Display for RecordingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordingError::NotFound => write!(f, "no such recording"),
+            RecordingError::Forbidden(m) | RecordingError::Io(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// The recordings on disk, for the HTTP API: `app` implements it (with
+/// `record::library` for safe file access); `http` calls it.
+pub trait Recordings: Send + Sync {
+    fn list(&self) -> Vec<PathRecordings>;
+    /// Opens a segment for reading: the file and its length. `file` is already decoded and
+    /// checked by `http` and must be checked again here.
+    fn open(&self, path: &str, file: &str) -> Result<(std::fs::File, u64), RecordingError>;
+    fn delete(&self, path: &str, file: &str) -> Result<(), RecordingError>;
+}

@@ -45,6 +45,7 @@ fn echo() -> Handler {
             status: 200,
             headers: vec![("Content-Type", "text/plain".to_string())],
             body: body.into_bytes(),
+            file: None,
         }
     })
 }
@@ -503,6 +504,7 @@ fn stop_lets_a_running_handler_answer() {
             status: 201,
             headers: vec![],
             body: format!("done {}", r.target).into_bytes(),
+            file: None,
         }
     });
     let server = start_with(limits(), handler);
@@ -603,4 +605,70 @@ fn emfile_child() {
     assert_eq!((r.status, r.body.as_str()), (200, "GET /e 0:"));
     drop(files);
     server.stop();
+}
+
+/// A handler answering with file bodies: `/whole`, `/part` (from 70000, 100000 bytes) and
+/// `/short` (promises more bytes than the file has).
+fn file_handler(path: std::path::PathBuf, len: u64) -> Handler {
+    Arc::new(move |r: &Request| {
+        let file = Arc::new(std::fs::File::open(&path).expect("open the fixture"));
+        let (offset, n) = match r.target.as_str() {
+            "/part" => (70_000, 100_000),
+            "/short" => (len - 10, 20),
+            _ => (0, len),
+        };
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", "video/mp4".to_string())],
+            body: b"ignored when there is a file".to_vec(),
+            file: Some(vigint::http::server::FileBody {
+                file,
+                offset,
+                len: n,
+            }),
+        }
+    })
+}
+
+#[test]
+fn file_bodies_are_streamed_exactly_and_keep_the_connection() {
+    // Several 64 KiB chunks and a partial last one.
+    let data: Vec<u8> = (0..300_001u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let path = std::env::temp_dir().join(format!("vigint-file-body-{}", std::process::id()));
+    std::fs::write(&path, &data).expect("write the fixture");
+    let server = start_with(limits(), file_handler(path.clone(), data.len() as u64));
+    let mut c = Client::connect(server.local_addr());
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("ascii");
+    let r = c.get("/whole");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some("300001"));
+    assert_eq!(r.header("Content-Type"), Some("video/mp4"));
+    assert!(r.body == text(&data), "the whole file, exactly");
+    // Keep-alive after a file body; a range of it.
+    let r = c.get("/part");
+    assert_eq!(r.header("Content-Length"), Some("100000"));
+    assert!(r.body == text(&data[70_000..170_000]));
+    // HEAD: the length, no body (the next answer would be garbled otherwise).
+    c.send(b"HEAD /whole HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.try_reply(true).expect("HEAD answer");
+    assert_eq!(
+        (r.status, r.header("Content-Length")),
+        (200, Some("300001"))
+    );
+    let r = c.get("/part");
+    assert!(r.body == text(&data[70_000..170_000]));
+    // A file shorter than promised: what there is, then the connection closes.
+    c.send(b"GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let mut line = String::new();
+        assert!(c.r.read_line(&mut line).expect("head") > 0);
+        head.push_str(&line);
+    }
+    assert!(head.contains("Content-Length: 20\r\n"), "{head}");
+    let mut rest = Vec::new();
+    let _ = c.r.read_to_end(&mut rest);
+    assert_eq!(rest, &data[data.len() - 10..]);
+    server.stop();
+    let _ = std::fs::remove_file(&path);
 }

@@ -168,3 +168,73 @@ fn power_cuts_leave_playable_files_and_lose_at_most_a_fragment_and_the_fsync_int
     // fsync interval (one fragment) + the fragment being gathered + a frame of slack.
     assert!(worst <= 1100, "lost {worst} ms at one cut: {losses:?}");
 }
+
+#[test]
+fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
+    use common::http::*;
+    let s = Server::start(recording_config("500ms", "2s"));
+    let http = s.http.expect("HTTP");
+    setup_admin(http, "recordings password");
+    let auth = admin("recordings password");
+    std::thread::sleep(Duration::from_millis(4500));
+    let list = request(http, "GET", "/api/v1/recordings", &auth).json();
+    let segs = list[0]["segments"].as_array().expect("segments").clone();
+    assert_eq!(list[0]["path"], "cam", "{list}");
+    assert!(segs.len() >= 2, "{list}");
+    let first = &segs[0];
+    assert!(
+        first["clock_trusted"].is_boolean() && first["bytes"].as_u64().unwrap_or(0) > 0,
+        "{first}"
+    );
+    assert!(first["duration_s"].as_f64().unwrap_or(0.0) > 1.0, "{first}");
+    assert_eq!(segs.last().expect("last")["recording"], true, "{list}");
+    let file = first["file"].as_str().expect("file");
+    let on_disk = std::fs::read(data_dir(&s).join("recordings/cam").join(file)).expect("file");
+    // A browser's first request, then a seek.
+    let url = format!("/api/v1/recordings/cam/{file}");
+    let r = request(http, "GET", &url, &format!("{auth}Range: bytes=0-\r\n"));
+    assert!(r.status == 206 || r.status == 200, "{}", r.head);
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(on_disk.len().to_string().as_str())
+    );
+    let r = request(
+        http,
+        "GET",
+        &url,
+        &format!("{auth}Range: bytes=100-199\r\n"),
+    );
+    assert_eq!(r.status, 206, "{}", r.head);
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes 100-199/{}", on_disk.len()).as_str())
+    );
+    assert_eq!(r.header("Content-Length"), Some("100"));
+    // Traversal attempts never reach a file outside the recordings.
+    for target in [
+        "/api/v1/recordings/cam/..%2F..%2Fvigint.json",
+        "/api/v1/recordings/cam/../../vigint.json",
+        "/api/v1/recordings/cam/%2e%2e/%2e%2e/vigint.json",
+        "/api/v1/recordings/..%2Fdata/x.mp4",
+    ] {
+        let r = request(http, "GET", target, &auth);
+        assert!(r.status == 400 || r.status == 404, "{target}: {}", r.head);
+    }
+    // The segment being written cannot be deleted; an older one can.
+    let writing = segs.last().expect("last")["file"]
+        .as_str()
+        .expect("file")
+        .to_string();
+    let r = send_json(
+        http,
+        "recordings password",
+        "DELETE",
+        &format!("/api/v1/recordings/cam/{writing}"),
+        "",
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = send_json(http, "recordings password", "DELETE", &url, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!data_dir(&s).join("recordings/cam").join(file).exists());
+    assert_eq!(request(http, "GET", &url, &auth).status, 404);
+}

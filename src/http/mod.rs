@@ -1,5 +1,5 @@
-//! The HTTP side: the JSON API (status, config, paths, login), `/healthz`, `/metrics` and
-//! the phone page, on our own small transport (`server`) with its own threads.
+//! The HTTP side: the JSON API (status, config, paths, login, recordings), `/healthz`,
+//! `/metrics` and the phone page, on our own small transport (`server`) with its own threads.
 //!
 //! Owns: who may do what (`routes::Access`, same-origin and JSON-only writes, the admin
 //! login in `login`), the mapping from routes to responses and from errors to HTTP status
@@ -10,6 +10,7 @@
 pub mod login;
 pub mod merge_patch;
 pub mod metrics;
+pub mod recordings;
 pub mod routes;
 pub mod server;
 
@@ -20,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{self, HttpConfig};
-use crate::control::{Applied, Control, ControlError};
+use crate::control::{Applied, Control, ControlError, Recordings};
 use crate::status::Monitor;
 use login::{Login, Verdict};
 use routes::{Access, Route, RouteError};
@@ -43,6 +44,8 @@ pub struct HttpContext {
     pub control: Arc<dyn Control>,
     /// Shared with whoever restarts the server, so failed logins are remembered across it.
     pub login: Arc<Login>,
+    /// The recordings on disk; None when recording is off (the routes answer 404).
+    pub recordings: Option<Arc<dyn Recordings>>,
 }
 
 const JSON: &str = "application/json";
@@ -54,6 +57,7 @@ fn respond(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Respons
         status,
         headers: vec![("Content-Type", content_type.to_string())],
         body: body.into(),
+        file: None,
     }
 }
 
@@ -223,6 +227,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
     let route = match routes::decode(&req.method, &req.target) {
         Ok(r) => r,
         Err(RouteError::NotFound) => return error(404, "not_found", "no such resource"),
+        Err(RouteError::BadTarget(why)) => return error(400, "bad_path", why),
         Err(RouteError::MethodNotAllowed { allow }) => {
             let a = error(
                 405,
@@ -429,6 +434,18 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                 }),
             )
         }),
+        Route::Recordings | Route::Segment { .. } | Route::DeleteSegment { .. } => {
+            let Some(rec) = ctx.recordings.as_deref() else {
+                return error(404, "recording_off", "recording is not enabled");
+            };
+            match route {
+                Route::Segment { path, file } => {
+                    recordings::download(rec, &path, &file, req.header("Range"))
+                }
+                Route::DeleteSegment { path, file } => recordings::delete(rec, &path, &file),
+                _ => recordings::list(rec),
+            }
+        }
         Route::DeletePath(name) => written(
             200,
             ctx.control.update(&mut |cur| {
@@ -495,6 +512,7 @@ pub(crate) mod tests {
             cameras: Arc::new(|| serde_json::json!([{"path": "/dev/video0"}])),
             control: Arc::new(MemoryControl(Mutex::new(Config::default()))),
             login: Arc::default(),
+            recordings: None,
         }
     }
 

@@ -19,6 +19,17 @@ pub enum Route {
     SetAdminPassword,
     Healthz,
     Metrics,
+    Recordings,
+    /// One segment (GET, HEAD): `path` one component, `file` relative with '/' between its
+    /// components, each percent-decoded once and checked by `segment_name`.
+    Segment {
+        path: String,
+        file: String,
+    },
+    DeleteSegment {
+        path: String,
+        file: String,
+    },
 }
 
 /// Who may ask.
@@ -50,6 +61,54 @@ pub enum RouteError {
     MethodNotAllowed {
         allow: &'static str,
     },
+    /// The target cannot name anything (bad percent-encoding, `..`): 400.
+    BadTarget(&'static str),
+}
+
+/// Percent-decodes one path component (once; '+' stays '+'). `None` for a bad escape or
+/// bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether a decoded component may name a recording's directory or file.
+fn segment_name(c: &str) -> bool {
+    !c.is_empty() && c != "." && c != ".." && !c.contains(['/', '\\', '\0'])
+}
+
+/// `{path}/{file...}` after `/api/v1/recordings/`: split on '/' first, then each component
+/// decoded once, so that `%2F` can never become a separator.
+fn segment_target(rest: &str) -> Result<(String, String), RouteError> {
+    let mut parts = Vec::new();
+    for raw in rest.split('/') {
+        let c = percent_decode(raw).ok_or(RouteError::BadTarget("bad percent-encoding"))?;
+        if !segment_name(&c) {
+            return Err(RouteError::BadTarget("not a recording's name"));
+        }
+        parts.push(c);
+    }
+    if parts.len() < 2 {
+        return Err(RouteError::NotFound);
+    }
+    let path = parts.remove(0);
+    Ok((path, parts.join("/")))
 }
 
 /// Decodes `method` and the request target `url` (query string ignored). HEAD is answered
@@ -69,6 +128,7 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
         "/api/v1/cameras" => get_only(Route::Cameras),
         "/api/v1/session" => get_only(Route::Session),
         "/healthz" => get_only(Route::Healthz),
+        "/api/v1/recordings" => get_only(Route::Recordings),
         "/metrics" => get_only(Route::Metrics),
         "/api/v1/config" => match method {
             "GET" => Ok(Route::GetConfig),
@@ -84,6 +144,15 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
             "PUT" => Ok(Route::SetAdminPassword),
             _ => not_allowed("PUT"),
         },
+        _ if path.starts_with("/api/v1/recordings/") => {
+            let rest = &path["/api/v1/recordings/".len()..];
+            let (path, file) = segment_target(rest)?;
+            match method {
+                "GET" => Ok(Route::Segment { path, file }),
+                "DELETE" => Ok(Route::DeleteSegment { path, file }),
+                _ => not_allowed("GET, HEAD, DELETE"),
+            }
+        }
         _ => match path.strip_prefix("/api/v1/paths/") {
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 let name = name.to_string();
@@ -183,6 +252,91 @@ mod tests {
     }
 
     #[test]
+    fn recording_targets_decode_once_per_component() {
+        let seg = |path: &str, file: &str| Route::Segment {
+            path: path.into(),
+            file: file.into(),
+        };
+        assert_eq!(decode("GET", "/api/v1/recordings?x"), Ok(Route::Recordings));
+        assert_eq!(
+            decode("GET", "/api/v1/recordings/cam/a.mp4?t=1"),
+            Ok(seg("cam", "a.mp4"))
+        );
+        assert_eq!(
+            decode("HEAD", "/api/v1/recordings/cam/2026/11/21/a%20b.mp4"),
+            Ok(seg("cam", "2026/11/21/a b.mp4"))
+        );
+        assert_eq!(
+            decode("GET", "/api/v1/recordings/c%61m/%2541.mp4"),
+            Ok(seg("cam", "%41.mp4")),
+            "decoded once only"
+        );
+        assert_eq!(
+            decode("DELETE", "/api/v1/recordings/cam/a+b.mp4"),
+            Ok(Route::DeleteSegment {
+                path: "cam".into(),
+                file: "a+b.mp4".into()
+            })
+        );
+        assert_eq!(
+            decode("PUT", "/api/v1/recordings/cam/a.mp4"),
+            Err(RouteError::MethodNotAllowed {
+                allow: "GET, HEAD, DELETE"
+            })
+        );
+        assert_eq!(
+            decode("DELETE", "/api/v1/recordings"),
+            Err(RouteError::MethodNotAllowed { allow: "GET, HEAD" })
+        );
+        assert_eq!(
+            decode("GET", "/api/v1/recordings/cam"),
+            Err(RouteError::NotFound)
+        );
+        for bad in [
+            "/api/v1/recordings/",
+            "/api/v1/recordings/cam/",
+            "/api/v1/recordings/cam//a.mp4",
+            "/api/v1/recordings/cam/../x.mp4",
+            "/api/v1/recordings/../../etc/passwd",
+            "/api/v1/recordings/cam/./a.mp4",
+            "/api/v1/recordings/cam/%2e%2e/%2E%2E/x.mp4",
+            "/api/v1/recordings/cam/..%2F..%2Fx.mp4",
+            "/api/v1/recordings/cam%2F..%2F../a.mp4",
+            "/api/v1/recordings/cam/%2Fetc%2Fpasswd",
+            "/api/v1/recordings/cam/a.mp4%00",
+            "/api/v1/recordings/cam/..%5C..%5Cx.mp4",
+            "/api/v1/recordings/cam/a\\b.mp4",
+            "/api/v1/recordings/cam/%zz.mp4",
+            "/api/v1/recordings/cam/%2.mp4",
+            "/api/v1/recordings/cam/%ff.mp4",
+        ] {
+            assert!(
+                matches!(decode("GET", bad), Err(RouteError::BadTarget(_))),
+                "{bad}: {:?}",
+                decode("GET", bad)
+            );
+            assert!(matches!(
+                decode("DELETE", bad),
+                Err(RouteError::BadTarget(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%2Fc%2f"), Some("a b/c/".into()));
+        assert_eq!(percent_decode("%C3%A9t%C3%A9"), Some("été".into()));
+        assert_eq!(percent_decode("100%"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(percent_decode("%-1"), None);
+        assert_eq!(percent_decode("%C3"), None, "not UTF-8");
+        assert_eq!(percent_decode("%00"), Some("\0".into()));
+        assert_eq!(percent_decode(""), Some(String::new()));
+        assert_eq!(percent_decode("%25%32%46"), Some("%2F".into()));
+    }
+
+    #[test]
     fn only_reads_are_open_before_login() {
         assert_eq!(Route::Page.access(), Access::Open);
         assert_eq!(Route::Setup.access(), Access::Open);
@@ -194,6 +348,15 @@ mod tests {
             Route::AddPath("x".into()),
             Route::Cameras,
             Route::SetAdminPassword,
+            Route::Recordings,
+            Route::Segment {
+                path: "cam".into(),
+                file: "a.mp4".into(),
+            },
+            Route::DeleteSegment {
+                path: "cam".into(),
+                file: "a.mp4".into(),
+            },
         ] {
             assert_eq!(r.access(), Access::Admin, "{r:?}");
         }

@@ -49,6 +49,24 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// A body streamed from a file, which replaces `body`: for answers too big to hold in
+    /// memory (recordings).
+    pub file: Option<FileBody>,
+}
+
+/// `len` bytes of `file` from `offset`, sent in 64 KiB chunks. Should the file turn out
+/// shorter, the connection is closed (the length was promised).
+#[derive(Debug, Clone)]
+pub struct FileBody {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl PartialEq for FileBody {
+    fn eq(&self, other: &FileBody) -> bool {
+        Arc::ptr_eq(&self.file, &other.file) && self.offset == other.offset && self.len == other.len
+    }
 }
 
 impl Response {
@@ -77,6 +95,7 @@ impl Response {
             status,
             headers: vec![("Content-Type", "application/json".to_string())],
             body: (serde_json::to_string(&body).unwrap_or_default() + "\n").into_bytes(),
+            file: None,
         }
     }
 }
@@ -118,6 +137,8 @@ const CONN_STACK: usize = 128 * 1024;
 /// More headers than this get 431, whatever their size.
 const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 8 * 1024;
+/// File bodies are copied in chunks this large (on the heap: connection stacks are small).
+const FILE_CHUNK: usize = 64 * 1024;
 /// How often the accept thread looks at the stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 /// Pause after a failed accept (EMFILE leaves the listener readable: no spinning).
@@ -657,9 +678,15 @@ fn transport_header(name: &str) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// Whether the answer carries a body at all (not for 204 and 304).
+fn has_body(r: &Response) -> bool {
+    r.status != 204 && r.status != 304
+}
+
 /// The bytes of a response. `head_only` (HEAD) keeps `Content-Length` and drops the body;
 /// 204 and 304 carry no body (and 204 no `Content-Length`, RFC 9110 8.6). Header names or
-/// values that would break the framing (CR, LF, ':' in names) are dropped.
+/// values that would break the framing (CR, LF, ':' in names) are dropped. A file body is
+/// not included: only its length (the caller streams it after these bytes).
 fn serialize_response(r: &Response, head_only: bool, conn: ConnHeader) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + r.body.len());
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
@@ -676,9 +703,12 @@ fn serialize_response(r: &Response, head_only: bool, conn: ConnHeader) -> Vec<u8
         }
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    let no_body = r.status == 204 || r.status == 304;
     if r.status != 204 {
-        let _ = write!(out, "Content-Length: {}\r\n", r.body.len());
+        let len = match &r.file {
+            Some(f) => f.len,
+            None => r.body.len() as u64,
+        };
+        let _ = write!(out, "Content-Length: {len}\r\n");
     }
     match conn {
         ConnHeader::None => {}
@@ -686,7 +716,7 @@ fn serialize_response(r: &Response, head_only: bool, conn: ConnHeader) -> Vec<u8
         ConnHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only && !no_body {
+    if !head_only && has_body(r) && r.file.is_none() {
         out.extend_from_slice(&r.body);
     }
     out
@@ -771,6 +801,33 @@ impl Conn<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// Streams a file body; every chunk must go out within `write_timeout` (a download of
+    /// a big file may take long, a client that stops reading may not).
+    fn send_file(&mut self, body: &FileBody) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; FILE_CHUNK];
+        let mut offset = body.offset;
+        let mut left = body.len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(FILE_CHUNK);
+            let n = match body.file.read_at(&mut buf[..want], offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file became shorter while it was sent",
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.send(&buf[..n])?;
+            offset += n as u64;
+            left -= n as u64;
         }
         Ok(())
     }
@@ -890,6 +947,13 @@ impl Conn<'_> {
             (true, _) => ConnHeader::None,
         };
         self.send(&serialize_response(&answer, head_only, conn))?;
+        if let Some(file) = answer
+            .file
+            .as_ref()
+            .filter(|_| !head_only && has_body(&answer))
+        {
+            self.send_file(file)?;
+        }
         if !keep {
             self.linger();
         }
@@ -1088,6 +1152,7 @@ mod tests {
                 ("Bad Name", "v".into()),
             ],
             body: b"hello".to_vec(),
+            file: None,
         };
         assert_eq!(
             text(&r, false, ConnHeader::None),
@@ -1107,6 +1172,7 @@ mod tests {
             status: 204,
             headers: vec![],
             body: b"dropped".to_vec(),
+            file: None,
         };
         assert_eq!(
             text(&empty, false, ConnHeader::None),
@@ -1116,6 +1182,7 @@ mod tests {
             status: 299,
             headers: vec![],
             body: vec![],
+            file: None,
         };
         assert_eq!(
             text(&odd, false, ConnHeader::None),
@@ -1188,6 +1255,7 @@ mod tests {
                 crate::config::Config::default(),
             ))),
             login: Arc::default(),
+            recordings: None,
         };
         let t = std::thread::Builder::new()
             .stack_size(CONN_STACK)
@@ -1204,6 +1272,8 @@ mod tests {
                     ("PATCH", "/api/v1/config", r#"{"paths":{"cam":{"fps":15}}}"#),
                     ("GET", "/healthz", ""),
                     ("GET", "/metrics", ""),
+                    ("GET", "/api/v1/recordings", ""),
+                    ("GET", "/api/v1/recordings/cam/a%2Fb.mp4", ""),
                     ("GET", "/nope", ""),
                 ] {
                     let req = Request {

@@ -12,6 +12,7 @@
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
 pub mod fmp4;
+pub mod library;
 pub mod naming;
 pub mod recorder;
 pub mod repair;
