@@ -239,6 +239,27 @@ fn probe(name: &str, cfg: &PathConfig, served: &ServedPath) -> PathProbe {
         source: cfg.source.clone(),
         media: served.media.clone(),
         stats: served.pipeline.stats().clone(),
+        recorder: served.recording.as_ref().map(|r| {
+            let probe: Arc<dyn crate::status::RecorderProbe> = Arc::new(RecorderView {
+                stats: r.recorder.stats().clone(),
+                store: r.store.clone(),
+            });
+            probe
+        }),
+    }
+}
+
+/// What status reads of a path's recording: the recorder's counters and its store's disk.
+struct RecorderView {
+    stats: Arc<crate::record::recorder::RecorderStats>,
+    store: Arc<PathStore>,
+}
+
+impl crate::status::RecorderProbe for RecorderView {
+    fn sample(&self) -> crate::status::RecorderSample {
+        let mut s = self.stats.sample();
+        s.free_bytes = self.store.free_bytes();
+        s
     }
 }
 

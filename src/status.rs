@@ -237,6 +237,8 @@ pub struct PathStatus {
     pub restarts: u64,
     pub frames_dropped: Drops,
     pub last_error: Option<String>,
+    /// Present when the path records.
+    pub recording: Option<RecorderSample>,
 }
 
 /// The whole appliance.
@@ -299,6 +301,34 @@ pub struct PathProbe {
     pub source: String,
     pub media: Arc<MediaPath>,
     pub stats: Arc<dyn SourceProbe>,
+    /// The path's recorder, when it records.
+    pub recorder: Option<Arc<dyn RecorderProbe>>,
+}
+
+/// What a path's recorder reports (implemented in `record`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RecorderSample {
+    /// `recording`, `waiting for a key frame`, `paused: storage full ...`, `stopped`.
+    pub state: String,
+    /// The segment being written, relative to the recordings directory.
+    pub segment: Option<String>,
+    pub segments_written: u64,
+    pub bytes_written: u64,
+    pub frames_written: u64,
+    /// Frames lost to a storage too slow for the stream, and the media time they spanned.
+    pub frames_dropped: u64,
+    pub dropped_seconds: f64,
+    pub gaps: u64,
+    pub write_errors: u64,
+    pub fsyncs: u64,
+    pub fsync_seconds_total: f64,
+    pub fsync_seconds_max: f64,
+    /// Free space of the recordings filesystem, when known.
+    pub free_bytes: Option<u64>,
+}
+
+pub trait RecorderProbe: Send + Sync {
+    fn sample(&self) -> RecorderSample;
 }
 
 /// One served path: its probe and its rate window.
@@ -423,6 +453,7 @@ impl Monitor {
                 readers: readers.frames_dropped,
             },
             last_error: s.last_error,
+            recording: p.recorder.as_ref().map(|r| r.sample()),
         }
     }
 
@@ -572,6 +603,7 @@ pub(crate) mod tests {
                 source: "/dev/video0".into(),
                 media: MediaPath::new("cam"),
                 stats: Arc::new(FakeSource(sample)),
+                recorder: None,
             }],
             Arc::new(FakeClients),
         )
@@ -612,6 +644,7 @@ pub(crate) mod tests {
             source: "test-pattern".into(),
             media: MediaPath::new("a-first"),
             stats: Arc::new(FakeSource(SourceSample::default())),
+            recorder: None,
         });
         assert_eq!(m.path_names(), ["a-first", "cam"]);
         m.sample();

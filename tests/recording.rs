@@ -188,6 +188,42 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
     );
     assert!(first["duration_s"].as_f64().unwrap_or(0.0) > 1.0, "{first}");
     assert_eq!(segs.last().expect("last")["recording"], true, "{list}");
+    // Status and metrics show the recorder.
+    let cam = request(http, "GET", "/api/v1/paths/cam", &auth).json();
+    let rec = &cam["recording"];
+    assert_eq!(rec["state"], "recording", "{cam}");
+    assert!(rec["bytes_written"].as_u64().unwrap_or(0) > 0, "{rec}");
+    assert!(rec["free_bytes"].as_u64().unwrap_or(0) > 0, "{rec}");
+    assert_eq!(rec["frames_dropped"], 0, "{rec}");
+    let metrics = request(http, "GET", "/metrics", &auth).body;
+    for needle in [
+        "vigint_recorder_recording{path=\"cam\"} 1\n",
+        "vigint_recorder_bytes_total{path=\"cam\"} ",
+        "vigint_recorder_fsync_seconds_count{path=\"cam\"} ",
+        "vigint_recordings_free_bytes{path=\"cam\"} ",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+    require_group("promtool", "test");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().expect("stdin"),
+        metrics.as_bytes(),
+    )
+    .expect("write");
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = first["file"].as_str().expect("file");
     let on_disk = std::fs::read(data_dir(&s).join("recordings/cam").join(file)).expect("file");
     // A browser's first request, then a seek.

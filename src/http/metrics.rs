@@ -218,6 +218,7 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         "RTSP requests with wrong credentials.",
     );
     o.value("vigint_rtsp_auth_failures_total", &[], r.auth_failures);
+    recorder_metrics(&mut o, paths);
     if let Some(rss) = rss_bytes {
         o.family(
             "process_resident_memory_bytes",
@@ -239,6 +240,85 @@ fn rss_from_proc_status(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Recorder families, only when some path records.
+fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
+    let recording: Vec<(&str, &crate::status::RecorderSample)> = paths
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.recording.as_ref()?)))
+        .collect();
+    if recording.is_empty() {
+        return;
+    }
+    type Field = fn(&crate::status::RecorderSample) -> f64;
+    let families: [(&str, &str, &str, Field); 7] = [
+        (
+            "vigint_recorder_recording",
+            "gauge",
+            "1 while the path's recorder writes, else 0 (waiting, paused, stopped).",
+            |r| (r.state == "recording") as u8 as f64,
+        ),
+        (
+            "vigint_recorder_bytes_total",
+            "counter",
+            "Bytes the recorder wrote.",
+            |r| r.bytes_written as f64,
+        ),
+        (
+            "vigint_recorder_segments_total",
+            "counter",
+            "Segment files the recorder started.",
+            |r| r.segments_written as f64,
+        ),
+        (
+            "vigint_recorder_frames_dropped_total",
+            "counter",
+            "Frames not recorded because storage was too slow (dropped up to the next key frame).",
+            |r| r.frames_dropped as f64,
+        ),
+        (
+            "vigint_recorder_write_errors_total",
+            "counter",
+            "Failed writes or syncs (a full or failing card).",
+            |r| r.write_errors as f64,
+        ),
+        (
+            "vigint_recorder_fsync_seconds_max",
+            "gauge",
+            "Slowest data sync so far.",
+            |r| r.fsync_seconds_max,
+        ),
+        (
+            "vigint_recordings_free_bytes",
+            "gauge",
+            "Free space of the filesystem holding the recordings.",
+            |r| r.free_bytes.unwrap_or(0) as f64,
+        ),
+    ];
+    for (name, kind, help, field) in families {
+        o.family(name, kind, help);
+        for (path, r) in &recording {
+            o.value(name, &[("path", path)], field(r));
+        }
+    }
+    o.family(
+        "vigint_recorder_fsync_seconds",
+        "summary",
+        "Time spent forcing recorded data to storage.",
+    );
+    for (path, r) in &recording {
+        o.value(
+            "vigint_recorder_fsync_seconds_sum",
+            &[("path", path)],
+            r.fsync_seconds_total,
+        );
+        o.value(
+            "vigint_recorder_fsync_seconds_count",
+            &[("path", path)],
+            r.fsyncs,
+        );
+    }
 }
 
 #[cfg(test)]

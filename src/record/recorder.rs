@@ -127,6 +127,26 @@ impl RecorderStats {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+    /// Everything status shows.
+    pub fn sample(&self) -> crate::status::RecorderSample {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::status::RecorderSample {
+            state: self.state().to_string(),
+            segment: self.current().map(|p| p.display().to_string()),
+            segments_written: get(&self.segments),
+            bytes_written: get(&self.bytes_written),
+            frames_written: get(&self.frames_written),
+            frames_dropped: get(&self.frames_dropped),
+            dropped_seconds: get(&self.dropped_ticks) as f64 / CLOCK_RATE as f64,
+            gaps: get(&self.gaps),
+            write_errors: get(&self.write_errors),
+            fsyncs: get(&self.fsyncs),
+            fsync_seconds_total: get(&self.fsync_total_us) as f64 / 1e6,
+            fsync_seconds_max: get(&self.fsync_max_us) as f64 / 1e6,
+            free_bytes: None,
+        }
+    }
+
     fn set_current(&self, p: Option<PathBuf>) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = p;
     }

@@ -237,6 +237,11 @@ impl PathStore {
         }
     }
 
+    /// Free space of the recordings filesystem.
+    pub fn free_bytes(&self) -> Option<u64> {
+        disk_of(&self.root).ok().map(|d| d.free)
+    }
+
     pub fn set_writing(&self, rel: Option<PathBuf>) {
         *self.writing.lock().unwrap_or_else(|e| e.into_inner()) = rel;
     }
