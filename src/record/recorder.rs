@@ -12,7 +12,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -162,7 +162,6 @@ struct Queued {
 /// A running recorder; `stop` finishes the open fragment, syncs it and closes the file.
 pub struct Recorder {
     stats: Arc<RecorderStats>,
-    stop: Arc<AtomicBool>,
     tap: tokio::task::JoinHandle<()>,
     writer: Option<JoinHandle<()>>,
 }
@@ -175,7 +174,6 @@ impl Recorder {
         runtime: &tokio::runtime::Handle,
     ) -> io::Result<Recorder> {
         let stats = Arc::new(RecorderStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
         let writer = Writer {
             media: media.clone(),
@@ -191,10 +189,9 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name(format!("rec-{}", media.name))
             .spawn(move || writer.run(rx))?;
-        let tap = runtime.spawn(tap(media, tx, stats.clone(), stop.clone()));
+        let tap = runtime.spawn(tap(media, tx, stats.clone()));
         Ok(Recorder {
             stats,
-            stop,
             tap,
             writer: Some(thread),
         })
@@ -209,7 +206,6 @@ impl Recorder {
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Release);
         // Dropping the tap drops the queue's sender: the writer drains, closes, returns.
         self.tap.abort();
         if let Some(t) = self.writer.take() {
@@ -227,21 +223,13 @@ impl Drop for Recorder {
 }
 
 /// Reads the hub and queues frames without ever waiting for the writer.
-async fn tap(
-    media: Arc<MediaPath>,
-    tx: SyncSender<Queued>,
-    stats: Arc<RecorderStats>,
-    stop: Arc<AtomicBool>,
-) {
+async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderStats>) {
     let mut reader = media.frames.subscribe();
     // Frames skipped while joining (before the first key frame) are no loss.
     let mut hub_dropped = None;
     let mut lost = 0u64;
     let mut lost_ticks_from: Option<i64> = None;
     while let Some(frame) = reader.next().await {
-        if stop.load(Ordering::Acquire) {
-            break;
-        }
         // The hub skips to the next IDR by itself when this reader lags.
         let now_dropped = reader.dropped_frames();
         let skipped = now_dropped - hub_dropped.unwrap_or(now_dropped);
@@ -678,6 +666,7 @@ mod tests {
     use crate::capture::FrameSource;
     use crate::encode::EncoderSettings;
     use crate::pipeline::Pipeline;
+    use std::sync::atomic::AtomicBool;
 
     fn require(tool: &str) {
         let ok = std::process::Command::new(tool)
