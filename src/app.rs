@@ -229,6 +229,9 @@ struct Supervisor {
     http: Mutex<Option<HttpServer>>,
     /// Kept across HTTP restarts, so a move does not reset the failed-login record.
     login: Arc<Login>,
+    /// The saved admin hash, apart from `state`: every HTTP request reads it, and must not
+    /// wait while a change holds `state` (stopping a recorder on a stalled card can take long).
+    admin_hash: std::sync::RwLock<Option<String>>,
     /// Itself, for the thread that moves HTTP (it must outlive the request that asked).
     me: Weak<Supervisor>,
 }
@@ -600,6 +603,13 @@ impl Control for Supervisor {
         self.state().file.clone()
     }
 
+    fn admin_hash(&self) -> Option<String> {
+        self.admin_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn update(&self, change: Change<'_>) -> Result<(Config, Applied), ControlError> {
         let mut st = self.state();
         let file = change(&st.file)?;
@@ -615,6 +625,8 @@ impl Control for Supervisor {
             ))
         })?;
         log::info!("config: saved {}", self.file_path.display());
+        *self.admin_hash.write().unwrap_or_else(|e| e.into_inner()) =
+            file.admin.password_hash.clone();
         let applied = self.apply(&mut st, &run);
         st.file = file.clone();
         Ok((file, applied))
@@ -632,6 +644,7 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
         me: me.clone(),
         http: Mutex::new(None),
         login: Arc::new(Login::default()),
+        admin_hash: std::sync::RwLock::new(file.config.admin.password_hash.clone()),
         file_path: file.path,
         overrides,
         rtsp: ctx.clone(),

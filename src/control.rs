@@ -50,6 +50,9 @@ pub type Change<'a> = &'a mut dyn FnMut(&Config) -> Result<Config, ControlError>
 pub trait Control: Send + Sync {
     /// The config file's document (without command-line overrides).
     fn config(&self) -> Config;
+    /// The saved admin password hash, read on every HTTP request: cheap, and never waits
+    /// for a change in progress.
+    fn admin_hash(&self) -> Option<String>;
     /// Runs `change` on the current document and, when it returns a valid config, saves
     /// and applies it. Changes are serialised: the last one wins and the file always holds
     /// a whole, valid config.

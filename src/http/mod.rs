@@ -253,7 +253,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
             );
         }
     }
-    let admin_hash = ctx.control.config().admin.password_hash;
+    let admin_hash = ctx.control.admin_hash();
     let verdict = ctx.login.check(
         admin_hash.as_deref(),
         req.header("Authorization"),
@@ -493,6 +493,9 @@ pub(crate) mod tests {
     impl Control for MemoryControl {
         fn config(&self) -> Config {
             self.0.lock().unwrap().clone()
+        }
+        fn admin_hash(&self) -> Option<String> {
+            self.0.lock().unwrap().admin.password_hash.clone()
         }
         fn update(
             &self,
