@@ -65,30 +65,13 @@ fn play(file: &Path) -> Vec<vigint::capture::pattern::FrameCode> {
         file.display(),
         probe.stderr
     );
-    let (ok, bytes, stderr) = run_bytes(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-i"])
-            .arg(file)
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "gray",
-                "-",
-            ]),
-        Duration::from_secs(60),
-    );
+    let path = file.display().to_string();
+    let (ok, frames, stderr) = ffmpeg_gray(&["-i", &path], Duration::from_secs(60), W, H);
     assert!(
         ok && stderr.trim().is_empty(),
         "{}: {stderr}",
         file.display()
     );
-    let frames: Vec<Vec<u8>> = bytes
-        .chunks_exact((W * H) as usize)
-        .map(|c| c.to_vec())
-        .collect();
     codes_of(&frames, W, H)
 }
 

@@ -260,32 +260,45 @@ pub fn ffmpeg_gray_frames(
     w: u32,
     h: u32,
 ) -> (Vec<Vec<u8>>, String) {
-    require("ffmpeg");
-    let (ok, bytes, stderr) = run_bytes(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            url,
-            "-t",
-            &seconds.to_string(),
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ]),
+    let seconds_text = seconds.to_string();
+    let (ok, frames, stderr) = ffmpeg_gray(
+        &["-rtsp_transport", transport, "-i", url, "-t", &seconds_text],
         Duration::from_secs(seconds as u64 + 20),
+        w,
+        h,
     );
     assert!(ok, "ffmpeg failed: {stderr}");
+    (frames, stderr)
+}
+
+/// Decodes the input that `input` names (ffmpeg options up to and including `-i`, and any
+/// after it) to `w`x`h` luma frames, every frame as decoded (none dropped or duplicated by
+/// ffmpeg). Returns whether ffmpeg succeeded in `limit`, the frames, and its error output.
+pub fn ffmpeg_gray(
+    input: &[&str],
+    limit: Duration,
+    w: u32,
+    h: u32,
+) -> (bool, Vec<Vec<u8>>, String) {
+    require("ffmpeg");
+    let (ok, bytes, stderr) = run_bytes(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error"])
+            .args(input)
+            .args([
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ]),
+        limit,
+    );
     let frame = (w * h) as usize;
     let frames = bytes.chunks_exact(frame).map(|c| c.to_vec()).collect();
-    (frames, stderr)
+    (ok, frames, stderr)
 }
 
 /// Runs a command; returns whether it succeeded in time, its raw stdout and its stderr.
