@@ -65,6 +65,11 @@ pub fn disk_of(dir: &Path) -> io::Result<Disk> {
     })
 }
 
+/// A length in 90 kHz media ticks as a `Duration`.
+fn media_duration(ticks: u64) -> Duration {
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / crate::media::CLOCK_RATE as u64)
+}
+
 struct Scan {
     age: AgeState,
     /// Measured durations by file, valid while the file keeps its length.
@@ -144,9 +149,14 @@ impl PathStore {
     }
 
     /// Cuts torn tails back to the last complete fragment; removes files with nothing
-    /// playable (a crash before the first fragment was complete).
-    fn repair_all(&self) {
-        for (rel, _) in self.files() {
+    /// playable (a crash before the first fragment was complete). Remembers the measured
+    /// durations, so the first retention pass does not read every file again. Returns the
+    /// sequence numbers found.
+    fn repair_all(&self) -> Vec<u64> {
+        let mut sequences = Vec::new();
+        let mut measured = HashMap::new();
+        for (rel, name) in self.files() {
+            sequences.push(name.sequence);
             let path = self.root.join(&rel);
             let summary = match repair::summarize(&path) {
                 Ok(s) => s,
@@ -155,8 +165,10 @@ impl PathStore {
                     continue;
                 }
             };
+            let duration = media_duration(summary.duration_90k);
             if summary.has_init && summary.fragments > 0 && summary.complete_len == summary.file_len
             {
+                measured.insert(rel, (summary.file_len, duration));
                 continue;
             }
             if !summary.has_init || summary.fragments == 0 {
@@ -172,15 +184,23 @@ impl PathStore {
                 continue;
             }
             match repair::repair(&path) {
-                Ok(Repaired::Truncated { from, to }) => log::warn!(
-                    "recordings: repaired {} after a crash: cut from {from} to {to} bytes ({:.1} s kept)",
-                    rel.display(),
-                    summary.duration_90k as f64 / 90_000.0
-                ),
+                Ok(Repaired::Truncated { from, to }) => {
+                    log::warn!(
+                        "recordings: repaired {} after a crash: cut from {from} to {to} bytes ({:.1} s kept)",
+                        rel.display(),
+                        summary.duration_90k as f64 / 90_000.0
+                    );
+                    measured.insert(rel, (to, duration));
+                }
                 Ok(_) => {}
                 Err(e) => log::error!("recordings: cannot repair {}: {e}", path.display()),
             }
         }
+        self.scan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .durations = measured;
+        sequences
     }
 
     /// The next segment's file, relative to the recordings root.
@@ -211,7 +231,7 @@ impl PathStore {
             let duration = match scan.durations.get(&rel) {
                 Some((l, d)) if *l == len => *d,
                 _ => repair::summarize(&path)
-                    .map(|s| Duration::from_nanos(s.duration_90k * 1_000_000_000 / 90_000))
+                    .map(|s| media_duration(s.duration_90k))
                     .unwrap_or_default(),
             };
             seen.insert(rel.clone(), (len, duration));
