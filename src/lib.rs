@@ -6,6 +6,7 @@ pub mod capture;
 pub mod config;
 pub mod control;
 pub mod encode;
+pub mod fault;
 pub mod h264;
 pub mod http;
 pub mod hub;

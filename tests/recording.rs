@@ -1,6 +1,7 @@
 //! Recording with the real binary: segments that play, boundaries without gaps (read from the
-//! burned-in frame numbers across files), and power cuts (`kill -9`) at 20 moments: after a
-//! restart every file plays and the video lost per cut is bounded.
+//! burned-in frame numbers across files), power cuts (`kill -9`) at 20 moments (after a
+//! restart every file plays and the video lost per cut is bounded), a card that stalls and a
+//! disk that fills up while an RTSP viewer watches (the viewer sees no gap), and the API.
 
 mod common;
 
@@ -14,9 +15,13 @@ const W: u32 = 320;
 const H: u32 = 240;
 
 fn recording_config(part: &str, segment: &str) -> serde_json::Value {
+    recording_config_at(part, segment, 15, 400)
+}
+
+fn recording_config_at(part: &str, segment: &str, fps: u32, kbps: u32) -> serde_json::Value {
     serde_json::json!({
         "recording": { "record": true, "part_duration": part, "segment_duration": segment },
-        "paths": { "cam": pattern_path(W, H, 15, 400) }
+        "paths": { "cam": pattern_path(W, H, fps, kbps) }
     })
 }
 
@@ -256,4 +261,225 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(!data_dir(&s).join("recordings/cam").join(file).exists());
     assert_eq!(request(http, "GET", &url, &auth).status, 404);
+}
+
+/// The burned-in codes of `files` played one after another.
+fn codes_of_files(files: &[PathBuf]) -> Vec<Vec<vigint::capture::pattern::FrameCode>> {
+    files.iter().map(|f| play(f)).collect()
+}
+
+/// Frame numbers missing between consecutive files (0 where one continues the other).
+fn gaps_between(per_file: &[Vec<vigint::capture::pattern::FrameCode>]) -> Vec<u64> {
+    per_file
+        .windows(2)
+        .filter_map(|w| Some(u64::from(w[1].first()?.frame - w[0].last()?.frame - 1)))
+        .collect()
+}
+
+/// A viewer decoding `cam` over RTSP/TCP for `seconds`, in its own thread.
+fn watch(s: &Server, seconds: u32) -> std::thread::JoinHandle<(Vec<Vec<u8>>, String)> {
+    let url = s.url("cam");
+    std::thread::spawn(move || ffmpeg_gray_frames(&url, "tcp", seconds, W, H))
+}
+
+/// Asserts the viewer saw every frame of `seconds` at `fps`, cleanly.
+fn assert_viewer_lost_nothing(
+    viewer: std::thread::JoinHandle<(Vec<Vec<u8>>, String)>,
+    seconds: u32,
+    fps: u32,
+) {
+    let (frames, stderr) = viewer.join().expect("viewer");
+    assert!(stderr.trim().is_empty(), "viewer errors: {stderr}");
+    let codes = codes_of(&frames, W, H);
+    assert_gapless(&codes, "frames the RTSP viewer saw");
+    let expected = (seconds * fps) as usize;
+    assert!(
+        codes.len() + fps as usize >= expected,
+        "{} frames in {seconds} s at {fps} fps",
+        codes.len()
+    );
+}
+
+#[test]
+fn a_stalled_card_never_holds_up_rtsp_viewers_and_the_dropped_span_is_reported() {
+    use common::http::*;
+    require("ffmpeg");
+    let faults = TempDir::new("faults");
+    let s = Server::start_with(
+        recording_config_at("500ms", "3s", 30, 600),
+        Launch {
+            env: vec![("VIGINT_FAULTS".into(), faults.path().display().to_string())],
+            ..Launch::default()
+        },
+    );
+    let http = s.http.expect("HTTP");
+    let viewer = watch(&s, 14);
+    std::thread::sleep(Duration::from_secs(2));
+    // The card stops answering for 7 s: longer than the recorder's queue (128 frames, 4.3 s
+    // at 30 fps) can hold.
+    let stall = faults.path().join("stall-storage");
+    std::fs::write(&stall, b"").expect("fault on");
+    std::thread::sleep(Duration::from_secs(7));
+    std::fs::remove_file(&stall).expect("fault off");
+    assert_viewer_lost_nothing(viewer, 14, 30);
+    let status = wait_json(http, "/api/v1/paths/cam", "recording again", |v| {
+        v["recording"]["state"] == "recording" && v["recording"]["gaps"].as_u64() >= Some(1)
+    });
+    let rec = &status["recording"];
+    let dropped = rec["frames_dropped"].as_u64().expect("frames_dropped");
+    let dropped_s = rec["dropped_seconds"].as_f64().expect("dropped_seconds");
+    assert!((1.0..7.0).contains(&dropped_s), "{rec}");
+    assert!(
+        (dropped as f64 - dropped_s * 30.0).abs() <= 2.0,
+        "frames and seconds dropped agree: {rec}"
+    );
+    assert!(s.log_text().contains("recording gap"), "{}", s.log_text());
+    // Wait for the segment after the gap to be finished, then read what is on disk.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut s = s;
+    terminate(&mut s);
+    let files = segments(&data_dir(&s));
+    let per_file = codes_of_files(&files);
+    for (f, codes) in files.iter().zip(&per_file) {
+        assert_gapless(codes, &f.display().to_string());
+    }
+    // The files miss exactly the frames the recorder says it dropped, in one gap.
+    let gaps: Vec<u64> = gaps_between(&per_file)
+        .into_iter()
+        .filter(|g| *g > 0)
+        .collect();
+    assert_eq!(gaps, vec![dropped], "gaps between {files:?}");
+}
+
+/// Mounts a tmpfs of `size_mib` on `dir` in a private mount namespace, fills all but
+/// `free_kib` of it with a file that is not a recording, then runs vigint there.
+fn small_disk(dir: &Path, size_mib: u64, free_kib: u64) -> Launch {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test mounts a tmpfs in its own mount namespace: run the tests as root (CI does)"
+    );
+    require_group("unshare", "test");
+    let filler_kib = size_mib * 1024 - free_kib;
+    let script = format!(
+        "mount -t tmpfs -o size={size_mib}m vigint-test \"$0\" && \
+         head -c {filler_kib}K /dev/zero > \"$0/filler\" && exec \"$@\""
+    );
+    Launch {
+        wrapper: vec![
+            "unshare".into(),
+            "--mount".into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            script,
+            dir.display().to_string(),
+        ],
+        ..Launch::default()
+    }
+}
+
+/// Status of `cam`'s recorder.
+fn recorder_state(http: std::net::SocketAddr) -> String {
+    common::http::get(http, "/api/v1/paths/cam").json()["recording"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_full_disk_deletes_the_oldest_pauses_when_nothing_is_left_and_resumes_without_a_viewer_gap() {
+    require("ffmpeg");
+    let data = TempDir::new("small-disk");
+    let mut config = recording_config_at("500ms", "2s", 15, 2000);
+    config["data_dir"] = data.path().display().to_string().into();
+    // No floor: the disk really fills up and writes fail with ENOSPC.
+    config["recording"]["min_free"] = 0.into();
+    let mut s = Server::start_with(config, small_disk(data.path(), 8, 512));
+    let http = s.http.expect("HTTP");
+    // The mount exists only in vigint's namespace: look through its root.
+    let seen = PathBuf::from(format!("/proc/{}/root{}", s.pid(), data.path().display()));
+    let viewer = watch(&s, 40);
+    // 1. Full: the oldest segments go, recording goes on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while s.log_text().matches("(disk full)").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no deletions for a full disk:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(recorder_state(http), "recording");
+    // 2. Something else eats every byte freed: nothing is left to delete, recording pauses.
+    let stop_hog = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hog_file = seen.join("hog");
+    let hog = {
+        let stop = stop_hog.clone();
+        let hog_file = hog_file.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&hog_file).expect("hog");
+            let chunk = vec![0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if f.write_all(&chunk).is_err() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !recorder_state(http).starts_with("paused: storage full") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never paused: {}\n{}",
+            recorder_state(http),
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = common::http::get(http, "/metrics").body;
+    assert!(
+        metrics.contains("vigint_recorder_recording{path=\"cam\"} 0\n"),
+        "{metrics}"
+    );
+    stop_hog.store(true, std::sync::atomic::Ordering::Relaxed);
+    hog.join().expect("hog");
+    // 3. Space returns: recording resumes by itself.
+    std::fs::remove_file(&hog_file).expect("remove hog");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recorder_state(http) != "recording" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never resumed: {}",
+            recorder_state(http)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    // Every segment left on the full disk plays; each run of segments has no gap inside.
+    let mut files = segments(&seen);
+    files.pop(); // being written
+    assert!(files.len() >= 2, "{files:?}");
+    let first_sequence = files[0]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    assert!(
+        !first_sequence
+            .as_deref()
+            .unwrap_or("")
+            .contains("_000000001"),
+        "the oldest segment was deleted: {files:?}"
+    );
+    let per_file = codes_of_files(&files);
+    for (i, gap) in gaps_between(&per_file).into_iter().enumerate() {
+        let next = files[i + 1].display().to_string();
+        assert!(
+            gap == 0 || next.contains("-start"),
+            "{gap} frames missing before {next}, which does not start a new run"
+        );
+    }
+    assert_viewer_lost_nothing(viewer, 40, 15);
+    terminate(&mut s);
 }

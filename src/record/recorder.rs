@@ -50,6 +50,8 @@ pub struct RecorderSettings {
 
 /// An open segment file.
 pub trait SegmentFile: Send {
+    /// Appends `bytes`, all or nothing: after an error none of them stays in the file (a
+    /// retry after freeing space must not leave a torn fragment in the middle of a segment).
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// `fdatasync`: the data written so far survives a power cut.
     fn sync_data(&mut self) -> io::Result<()>;
@@ -185,6 +187,7 @@ impl Recorder {
             last_sync: Instant::now(),
             scratch: Vec::new(),
             run_start: true,
+            paused_check: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("rec-{}", media.name))
@@ -229,12 +232,25 @@ async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderS
     let mut hub_dropped = None;
     let mut lost = 0u64;
     let mut lost_ticks_from: Option<i64> = None;
+    // The last frame seen and the period before it: where a gap the hub made begins.
+    let mut last_pts: Option<i64> = None;
+    let mut period = 0i64;
     while let Some(frame) = reader.next().await {
         // The hub skips to the next IDR by itself when this reader lags.
         let now_dropped = reader.dropped_frames();
         let skipped = now_dropped - hub_dropped.unwrap_or(now_dropped);
         hub_dropped = Some(now_dropped);
         lost += skipped;
+        if skipped > 0 {
+            if let Some(last) = last_pts {
+                lost_ticks_from.get_or_insert(last + period);
+            }
+        }
+        if let Some(last) = last_pts.replace(frame.pts_90k) {
+            if skipped == 0 {
+                period = (frame.pts_90k - last).max(0);
+            }
+        }
         if lost > 0 && !frame.is_idr {
             // Within a gap: only an IDR can start the picture again.
             lost += 1;
@@ -291,7 +307,15 @@ struct Writer {
     scratch: Vec<u8>,
     /// The next segment starts a new run (see `RecorderSettings::name_for`).
     run_start: bool,
+    /// Set while paused for a full disk: when storage was last asked for room.
+    paused_check: Option<Instant>,
 }
+
+/// How often a paused recorder asks whether the disk has room again.
+const ROOM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many times one write may ask storage to make room before recording pauses.
+const MAKE_ROOM_ATTEMPTS: usize = 16;
 
 /// Why a segment could not be written.
 enum WriteFailure {
@@ -322,18 +346,30 @@ impl Writer {
         self.stats.set_state(RecorderState::Stopped);
     }
 
-    fn paused(&self) -> bool {
-        matches!(self.stats.state(), RecorderState::Paused(_))
+    /// While paused for a full disk: asks storage, at most once a second, whether there is
+    /// room again; true when recording may go on.
+    fn may_resume(&mut self) -> bool {
+        let Some(since) = self.paused_check else {
+            return true;
+        };
+        if since.elapsed() < ROOM_CHECK_INTERVAL {
+            return false;
+        }
+        if !self.storage.has_room() {
+            self.paused_check = Some(Instant::now());
+            return false;
+        }
+        log::info!(
+            "path {}: recording resumes: storage has room again",
+            self.name()
+        );
+        self.paused_check = None;
+        self.stats.set_state(RecorderState::Waiting);
+        true
     }
 
     fn on_idle(&mut self) {
-        if self.paused() && self.storage.has_room() {
-            log::info!(
-                "path {}: recording resumes: storage has room again",
-                self.name()
-            );
-            self.stats.set_state(RecorderState::Waiting);
-        }
+        self.may_resume();
     }
 
     fn on_frame(&mut self, q: Queued) {
@@ -347,15 +383,8 @@ impl Writer {
             self.run_start = true;
         }
         let frame = q.frame;
-        if self.paused() {
-            if !self.storage.has_room() {
-                return;
-            }
-            log::info!(
-                "path {}: recording resumes: storage has room again",
-                self.name()
-            );
-            self.stats.set_state(RecorderState::Waiting);
+        if !self.may_resume() {
+            return;
         }
         if self.segment.is_none() && !frame.is_idr {
             return;
@@ -416,6 +445,7 @@ impl Writer {
         match f {
             WriteFailure::Full(why) => {
                 log::error!("path {}: recording paused: {why}", self.name());
+                self.paused_check = Some(Instant::now());
                 self.stats.set_state(RecorderState::Paused(why));
             }
             WriteFailure::Other(why) => {
@@ -428,28 +458,30 @@ impl Writer {
         }
     }
 
-    /// Writes `bytes`; on a full disk asks storage to make room once and retries.
+    /// Writes `bytes`; on a full disk asks storage to make room (oldest segments first)
+    /// and retries until the write fits or nothing more can be freed.
     fn write(&mut self, bytes: &[u8]) -> Result<(), WriteFailure> {
         let Some(seg) = self.segment.as_mut() else {
             return Err(WriteFailure::Other("no open segment".into()));
         };
-        match seg.file.write_all(bytes) {
-            Ok(()) => {}
-            Err(e) if is_no_space(&e) => {
-                if !self.storage.make_room(&seg.rel) {
-                    return Err(WriteFailure::Full(format!("storage full: {e}")));
+        let mut attempts = 0;
+        loop {
+            // A failed write leaves nothing behind (`SegmentFile::write_all`): retrying
+            // cannot tear the segment.
+            match seg.file.write_all(bytes) {
+                Ok(()) => break,
+                Err(e) if is_no_space(&e) => {
+                    attempts += 1;
+                    if attempts > MAKE_ROOM_ATTEMPTS || !self.storage.make_room(&seg.rel) {
+                        return Err(WriteFailure::Full(format!("storage full: {e}")));
+                    }
                 }
-                // A partial write may have landed: this fragment could be cut; the segment
-                // stays playable up to the last complete fragment (what repair keeps).
-                seg.file
-                    .write_all(bytes)
-                    .map_err(|e| WriteFailure::Full(format!("storage full: {e}")))?;
-            }
-            Err(e) => {
-                return Err(WriteFailure::Other(format!(
-                    "cannot write {}: {e}",
-                    seg.rel.display()
-                )))
+                Err(e) => {
+                    return Err(WriteFailure::Other(format!(
+                        "cannot write {}: {e}",
+                        seg.rel.display()
+                    )))
+                }
             }
         }
         self.stats
@@ -623,13 +655,50 @@ pub struct DiskStorage {
     pub root: PathBuf,
 }
 
-struct DiskFile(std::fs::File);
+struct DiskFile {
+    file: std::fs::File,
+    /// Bytes written so far: where a failed write is cut back to.
+    len: u64,
+}
 
 impl SegmentFile for DiskFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        io::Write::write_all(&mut self.0, bytes)
+        use std::io::{Seek, SeekFrom, Write};
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // A full disk takes part of a write: cut the file back so that it ends at
+                // the last whole fragment.
+                if let Err(cut) = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|_| self.file.seek(SeekFrom::Start(self.len)))
+                {
+                    log::warn!("recordings: cannot cut back a failed write: {cut}");
+                }
+                Err(e)
+            }
+        }
     }
     fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// A segment file whose writes block while the test fault `stall-storage` is on (a card
+/// that stops answering); only used when fault injection is enabled.
+struct StallableFile(DiskFile);
+
+impl SegmentFile for StallableFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        crate::fault::wait_while(crate::fault::STALL_STORAGE);
+        self.0.write_all(bytes)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        crate::fault::wait_while(crate::fault::STALL_STORAGE);
         self.0.sync_data()
     }
 }
@@ -649,7 +718,11 @@ impl Storage for DiskStorage {
             .create_new(true)
             .open(&path)?;
         sync_dir(&dir)?;
-        Ok(Box::new(DiskFile(file)))
+        let file = DiskFile { file, len: 0 };
+        if crate::fault::enabled() {
+            return Ok(Box::new(StallableFile(file)));
+        }
+        Ok(Box::new(file))
     }
     fn make_room(&self, _writing: &Path) -> bool {
         false

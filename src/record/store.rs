@@ -21,8 +21,11 @@ use crate::record::recorder::{sync_dir, DiskStorage, SegmentFile, Storage};
 use crate::record::repair::{self, Repaired};
 use crate::record::retention::{self, AgeState, Clock, Disk, Policy, Segment};
 
-/// Free space below which a disk-full pause does not end (besides `min_free`).
-const RESUME_MARGIN: u64 = 16 * 1024 * 1024;
+/// Free space below which a disk-full pause does not end (besides `min_free`), so that
+/// recording does not flap at the edge: 16 MiB, or 2 % of a small filesystem.
+fn resume_margin(total: u64) -> u64 {
+    (16 * 1024 * 1024).min(total / 50)
+}
 
 /// The real clocks.
 pub struct SystemClock;
@@ -358,7 +361,7 @@ impl Storage for PathStore {
 
     fn has_room(&self) -> bool {
         match disk_of(&self.root) {
-            Ok(disk) => disk.free > self.policy(disk).min_free.max(RESUME_MARGIN),
+            Ok(disk) => disk.free > self.policy(disk).min_free.max(resume_margin(disk.total)),
             Err(_) => false,
         }
     }

@@ -84,10 +84,24 @@ pub fn pattern_path(width: u32, height: u32, fps: u32, kbps: u32) -> serde_json:
     })
 }
 
+/// How a test starts the process, beyond its config.
+#[derive(Default)]
+pub struct Launch {
+    /// A command (and its arguments) that runs vigint, e.g. `unshare` with a mount script
+    /// that ends in `exec "$@"`; vigint and its arguments follow it.
+    pub wrapper: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
 impl Server {
     /// Starts vigint with `config` (a JSON object; `rtsp.listen` defaults to 127.0.0.1:0 and
     /// UDP to a free pair) and waits until it serves.
-    pub fn start(mut config: serde_json::Value) -> Server {
+    pub fn start(config: serde_json::Value) -> Server {
+        Server::start_with(config, Launch::default())
+    }
+
+    /// `start`, through `launch`'s wrapper and environment.
+    pub fn start_with(mut config: serde_json::Value, launch: Launch) -> Server {
         let dir = TempDir::new("srv");
         let rtsp = config
             .as_object_mut()
@@ -116,7 +130,16 @@ impl Server {
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json"))
             .expect("write config");
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigint"))
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_vigint"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vigint")),
+        };
+        let mut child = command
+            .envs(launch.env)
             .arg("--config")
             .arg(&cfg_path)
             .stdin(Stdio::null())
