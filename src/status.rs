@@ -35,11 +35,24 @@ pub type EncodeBuckets = [u64; ENCODE_BUCKETS_S.len() + 1];
 
 /// The bucket an encode time of `ns` falls in.
 pub fn encode_bucket(ns: u64) -> usize {
+    bucket_of(&ENCODE_BUCKETS_S, ns)
+}
+
+/// Upper bounds (seconds) of the recorder's fsync-time histogram: an SD card syncs a
+/// fragment in a few ms, stalls for seconds when it is worn or busy erasing.
+pub const FSYNC_BUCKETS_S: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Counts per bucket of `FSYNC_BUCKETS_S`, the last one for longer times (not cumulative).
+pub type FsyncBuckets = [u64; FSYNC_BUCKETS_S.len() + 1];
+
+/// The bucket of `bounds` (upper bounds in seconds, inclusive) that `ns` falls in; one past
+/// the last bound for longer times.
+pub fn bucket_of(bounds: &[f64], ns: u64) -> usize {
     let s = ns as f64 / 1e9;
-    ENCODE_BUCKETS_S
+    bounds
         .iter()
         .position(|&le| s <= le)
-        .unwrap_or(ENCODE_BUCKETS_S.len())
+        .unwrap_or(bounds.len())
 }
 
 /// What a path's source reports: the pipeline's counters and state at one instant.
@@ -320,9 +333,16 @@ pub struct RecorderSample {
     pub dropped_seconds: f64,
     pub gaps: u64,
     pub write_errors: u64,
+    /// Bytes per second written over the last 10 s, and in the last 24 hours (since start
+    /// when the process is younger).
+    pub write_bytes_per_second: f64,
+    pub bytes_written_24h: u64,
     pub fsyncs: u64,
     pub fsync_seconds_total: f64,
     pub fsync_seconds_max: f64,
+    /// The fsync-time histogram (for /metrics).
+    #[serde(skip)]
+    pub fsync_buckets: FsyncBuckets,
     /// Free space of the recordings filesystem, when known.
     pub free_bytes: Option<u64>,
 }
@@ -585,6 +605,23 @@ pub(crate) mod tests {
         }
     }
 
+    struct FakeRecorder;
+    impl RecorderProbe for FakeRecorder {
+        fn sample(&self) -> RecorderSample {
+            RecorderSample {
+                state: "recording".into(),
+                bytes_written: 6_000_000,
+                write_bytes_per_second: 250_000.0,
+                bytes_written_24h: 5_000_000,
+                fsyncs: 5,
+                fsync_seconds_total: 1.5,
+                // 3 syncs within 1 ms, 1 within 5 ms, 1 stall over 5 s.
+                fsync_buckets: [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                ..Default::default()
+            }
+        }
+    }
+
     pub(crate) fn fake_monitor() -> Arc<Monitor> {
         let sample = SourceSample {
             state: "camera lost: unplugged".into(),
@@ -603,7 +640,7 @@ pub(crate) mod tests {
                 source: "/dev/video0".into(),
                 media: MediaPath::new("cam"),
                 stats: Arc::new(FakeSource(sample)),
-                recorder: None,
+                recorder: Some(Arc::new(FakeRecorder)),
             }],
             Arc::new(FakeClients),
         )

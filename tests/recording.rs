@@ -183,11 +183,21 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
     assert!(rec["bytes_written"].as_u64().unwrap_or(0) > 0, "{rec}");
     assert!(rec["free_bytes"].as_u64().unwrap_or(0) > 0, "{rec}");
     assert_eq!(rec["frames_dropped"], 0, "{rec}");
+    // 4.5 s of a 400 kbit/s stream: the rate and the day's bytes are measured.
+    let rate = rec["write_bytes_per_second"].as_f64().unwrap_or(0.0);
+    assert!((10_000.0..200_000.0).contains(&rate), "{rec}");
+    let day = rec["bytes_written_24h"].as_u64().unwrap_or(0);
+    assert!(
+        day > 0 && day <= rec["bytes_written"].as_u64().unwrap_or(0),
+        "{rec}"
+    );
     let metrics = request(http, "GET", "/metrics", &auth).body;
     for needle in [
         "vigint_recorder_recording{path=\"cam\"} 1\n",
         "vigint_recorder_bytes_total{path=\"cam\"} ",
         "vigint_recorder_fsync_seconds_count{path=\"cam\"} ",
+        "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"+Inf\"} ",
+        "vigint_recorder_write_bytes_per_second{path=\"cam\"} ",
         "vigint_recordings_free_bytes{path=\"cam\"} ",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");

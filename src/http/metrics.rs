@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::status::{Status, ENCODE_BUCKETS_S};
+use crate::status::{Status, ENCODE_BUCKETS_S, FSYNC_BUCKETS_S};
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
@@ -32,6 +32,22 @@ impl Out {
             self.0.push('}');
         }
         let _ = writeln!(self.0, " {v}");
+    }
+    /// One path's series of histogram `name`: cumulative buckets from per-bucket `counts`
+    /// (one more than `bounds`, the last for values above them), the sum and the count.
+    fn histogram(&mut self, name: &str, path: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (i, n) in counts.iter().enumerate() {
+            cumulative += n;
+            let le = match bounds.get(i) {
+                Some(b) => b.to_string(),
+                None => "+Inf".to_string(),
+            };
+            self.value(&bucket, &[("path", path), ("le", &le)], cumulative);
+        }
+        self.value(&format!("{name}_sum"), &[("path", path)], sum);
+        self.value(&format!("{name}_count"), &[("path", path)], cumulative);
     }
 }
 
@@ -127,28 +143,12 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         "Time to convert and encode one frame (none for passthrough).",
     );
     for p in paths {
-        let mut cumulative = 0;
-        for (i, n) in p.encode_buckets.iter().enumerate() {
-            cumulative += n;
-            let le = match ENCODE_BUCKETS_S.get(i) {
-                Some(b) => b.to_string(),
-                None => "+Inf".to_string(),
-            };
-            o.value(
-                "vigint_encode_seconds_bucket",
-                &[("path", &p.name), ("le", &le)],
-                cumulative,
-            );
-        }
-        o.value(
-            "vigint_encode_seconds_sum",
-            &[("path", &p.name)],
+        o.histogram(
+            "vigint_encode_seconds",
+            &p.name,
+            &ENCODE_BUCKETS_S,
+            &p.encode_buckets,
             p.encode_seconds_total,
-        );
-        o.value(
-            "vigint_encode_seconds_count",
-            &[("path", &p.name)],
-            cumulative,
         );
     }
     o.family(
@@ -252,7 +252,7 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
         return;
     }
     type Field = fn(&crate::status::RecorderSample) -> f64;
-    let families: [(&str, &str, &str, Field); 7] = [
+    let families: [(&str, &str, &str, Field); 9] = [
         (
             "vigint_recorder_recording",
             "gauge",
@@ -284,6 +284,18 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
             |r| r.write_errors as f64,
         ),
         (
+            "vigint_recorder_write_bytes_per_second",
+            "gauge",
+            "Bytes per second the recorder wrote over the last 10 seconds.",
+            |r| r.write_bytes_per_second,
+        ),
+        (
+            "vigint_recorder_bytes_last_24h",
+            "gauge",
+            "Bytes the recorder wrote in the last 24 hours (since start when younger).",
+            |r| r.bytes_written_24h as f64,
+        ),
+        (
             "vigint_recorder_fsync_seconds_max",
             "gauge",
             "Slowest data sync so far.",
@@ -304,19 +316,16 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
     }
     o.family(
         "vigint_recorder_fsync_seconds",
-        "summary",
-        "Time spent forcing recorded data to storage.",
+        "histogram",
+        "Time to force one fragment's data to storage (an SD card that stalls shows here).",
     );
     for (path, r) in &recording {
-        o.value(
-            "vigint_recorder_fsync_seconds_sum",
-            &[("path", path)],
+        o.histogram(
+            "vigint_recorder_fsync_seconds",
+            path,
+            &FSYNC_BUCKETS_S,
+            &r.fsync_buckets,
             r.fsync_seconds_total,
-        );
-        o.value(
-            "vigint_recorder_fsync_seconds_count",
-            &[("path", path)],
-            r.fsyncs,
         );
     }
 }
@@ -345,6 +354,15 @@ mod tests {
             "vigint_encode_seconds_count{path=\"cam\"} 3\n",
             "vigint_clock_synchronized ",
             "vigint_rtsp_connections 3\n",
+            "# TYPE vigint_recorder_fsync_seconds histogram\n",
+            "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"0.001\"} 3\n",
+            "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"0.005\"} 4\n",
+            "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"5\"} 4\n",
+            "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"+Inf\"} 5\n",
+            "vigint_recorder_fsync_seconds_sum{path=\"cam\"} 1.5\n",
+            "vigint_recorder_fsync_seconds_count{path=\"cam\"} 5\n",
+            "vigint_recorder_write_bytes_per_second{path=\"cam\"} 250000\n",
+            "vigint_recorder_bytes_last_24h{path=\"cam\"} 5000000\n",
             "process_resident_memory_bytes 4096\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

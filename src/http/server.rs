@@ -131,9 +131,10 @@ impl Default for Limits {
     }
 }
 
-/// Connection threads run the handler too; 128 KiB is plenty for JSON handlers (measured
-/// with a panicking handler and `RUST_BACKTRACE=1` in a debug build).
-const CONN_STACK: usize = 128 * 1024;
+/// Connection threads run the handler too. JSON handlers fit in 128 KiB, but listing
+/// recordings measures the segment being written through mp4-atom's box decoders, whose
+/// frames overflowed 128 KiB in a debug build. Only touched pages cost memory.
+const CONN_STACK: usize = 512 * 1024;
 /// More headers than this get 431, whatever their size.
 const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 8 * 1024;

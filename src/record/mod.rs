@@ -13,6 +13,7 @@
 
 pub mod fmp4;
 pub mod library;
+pub mod meter;
 pub mod naming;
 pub mod recorder;
 pub mod repair;

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::hub::MediaPath;
 use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
 use crate::record::fmp4;
+use crate::record::meter::WriteMeter;
+use crate::status::FSYNC_BUCKETS_S;
 
 /// Frames the queue holds: about 4 s at 30 fps; a longer stall drops to the next IDR.
 pub const QUEUE_FRAMES: usize = 128;
@@ -91,7 +93,6 @@ impl std::fmt::Display for RecorderState {
 }
 
 /// Counters of one recorder, readable from any thread.
-#[derive(Default)]
 pub struct RecorderStats {
     pub segments: AtomicU64,
     pub fragments: AtomicU64,
@@ -107,8 +108,33 @@ pub struct RecorderStats {
     pub fsync_max_us: AtomicU64,
     pub fsync_total_us: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// The fsync-time histogram (`status::FSYNC_BUCKETS_S`).
+    fsync_buckets: [AtomicU64; FSYNC_BUCKETS_S.len() + 1],
+    written: Mutex<WriteMeter>,
     state: Mutex<Option<RecorderState>>,
     current: Mutex<Option<PathBuf>>,
+}
+
+impl Default for RecorderStats {
+    fn default() -> Self {
+        RecorderStats {
+            segments: AtomicU64::new(0),
+            fragments: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            frames_written: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            dropped_ticks: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            fsync_max_us: AtomicU64::new(0),
+            fsync_total_us: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            fsync_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            written: Mutex::new(WriteMeter::new(Instant::now())),
+            state: Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
 }
 
 impl RecorderStats {
@@ -132,6 +158,11 @@ impl RecorderStats {
     /// Everything status shows.
     pub fn sample(&self) -> crate::status::RecorderSample {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (write_bytes_per_second, bytes_written_24h) = {
+            let mut meter = self.meter();
+            let now = Instant::now();
+            (meter.rate(now), meter.last_day(now))
+        };
         crate::status::RecorderSample {
             state: self.state().to_string(),
             segment: self.current().map(|p| p.display().to_string()),
@@ -142,11 +173,32 @@ impl RecorderStats {
             dropped_seconds: get(&self.dropped_ticks) as f64 / CLOCK_RATE as f64,
             gaps: get(&self.gaps),
             write_errors: get(&self.write_errors),
+            write_bytes_per_second,
+            bytes_written_24h,
             fsyncs: get(&self.fsyncs),
             fsync_seconds_total: get(&self.fsync_total_us) as f64 / 1e6,
             fsync_seconds_max: get(&self.fsync_max_us) as f64 / 1e6,
+            fsync_buckets: std::array::from_fn(|i| get(&self.fsync_buckets[i])),
             free_bytes: None,
         }
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, WriteMeter> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count_written(&self, bytes: u64) {
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        self.meter().add(Instant::now(), bytes);
+    }
+
+    fn count_fsync(&self, took: Duration) {
+        let us = took.as_micros() as u64;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_total_us.fetch_add(us, Ordering::Relaxed);
+        self.fsync_max_us.fetch_max(us, Ordering::Relaxed);
+        let bucket = crate::status::bucket_of(&FSYNC_BUCKETS_S, took.as_nanos() as u64);
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     fn set_current(&self, p: Option<PathBuf>) {
@@ -484,9 +536,7 @@ impl Writer {
                 }
             }
         }
-        self.stats
-            .bytes_written
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats.count_written(bytes.len() as u64);
         Ok(())
     }
 
@@ -505,10 +555,7 @@ impl Writer {
         let result = seg.file.sync_data();
         let took = t.elapsed();
         self.last_sync = Instant::now();
-        let us = took.as_micros() as u64;
-        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.stats.fsync_total_us.fetch_add(us, Ordering::Relaxed);
-        self.stats.fsync_max_us.fetch_max(us, Ordering::Relaxed);
+        self.stats.count_fsync(took);
         if took > Duration::from_secs(1) {
             log::warn!(
                 "path {}: writing to storage took {} ms (a slow or worn SD card?)",
