@@ -611,10 +611,8 @@ mod tests {
                 .store
                 .name_for(self.clock.wall(), self.clock.synced(), self.new_run);
             self.new_run = false;
-            let ticks = len.as_nanos() * 90_000 / 1_000_000_000;
             let mut f = self.store.create(&rel).unwrap();
-            f.write_all(&segment_lasting(ticks as u64, PAYLOAD))
-                .unwrap();
+            f.write_all(&segment_file(len)).unwrap();
             f.sync_data().unwrap();
             self.run(len);
             let sequence = self
@@ -629,6 +627,14 @@ mod tests {
                 true_end: self.truth,
             });
             rel
+        }
+
+        /// A new store on the same directory (vigint restarted): what it knew is lost.
+        fn reopen(&mut self) {
+            self.store =
+                PathStore::open_with(&self.root, "cam", &self.settings, self.volume.clone())
+                    .unwrap();
+            self.new_run = true;
         }
 
         /// Time passes on both clocks.
@@ -687,6 +693,18 @@ mod tests {
         }
     }
 
+    /// The bytes of a segment lasting `len`.
+    fn segment_file(len: Duration) -> Vec<u8> {
+        let ticks = len.as_nanos() * crate::media::CLOCK_RATE as u128 / 1_000_000_000;
+        segment_lasting(ticks as u64, PAYLOAD)
+    }
+
+    /// Every retention pass of a test that leaves room for five segments.
+    fn newest_five(b: &Bench) {
+        let newest = b.written.len() as u64;
+        assert_eq!(b.on_disk(), range(newest.saturating_sub(4).max(1), newest));
+    }
+
     /// What the age rule keeps is exactly what is within `delete_after`, by true time.
     fn exact_age(b: &Bench) {
         assert_eq!(b.on_disk(), b.within_age(), "at {:?}", b.truth);
@@ -723,46 +741,39 @@ mod tests {
 
     #[test]
     fn byte_limit_deletes_oldest_until_under() {
-        let mut b = Bench::new("bytes", Bench::settings(), FakeClock::new(t0(), true));
-        b.start(HOUR);
-        let size = b.size_of(1);
-        b.stop();
+        let size = segment_file(HOUR).len() as u64;
         // Room for 5 whole segments, the one being written included.
         let max = 5 * size + size / 2;
-        b.settings.max_bytes = Some(Bytes(max));
-        b.settings.delete_after = Seconds(Duration::ZERO);
-        b.store = PathStore::open_with(&b.root, "cam", &b.settings, b.volume.clone()).unwrap();
-        b.new_run = true;
-        b.record(4, HOUR, |b| assert_eq!(b.on_disk().len(), b.written.len()));
-        b.record(4, HOUR, |b| {
-            let newest = b.written.len() as u64;
-            assert_eq!(b.on_disk(), range(newest - 4, newest));
-        });
-        assert!(b.store.summary().bytes <= max);
+        let settings = RecordingConfig {
+            max_bytes: Some(Bytes(max)),
+            delete_after: Seconds(Duration::ZERO),
+            ..Bench::settings()
+        };
+        let mut b = Bench::new("bytes", settings, FakeClock::new(t0(), true));
+        b.record(9, HOUR, newest_five);
+        assert_eq!(b.on_disk(), range(5, 9));
         assert_eq!(b.store.summary().bytes, 5 * size);
     }
 
     #[test]
     fn free_space_floor_deletes_oldest_until_above() {
-        let mut settings = Bench::settings();
-        settings.delete_after = Seconds(Duration::ZERO);
+        let size = segment_file(HOUR).len() as u64;
+        let floor = 4 * size + size / 2;
+        let settings = RecordingConfig {
+            min_free: Some(Amount::Bytes(floor)),
+            delete_after: Seconds(Duration::ZERO),
+            ..Bench::settings()
+        };
         let mut b = Bench::new("floor", settings, FakeClock::new(t0(), true));
-        b.start(HOUR);
-        let size = b.size_of(1);
-        // 20 segments' worth of disk, 10 used by something else, at least 4.5 free: room
-        // for 5 segments.
+        // 20 segments' worth of disk, 10 used by something else: room for 5 segments.
         b.volume.total.store(20 * size, Ordering::Relaxed);
         b.volume.other.store(10 * size, Ordering::Relaxed);
-        b.settings.min_free = Some(Amount::Bytes(4 * size + size / 2));
-        b.store = PathStore::open_with(&b.root, "cam", &b.settings, b.volume.clone()).unwrap();
-        b.new_run = true;
-        b.record(4, HOUR, |b| assert_eq!(b.on_disk().len(), b.written.len()));
-        b.record(3, HOUR, |b| {
-            let newest = b.written.len() as u64;
-            assert_eq!(b.on_disk(), range(newest - 4, newest));
+        b.record(8, HOUR, |b| {
+            newest_five(b);
             let disk = b.volume.disk(&b.root).unwrap();
-            assert!(disk.free >= 4 * size + size / 2, "{disk:?}");
+            assert!(disk.free >= floor, "{disk:?}");
         });
+        assert_eq!(b.on_disk(), range(4, 8));
         assert_eq!(b.store.free_bytes(), Some(5 * size));
     }
 
@@ -903,8 +914,7 @@ mod tests {
         b.truth += 2 * HOUR;
         b.clock.set_boot_time(Duration::from_secs(8));
         b.clock.set_wall(shutdown);
-        b.store = PathStore::open_with(&b.root, "cam", &b.settings, b.volume.clone()).unwrap();
-        b.new_run = true;
+        b.reopen();
         assert_eq!(
             std::fs::metadata(&last).unwrap().len(),
             good_len,
@@ -969,13 +979,53 @@ mod tests {
             .names_a_segment(Path::new("2024/05/01/000000000000_000000002.mp4")));
         assert!(!b.store.names_a_segment(Path::new("2024/05/01/notes.mp4")));
         // A new store finds the same at open, without a pass.
-        let again = PathStore::open_with(&b.root, "cam", &b.settings, b.volume.clone()).unwrap();
-        assert_eq!(again.summary(), want);
+        b.reopen();
+        assert_eq!(b.store.summary(), want);
         // A deletion shows at the next pass.
         std::fs::remove_file(b.root.join(&b.written[0].rel)).unwrap();
         b.store.retention_pass(&b.clock);
         let summary = b.store.summary();
         assert_eq!(summary.segments, 1);
         assert_eq!(summary.oldest, want.newest);
+    }
+
+    #[test]
+    fn api_names_of_a_prefixed_template_list_and_download() {
+        let settings = RecordingConfig {
+            record_path: "rec/%path/%Y/%m/%d/%H%M%S%f.mp4".into(),
+            ..Bench::settings()
+        };
+        let mut b = Bench::new("api", settings, FakeClock::new(t0(), true));
+        b.record(2, HOUR, |_| {});
+        // As the recordings API lists them: relative to the path's directory.
+        let dir = b.store.scan_dir();
+        let files: Vec<PathBuf> = b
+            .store
+            .segments()
+            .iter()
+            .map(|s| s.path.strip_prefix(&dir).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(files.len(), 2);
+        for file in &files {
+            assert!(file.starts_with("2024/05/01"), "{}", file.display());
+            assert!(b.store.names_a_segment(file));
+            let name = file.to_str().unwrap();
+            let (mut f, len) =
+                crate::record::library::open_segment(&b.root, b.store.template(), "cam", name)
+                    .unwrap();
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+            assert_eq!(bytes, std::fs::read(b.root.join(&dir).join(file)).unwrap());
+            assert_eq!(len, bytes.len() as u64);
+            let escape = format!("../../rec/cam/{name}");
+            assert!(!b.store.names_a_segment(Path::new(&escape)));
+            assert!(crate::record::library::open_segment(
+                &b.root,
+                b.store.template(),
+                "cam",
+                &escape
+            )
+            .is_err());
+        }
     }
 }
