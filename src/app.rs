@@ -534,14 +534,22 @@ impl Supervisor {
 }
 
 impl Supervisor {
-    /// The recordings root and the segment being written, for a recording path.
-    fn recording_of(&self, path: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    /// The recordings root, the store and the segment being written, for a recording path
+    /// and a file named as one of its segments (paths may share a directory).
+    fn recording_of(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Option<(PathBuf, Arc<PathStore>, Option<PathBuf>)> {
         let st = self.state();
         let served = st.paths.get(path)?;
         let rec = served.recording.as_ref()?;
+        if !rec.store.names_a_segment(std::path::Path::new(file)) {
+            return None;
+        }
         let root = st.run.data_dir.join("recordings");
         let writing = rec.recorder.stats().current().map(|rel| root.join(rel));
-        Some((root, writing))
+        Some((root, rec.store.clone(), writing))
     }
 }
 
@@ -562,7 +570,8 @@ impl Recordings for Supervisor {
             .map(|(name, store, writing)| {
                 let mut segments = store.segments();
                 segments.sort_by_key(|s| s.name.sequence);
-                let prefix = PathBuf::from(&name);
+                // Files are named relative to the path's directory (the template's).
+                let prefix = store.scan_dir();
                 PathRecordings {
                     segments: segments
                         .into_iter()
@@ -588,13 +597,17 @@ impl Recordings for Supervisor {
     }
 
     fn open(&self, path: &str, file: &str) -> Result<(std::fs::File, u64), RecordingError> {
-        let (root, _) = self.recording_of(path).ok_or(RecordingError::NotFound)?;
-        library::open_segment(&root, path, file)
+        let (root, store, _) = self
+            .recording_of(path, file)
+            .ok_or(RecordingError::NotFound)?;
+        library::open_segment(&root, store.template(), path, file)
     }
 
     fn delete(&self, path: &str, file: &str) -> Result<(), RecordingError> {
-        let (root, writing) = self.recording_of(path).ok_or(RecordingError::NotFound)?;
-        library::delete_segment(&root, path, file, writing.as_deref())
+        let (root, store, writing) = self
+            .recording_of(path, file)
+            .ok_or(RecordingError::NotFound)?;
+        library::delete_segment(&root, store.template(), path, file, writing.as_deref())
     }
 }
 

@@ -538,6 +538,31 @@ pub(crate) mod tests {
         segment_with(frames, per_fragment, false)
     }
 
+    /// A segment lasting `duration_90k` ticks: the init, then fragments of one sample each
+    /// (at most an hour), each sample a fake IDR of `payload` bytes (AVCC, at least 5).
+    /// For tests that need real files of a chosen media time and size, not a picture.
+    pub(crate) fn segment_lasting(duration_90k: u64, payload: usize) -> Vec<u8> {
+        const HOUR: u64 = 3_600 * TIMESCALE as u64;
+        let nal = payload.max(5) - 4;
+        let mut data = (nal as u32).to_be_bytes().to_vec();
+        data.push(0x65); // an IDR slice
+        data.resize(payload.max(5), 0);
+        let mut file = init_segment(&info());
+        let (mut base, mut seq) = (0u64, 1u32);
+        while base < duration_90k {
+            let d = (duration_90k - base).min(HOUR);
+            let sample = Sample {
+                data: &data,
+                duration: d as u32,
+                is_sync: true,
+            };
+            file.extend(fragment(seq, base, &[sample]));
+            base += d;
+            seq += 1;
+        }
+        file
+    }
+
     /// Fails with the install line when a tool is missing (never a silent skip).
     pub(crate) fn require(tool: &str) {
         let found = Command::new(tool).arg("-version").output().is_ok();

@@ -1,5 +1,7 @@
 //! Safe access to recorded segments by name, for the recordings API: resolve a path name
 //! and a segment name under the recordings root, open a segment for reading, delete one.
+//! A segment's name is relative to its path's directory, which the naming template gives
+//! (`Template::scan_dir`: `cam` by default, `rec/cam` for `rec/%path/...`).
 //!
 //! Owns: the rule that no name can reach outside the recordings directory. Names are
 //! refused when absolute, empty, `.`/`..`, or holding NUL or a backslash; every component
@@ -16,6 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::control::RecordingError;
+use crate::record::naming::Template;
 
 /// Whether `c` may be one component of a name.
 fn valid_component(c: &str) -> bool {
@@ -30,20 +33,37 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> RecordingError {
     }
 }
 
-/// The file `file` (relative, '/' separating template subdirectories) of path `path`
-/// (one component) under `root`, when it exists, is reached without symlinks and stays
-/// under `root`.
-pub fn resolve(root: &Path, path: &str, file: &str) -> Result<PathBuf, RecordingError> {
+/// The file `file` of path `path` (one component) under `root`, when it exists, is reached
+/// without symlinks and stays under `root`. `file` is relative to the path's directory
+/// under the root, `template.scan_dir(path)` (`path` itself for the default template), with
+/// '/' separating the template's subdirectories.
+pub fn resolve(
+    root: &Path,
+    template: &Template,
+    path: &str,
+    file: &str,
+) -> Result<PathBuf, RecordingError> {
     if !valid_component(path) {
         return Err(RecordingError::NotFound);
     }
-    let parts: Vec<&str> = file.split('/').collect();
-    if !parts.iter().all(|c| valid_component(c)) {
-        return Err(RecordingError::NotFound);
+    // The template was validated by config; its directory is checked like a name anyway.
+    let dir = template.scan_dir(path);
+    let mut parts = Vec::new();
+    for c in dir.components() {
+        match c.as_os_str().to_str() {
+            Some(c) if valid_component(c) => parts.push(c),
+            _ => return Err(RecordingError::NotFound),
+        }
+    }
+    for c in file.split('/') {
+        if !valid_component(c) {
+            return Err(RecordingError::NotFound);
+        }
+        parts.push(c);
     }
     let mut cur = root.to_path_buf();
-    let last = parts.len();
-    for (i, c) in std::iter::once(path).chain(parts).enumerate() {
+    let last = parts.len() - 1;
+    for (i, c) in parts.into_iter().enumerate() {
         cur.push(c);
         let meta = std::fs::symlink_metadata(&cur).map_err(|e| io("look at", &cur, e))?;
         if meta.file_type().is_symlink() {
@@ -66,11 +86,16 @@ pub fn resolve(root: &Path, path: &str, file: &str) -> Result<PathBuf, Recording
 }
 
 /// A resolved `.mp4` segment that is a regular file.
-fn segment(root: &Path, path: &str, file: &str) -> Result<PathBuf, RecordingError> {
+fn segment(
+    root: &Path,
+    template: &Template,
+    path: &str,
+    file: &str,
+) -> Result<PathBuf, RecordingError> {
     if !file.ends_with(".mp4") {
         return Err(RecordingError::NotFound);
     }
-    let p = resolve(root, path, file)?;
+    let p = resolve(root, template, path, file)?;
     let meta = std::fs::symlink_metadata(&p).map_err(|e| io("look at", &p, e))?;
     if !meta.file_type().is_file() {
         return Err(RecordingError::NotFound);
@@ -79,8 +104,13 @@ fn segment(root: &Path, path: &str, file: &str) -> Result<PathBuf, RecordingErro
 }
 
 /// Opens a segment for reading: the file and its length now.
-pub fn open_segment(root: &Path, path: &str, file: &str) -> Result<(File, u64), RecordingError> {
-    let p = segment(root, path, file)?;
+pub fn open_segment(
+    root: &Path,
+    template: &Template,
+    path: &str,
+    file: &str,
+) -> Result<(File, u64), RecordingError> {
+    let p = segment(root, template, path, file)?;
     // O_NONBLOCK: a FIFO slipped in after the checks must not hang the open.
     let f = OpenOptions::new()
         .read(true)
@@ -101,11 +131,12 @@ pub fn open_segment(root: &Path, path: &str, file: &str) -> Result<(File, u64), 
 /// directory is fsynced so that the removal survives a power cut.
 pub fn delete_segment(
     root: &Path,
+    template: &Template,
     path: &str,
     file: &str,
     writing: Option<&Path>,
 ) -> Result<(), RecordingError> {
-    let p = segment(root, path, file)?;
+    let p = segment(root, template, path, file)?;
     if let Some(w) = writing {
         let same = match (std::fs::metadata(&p), std::fs::metadata(w)) {
             (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -132,6 +163,10 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::os::unix::fs::symlink;
+
+    fn default() -> Template {
+        Template::parse(crate::record::naming::DEFAULT_TEMPLATE).unwrap()
+    }
 
     struct Dir(PathBuf);
     impl Drop for Dir {
@@ -169,36 +204,39 @@ mod tests {
     fn resolves_files_and_subdirectories() {
         let (_d, root, _) = fixture("ok");
         let base = root.canonicalize().unwrap();
-        assert_eq!(resolve(&root, "cam", "a.mp4"), Ok(base.join("cam/a.mp4")));
         assert_eq!(
-            resolve(&root, "cam", "2026/11/b.mp4"),
+            resolve(&root, &default(), "cam", "a.mp4"),
+            Ok(base.join("cam/a.mp4"))
+        );
+        assert_eq!(
+            resolve(&root, &default(), "cam", "2026/11/b.mp4"),
             Ok(base.join("cam/2026/11/b.mp4"))
         );
-        let (mut f, len) = open_segment(&root, "cam", "2026/11/b.mp4").unwrap();
+        let (mut f, len) = open_segment(&root, &default(), "cam", "2026/11/b.mp4").unwrap();
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         assert_eq!((s.as_str(), len), ("bb", 2));
         assert_eq!(
-            resolve(&root, "cam", "none.mp4"),
+            resolve(&root, &default(), "cam", "none.mp4"),
             Err(RecordingError::NotFound)
         );
         assert_eq!(
-            resolve(&root, "nope", "a.mp4"),
+            resolve(&root, &default(), "nope", "a.mp4"),
             Err(RecordingError::NotFound)
         );
         // Not an .mp4, or a directory: not a segment.
         assert_eq!(
-            open_segment(&root, "cam", "notes.txt").map(|_| ()),
+            open_segment(&root, &default(), "cam", "notes.txt").map(|_| ()),
             Err(RecordingError::NotFound)
         );
         std::fs::create_dir(root.join("cam/d.mp4")).unwrap();
         assert_eq!(
-            open_segment(&root, "cam", "d.mp4").map(|_| ()),
+            open_segment(&root, &default(), "cam", "d.mp4").map(|_| ()),
             Err(RecordingError::NotFound)
         );
         // A file used as a directory.
         assert_eq!(
-            resolve(&root, "cam", "a.mp4/x.mp4"),
+            resolve(&root, &default(), "cam", "a.mp4/x.mp4"),
             Err(RecordingError::NotFound)
         );
     }
@@ -234,16 +272,16 @@ mod tests {
         ];
         for (path, file) in bad {
             assert_eq!(
-                resolve(&root, path, file),
+                resolve(&root, &default(), path, file),
                 Err(RecordingError::NotFound),
                 "{path:?} {file:?}"
             );
             assert!(
-                open_segment(&root, path, file).is_err(),
+                open_segment(&root, &default(), path, file).is_err(),
                 "{path:?} {file:?}"
             );
             assert!(
-                delete_segment(&root, path, file, None).is_err(),
+                delete_segment(&root, &default(), path, file, None).is_err(),
                 "{path:?} {file:?}"
             );
         }
@@ -252,7 +290,7 @@ mod tests {
         // The root itself may be reached through a symlink (a mount point link).
         let via = root.parent().unwrap().join("via");
         symlink(&root, &via).unwrap();
-        assert!(open_segment(&via, "cam", "a.mp4").is_ok());
+        assert!(open_segment(&via, &default(), "cam", "a.mp4").is_ok());
     }
 
     #[test]
@@ -260,20 +298,94 @@ mod tests {
         let (_d, root, _) = fixture("delete");
         let writing = root.join("cam/2026/11/b.mp4");
         assert_eq!(
-            delete_segment(&root, "cam", "2026/11/b.mp4", Some(&writing))
+            delete_segment(&root, &default(), "cam", "2026/11/b.mp4", Some(&writing))
                 .map_err(|e| matches!(e, RecordingError::Forbidden(_))),
             Err(true)
         );
         assert!(writing.exists());
         assert_eq!(
-            delete_segment(&root, "cam", "a.mp4", Some(&writing)),
+            delete_segment(&root, &default(), "cam", "a.mp4", Some(&writing)),
             Ok(())
         );
         assert!(!root.join("cam/a.mp4").exists());
         assert_eq!(
-            delete_segment(&root, "cam", "a.mp4", None),
+            delete_segment(&root, &default(), "cam", "a.mp4", None),
             Err(RecordingError::NotFound)
         );
-        assert_eq!(delete_segment(&root, "cam", "2026/11/b.mp4", None), Ok(()));
+        assert_eq!(
+            delete_segment(&root, &default(), "cam", "2026/11/b.mp4", None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_prefixed_template_resolves_under_its_directory() {
+        let (_d, root, out) = fixture("prefixed");
+        let t = Template::parse("rec/%path/%Y/%m/%d/%H%M%S%f.mp4").unwrap();
+        let day = root.join("rec/cam/2024/05/01");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::write(day.join("c.mp4"), b"ccc").unwrap();
+        symlink(out.join("secret.mp4"), day.join("link.mp4")).unwrap();
+        let base = root.canonicalize().unwrap();
+        assert_eq!(
+            resolve(&root, &t, "cam", "2024/05/01/c.mp4"),
+            Ok(base.join("rec/cam/2024/05/01/c.mp4"))
+        );
+        let (mut f, len) = open_segment(&root, &t, "cam", "2024/05/01/c.mp4").unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), len), ("ccc", 3));
+        let bad = [
+            ("cam", "a.mp4"), // root/cam/a.mp4: not under rec/cam
+            ("cam", "../../cam/a.mp4"),
+            ("cam", "../../../outside/secret.mp4"),
+            ("cam", "2024/../2024/05/01/c.mp4"),
+            ("cam", "rec/cam/2024/05/01/c.mp4"),
+            ("cam", "2024/05/01/link.mp4"),
+            ("..", "cam/2024/05/01/c.mp4"),
+            ("rec", "cam/2024/05/01/c.mp4"),
+        ];
+        for (path, file) in bad {
+            assert_eq!(
+                resolve(&root, &t, path, file),
+                Err(RecordingError::NotFound),
+                "{path:?} {file:?}"
+            );
+            assert!(open_segment(&root, &t, path, file).is_err(), "{file:?}");
+            assert!(
+                delete_segment(&root, &t, path, file, None).is_err(),
+                "{file:?}"
+            );
+        }
+        assert!(out.join("secret.mp4").exists() && root.join("cam/a.mp4").exists());
+        assert_eq!(
+            delete_segment(&root, &t, "cam", "2024/05/01/c.mp4", None),
+            Ok(())
+        );
+        assert!(!day.join("c.mp4").exists());
+    }
+
+    #[test]
+    fn a_template_without_a_fixed_directory_resolves_from_the_root() {
+        let (_d, root, _) = fixture("rootdir");
+        let t = Template::parse("%Y/%path/x.mp4").unwrap();
+        let base = root.canonicalize().unwrap();
+        assert_eq!(
+            resolve(&root, &t, "cam", "cam/a.mp4"),
+            Ok(base.join("cam/a.mp4"))
+        );
+        for file in [
+            "",
+            "..",
+            "../outside/secret.mp4",
+            "alias/a.mp4",
+            "cam/link.mp4",
+        ] {
+            assert_eq!(
+                resolve(&root, &t, "cam", file),
+                Err(RecordingError::NotFound),
+                "{file:?}"
+            );
+        }
     }
 }
