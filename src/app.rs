@@ -262,6 +262,22 @@ impl crate::status::RecorderProbe for RecorderView {
     fn sample(&self) -> crate::status::RecorderSample {
         let mut s = self.stats.sample();
         s.free_bytes = self.store.free_bytes();
+        let summary = self.store.summary();
+        let brief = |b: crate::record::store::SegmentBrief| crate::status::StoredSegment {
+            file: b.file.to_string_lossy().into_owned(),
+            start: b.start.map(crate::logger::utc_timestamp),
+            clock_trusted: b.clock_trusted,
+            start_unix_s: b
+                .start
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
+        };
+        s.stored = crate::status::StoredRecordings {
+            segments: summary.segments as u64,
+            bytes: summary.bytes,
+            oldest: summary.oldest.map(brief),
+            newest: summary.newest.map(brief),
+        };
         s
     }
 }

@@ -345,6 +345,30 @@ pub struct RecorderSample {
     pub fsync_buckets: FsyncBuckets,
     /// Free space of the recordings filesystem, when known.
     pub free_bytes: Option<u64>,
+    /// What the path's recordings directory holds (as of the last retention pass, 10 s).
+    pub stored: StoredRecordings,
+}
+
+/// The segments a path has on disk.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StoredRecordings {
+    pub segments: u64,
+    pub bytes: u64,
+    pub oldest: Option<StoredSegment>,
+    pub newest: Option<StoredSegment>,
+}
+
+/// One segment, named as the recordings API names it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StoredSegment {
+    pub file: String,
+    /// RFC 3339 UTC start from the file name, when the template has one.
+    pub start: Option<String>,
+    /// False when the wall clock was not synchronised as it started.
+    pub clock_trusted: bool,
+    /// The same start in Unix seconds (for /metrics).
+    #[serde(skip)]
+    pub start_unix_s: Option<f64>,
 }
 
 pub trait RecorderProbe: Send + Sync {

@@ -182,6 +182,20 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
     assert_eq!(rec["state"], "recording", "{cam}");
     assert!(rec["bytes_written"].as_u64().unwrap_or(0) > 0, "{rec}");
     assert!(rec["free_bytes"].as_u64().unwrap_or(0) > 0, "{rec}");
+    // What is on disk, as of the last retention pass (every 10 s; the first at start).
+    let stored = wait_json_with(http, "/api/v1/paths/cam", &auth, "segments on disk", |v| {
+        v["recording"]["stored"]["segments"].as_u64() >= Some(2)
+    })["recording"]["stored"]
+        .clone();
+    assert!(stored["bytes"].as_u64().unwrap_or(0) > 0, "{stored}");
+    assert!(
+        stored["oldest"]["file"]
+            .as_str()
+            .is_some_and(|f| f.contains("_000000001")),
+        "{stored}"
+    );
+    assert!(stored["oldest"]["start"].is_string(), "{stored}");
+    assert!(stored["newest"]["clock_trusted"].is_boolean(), "{stored}");
     assert_eq!(rec["frames_dropped"], 0, "{rec}");
     // 4.5 s of a 400 kbit/s stream: the rate and the day's bytes are measured.
     let rate = rec["write_bytes_per_second"].as_f64().unwrap_or(0.0);
@@ -198,6 +212,8 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
         "vigint_recorder_fsync_seconds_count{path=\"cam\"} ",
         "vigint_recorder_fsync_seconds_bucket{path=\"cam\",le=\"+Inf\"} ",
         "vigint_recorder_write_bytes_per_second{path=\"cam\"} ",
+        "vigint_recordings_bytes{path=\"cam\"} ",
+        "vigint_recordings_oldest_start_seconds{path=\"cam\"} ",
         "vigint_recordings_free_bytes{path=\"cam\"} ",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
@@ -255,9 +271,12 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
         assert!(r.status == 400 || r.status == 404, "{target}: {}", r.head);
     }
     // The segment being written cannot be deleted; an older one can.
-    let writing = segs.last().expect("last")["file"]
-        .as_str()
-        .expect("file")
+    let list = request(http, "GET", "/api/v1/recordings", &auth).json();
+    let writing = list[0]["segments"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["recording"] == true))
+        .and_then(|s| s["file"].as_str())
+        .expect("a segment being written")
         .to_string();
     let r = send_json(
         http,

@@ -252,7 +252,7 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
         return;
     }
     type Field = fn(&crate::status::RecorderSample) -> f64;
-    let families: [(&str, &str, &str, Field); 9] = [
+    let families: [(&str, &str, &str, Field); 11] = [
         (
             "vigint_recorder_recording",
             "gauge",
@@ -302,6 +302,18 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
             |r| r.fsync_seconds_max,
         ),
         (
+            "vigint_recordings_bytes",
+            "gauge",
+            "Bytes of the path's segments on disk (as of the last retention pass).",
+            |r| r.stored.bytes as f64,
+        ),
+        (
+            "vigint_recordings_segments",
+            "gauge",
+            "Segment files the path has on disk.",
+            |r| r.stored.segments as f64,
+        ),
+        (
             "vigint_recordings_free_bytes",
             "gauge",
             "Free space of the filesystem holding the recordings.",
@@ -312,6 +324,20 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
         o.family(name, kind, help);
         for (path, r) in &recording {
             o.value(name, &[("path", path)], field(r));
+        }
+    }
+    o.family(
+        "vigint_recordings_oldest_start_seconds",
+        "gauge",
+        "Start (Unix seconds, from its name) of the path's oldest segment on disk; check clock_trusted in status.",
+    );
+    for (path, r) in &recording {
+        if let Some(start) = r.stored.oldest.as_ref().and_then(|o| o.start_unix_s) {
+            o.value(
+                "vigint_recordings_oldest_start_seconds",
+                &[("path", path)],
+                start,
+            );
         }
     }
     o.family(

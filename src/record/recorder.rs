@@ -179,7 +179,9 @@ impl RecorderStats {
             fsync_seconds_total: get(&self.fsync_total_us) as f64 / 1e6,
             fsync_seconds_max: get(&self.fsync_max_us) as f64 / 1e6,
             fsync_buckets: std::array::from_fn(|i| get(&self.fsync_buckets[i])),
+            // The store's part (`app::RecorderView`).
             free_bytes: None,
+            stored: Default::default(),
         }
     }
 
