@@ -365,6 +365,12 @@ impl Supervisor {
                 names.name_for(start, synced, run_start)
             }),
             clock_synced: Arc::new(crate::status::clock_synchronized),
+            clock_stepped: {
+                let mut watch = crate::record::retention::ClockWatch::default();
+                Box::new(move || {
+                    watch.stepped(&crate::record::store::SystemClock, Duration::from_secs(1))
+                })
+            },
         };
         match Recorder::start(media.clone(), settings, store.clone(), &self.runtime) {
             Ok(recorder) => {

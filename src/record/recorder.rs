@@ -48,7 +48,14 @@ pub struct RecorderSettings {
     pub name_for: Box<dyn Fn(SystemTime, bool, bool) -> PathBuf + Send>,
     /// Whether wall time is trustworthy now (injected: tests fake it).
     pub clock_synced: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// True when the wall clock stepped or became synchronised since the previous call
+    /// (`retention::ClockWatch` on the real clocks). The segment is then cut at the next
+    /// key frame, so the step lies between two names and retention can tell after a restart.
+    pub clock_stepped: Box<dyn FnMut() -> bool + Send>,
 }
+
+/// How often the writer asks whether the wall clock stepped.
+const CLOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// An open segment file.
 pub trait SegmentFile: Send {
@@ -242,6 +249,8 @@ impl Recorder {
             scratch: Vec::new(),
             run_start: true,
             paused_check: None,
+            last_clock_check: Instant::now(),
+            cut_for_clock: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("rec-{}", media.name))
@@ -363,6 +372,9 @@ struct Writer {
     run_start: bool,
     /// Set while paused for a full disk: when storage was last asked for room.
     paused_check: Option<Instant>,
+    last_clock_check: Instant,
+    /// The wall clock stepped: the segment ends at the next key frame.
+    cut_for_clock: bool,
 }
 
 /// How often a paused recorder asks whether the disk has room again.
@@ -452,10 +464,21 @@ impl Writer {
         } else {
             None
         };
+        if self.last_clock_check.elapsed() >= CLOCK_CHECK_INTERVAL {
+            self.last_clock_check = Instant::now();
+            if (self.settings.clock_stepped)() && self.segment.is_some() {
+                log::info!(
+                    "path {}: the wall clock stepped or was synchronised; the segment ends at the next key frame",
+                    self.name()
+                );
+                self.cut_for_clock = true;
+            }
+        }
         let rotate = match (&self.segment, &info) {
             (None, _) => true,
             (Some(seg), Some(info)) if frame.is_idr => {
-                seg.started.elapsed() >= self.settings.segment_duration
+                self.cut_for_clock
+                    || seg.started.elapsed() >= self.settings.segment_duration
                     || !seg.info.same_picture_format(info)
                     || seg.info.sps != info.sps
                     || seg.info.pps != info.pps
@@ -598,6 +621,7 @@ impl Writer {
                 )))
             }
         };
+        self.cut_for_clock = false;
         self.segment = Some(Segment {
             rel: rel.clone(),
             file,
@@ -846,6 +870,7 @@ mod tests {
                 ))
             }),
             clock_synced: Arc::new(|| true),
+            clock_stepped: Box::new(|| false),
         }
     }
 
@@ -976,6 +1001,53 @@ mod tests {
         fn has_room(&self) -> bool {
             !self.full.load(Ordering::Acquire)
         }
+    }
+
+    #[test]
+    fn a_clock_step_cuts_the_segment_at_the_next_key_frame_and_the_run_goes_on() {
+        require("ffprobe");
+        let rt = runtime();
+        let root = temp_dir("clockstep");
+        let (media, pipeline) = source("cam", 15);
+        let stepped = Arc::new(AtomicBool::new(false));
+        let run_starts = Arc::new(Mutex::new(Vec::new()));
+        let mut settings = settings("cam", 250, 60_000);
+        let inner = settings.name_for;
+        let starts = run_starts.clone();
+        settings.name_for = Box::new(move |wall, synced, run_start| {
+            starts.lock().expect("lock").push(run_start);
+            inner(wall, synced, run_start)
+        });
+        let flag = stepped.clone();
+        settings.clock_stepped = Box::new(move || flag.swap(false, Ordering::AcqRel));
+        let rec = Recorder::start(
+            media,
+            settings,
+            Arc::new(DiskStorage { root: root.clone() }),
+            rt.handle(),
+        )
+        .expect("recorder");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(rec.stats().segments.load(Ordering::Relaxed), 1);
+        let stepped_at = Instant::now();
+        stepped.store(true, Ordering::Release);
+        while rec.stats().segments.load(Ordering::Relaxed) < 2 {
+            // The check runs every 500 ms, the next IDR comes within 500 ms.
+            assert!(stepped_at.elapsed() < Duration::from_millis(1500), "no cut");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        let stats = rec.stats().clone();
+        rec.stop();
+        pipeline.stop();
+        // One run: the first segment starts it, the second continues it.
+        assert_eq!(*run_starts.lock().expect("lock"), vec![true, false]);
+        let segs = files(&root.join("cam"));
+        assert_eq!(segs.len(), 2, "{segs:?}");
+        let frames: u64 = segs.iter().map(|s| probe(s).0).sum();
+        assert_eq!(frames, stats.frames_written.load(Ordering::Relaxed));
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

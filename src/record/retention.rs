@@ -53,8 +53,9 @@
 //! A clock that is *synchronised* at boot yet wrong by +1 year (a bad NTP server, a date set
 //! by hand) cannot be told from a device that really was off for a year, and is believed.
 //! Steps while vigint runs are always ignored; one that happens while a segment is being
-//! written is still ignored after a restart if the writer cuts the segment when
-//! [`ClockWatch`] reports it (the step then lies inside a run, in the names).
+//! written is still ignored after a restart, because the writer cuts the segment at the next
+//! key frame when [`ClockWatch`] reports it (the step then lies inside a run, between two
+//! names; `recorder` checks twice a second).
 //!
 //! # Size rules
 //!
