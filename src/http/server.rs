@@ -734,7 +734,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// The request target without its query, which may hold secrets: for logs.
-fn log_path(target: &str) -> &str {
+pub(crate) fn log_path(target: &str) -> &str {
     target.split('?').next().unwrap_or(target)
 }
 
