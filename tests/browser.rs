@@ -2,10 +2,13 @@
 //! file, then runs `tests/browser/page_test.mjs` (playwright-core driving Debian's headless
 //! Chromium) against it: first-run setup, login, the live status card and its RTSP address,
 //! a refused and an accepted bitrate change (checked in the API and in the config file on
-//! disk), an RTSP user, no horizontal scroll at phone width. Screenshots land in
-//! `target/artifacts/browser/` (`page.png`, `page-desktop.png`; `failure.png` on failure).
+//! disk), an RTSP user, the recordings (the list, playback in `<video>` through a play link
+//! with byte ranges and a seek, refused play links, delete and the refused delete of the
+//! segment being written), no horizontal scroll at phone width. Screenshots land in
+//! `target/artifacts/browser/` (`page.png`, `page-desktop.png`, `recordings.png`;
+//! `failure.png` on failure).
 //! Needs node, /usr/bin/chromium and `tests/browser/node_modules` (`scripts/install-deps.sh
-//! test` installs all three); fails, never skips, without them. About 15 s.
+//! test` installs all three); fails, never skips, without them. About 30 s.
 
 mod common;
 
@@ -66,8 +69,11 @@ fn require_browser_tools() {
 #[test]
 fn phone_page_in_chromium() {
     require_browser_tools();
-    let s =
-        Server::start(serde_json::json!({ "paths": { "cam": pattern_path(320, 240, 15, 500) } }));
+    // Short segments, so that finished ones exist within seconds.
+    let s = Server::start(serde_json::json!({
+        "paths": { "cam": pattern_path(320, 240, 15, 500) },
+        "recording": { "record": true, "segment_duration": "4s", "part_duration": "500ms" }
+    }));
     let http = s.http.expect("log names the HTTP address");
     let artifacts = artifact_dir();
     let _ = std::fs::remove_dir_all(&artifacts);
@@ -91,7 +97,7 @@ fn phone_page_in_chromium() {
         r.stderr,
         s.log_text()
     );
-    for shot in ["page.png", "page-desktop.png"] {
+    for shot in ["page.png", "page-desktop.png", "recordings.png"] {
         let len = std::fs::metadata(artifacts.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);

@@ -16,6 +16,8 @@ use argon2::Argon2;
 use base64::Engine;
 use blake2::{Blake2b512, Digest};
 
+use super::play::PlayKey;
+
 /// The one admin account's user name in Basic credentials.
 pub const ADMIN_USER: &str = "admin";
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -184,6 +186,9 @@ pub struct Login {
     key: [u8; 32],
     /// The hash last verified against, and the keyed digest of the password that matched.
     verified: Mutex<Option<(String, Vec<u8>)>>,
+    /// The key of play links (`play`): kept here because the login outlives an HTTP server
+    /// move (`http.listen`), and links should too.
+    play: PlayKey,
 }
 
 impl Default for Login {
@@ -195,11 +200,17 @@ impl Default for Login {
             limiter: RateLimiter::default(),
             key,
             verified: Mutex::new(None),
+            play: PlayKey::default(),
         }
     }
 }
 
 impl Login {
+    /// Mints and checks play links for the recordings.
+    pub fn play(&self) -> &PlayKey {
+        &self.play
+    }
+
     fn digest(&self, password: &str) -> Vec<u8> {
         let mut h = Blake2b512::new();
         h.update(self.key);

@@ -3,13 +3,15 @@
 //!
 //! Owns: who may do what (`routes::Access`, same-origin and JSON-only writes, the admin
 //! login in `login`), the mapping from routes to responses and from errors to HTTP status
-//! codes and JSON error bodies (`answer`, in one place). Reads the appliance through
+//! codes and JSON error bodies (`answer`, in one place), and where a play link (`play`)
+//! stands in for the login. Reads the appliance through
 //! `status::Monitor` and changes it only through `control::Control`; never imports `rtsp`,
 //! `pipeline` or `record`.
 
 pub mod login;
 pub mod merge_patch;
 pub mod metrics;
+pub mod play;
 pub mod recordings;
 pub mod routes;
 pub mod server;
@@ -254,6 +256,14 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
         }
     }
     let admin_hash = ctx.control.admin_hash();
+    // A play link stands in for the login on GET/HEAD of the one segment it names, and only
+    // there (a DELETE with one still needs the login). It is judged alone, never by the
+    // password check: a stale link is not a password guess and must not lock the admin out.
+    if let Route::Segment { path, file } = &route {
+        if let Some(token) = play::token_in(&req.target) {
+            return play_segment(ctx, req, admin_hash.as_deref(), path, file, token);
+        }
+    }
     let verdict = ctx.login.check(
         admin_hash.as_deref(),
         req.header("Authorization"),
@@ -443,7 +453,15 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                     recordings::download(rec, &path, &file, req.header("Range"))
                 }
                 Route::DeleteSegment { path, file } => recordings::delete(rec, &path, &file),
-                _ => recordings::list(rec),
+                _ => {
+                    // Only the admin gets here (Access::Admin), so the hash is set.
+                    let hash = admin_hash.unwrap_or_default();
+                    let now = Instant::now();
+                    recordings::list(rec, &|path: &str, file: &str| {
+                        let token = ctx.login.play().mint(&hash, path, file, now)?;
+                        Some(play::segment_url(path, file, Some(&token)))
+                    })
+                }
             }
         }
         Route::DeletePath(name) => written(
@@ -462,6 +480,38 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
     }
 }
 
+/// GET or HEAD of a segment with a play link (`?token=`) instead of a login. A bad, expired
+/// or revoked link is 401 like a missing login, without `WWW-Authenticate` (a `<video>`
+/// must not open a login dialog) and without counting as a failed password: guessing a
+/// 256-bit MAC is hopeless, so there is nothing for the limiter to slow down, while an open
+/// tab's stale links would otherwise lock its admin out.
+fn play_segment(
+    ctx: &HttpContext,
+    req: &Request,
+    admin_hash: Option<&str>,
+    path: &str,
+    file: &str,
+    token: &str,
+) -> Response {
+    let valid = admin_hash.is_some_and(|hash| {
+        ctx.login
+            .play()
+            .check(hash, path, file, token, Instant::now())
+            .is_ok()
+    });
+    if !valid {
+        return error(
+            401,
+            "unauthorized",
+            "this play link is not valid or has expired; reload the recordings list",
+        );
+    }
+    match ctx.recordings.as_deref() {
+        Some(rec) => recordings::download(rec, path, file, req.header("Range")),
+        None => error(404, "recording_off", "recording is not enabled"),
+    }
+}
+
 /// Starts the HTTP API on `cfg.listen`: our own transport (`server`) with `answer` as the
 /// handler, every response marked `Cache-Control: no-store` (status and config are live).
 pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
@@ -469,7 +519,13 @@ pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
     let handler: server::Handler = Arc::new(move |req: &Request| {
         let mut r = answer(&ctx, req);
         if r.status >= 500 && r.status != 503 {
-            log::error!("http: {} {} -> {}", req.method, req.target, r.status);
+            // Without the query: it may hold a play link's token.
+            log::error!(
+                "http: {} {} -> {}",
+                req.method,
+                server::log_path(&req.target),
+                r.status
+            );
         }
         r.headers.push(("Cache-Control", "no-store".into()));
         r

@@ -1,13 +1,16 @@
 //! The recordings routes: list, download (with a single byte range, so that a browser's
 //! `<video>` can seek) and delete, through `control::Recordings`.
 //!
-//! Owns: `Range` parsing and the answers (200/206/416, JSON errors). Names arrive decoded
+//! Owns: `Range` parsing and the answers (200/206/416, JSON errors), the list's shape (each
+//! segment with its `play_url`, made by the caller). Names arrive decoded
 //! and checked by `routes`; the implementation checks them again against the disk.
 
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::{error, json, Response};
-use crate::control::{RecordingError, Recordings};
+use crate::control::{RecordingError, Recordings, SegmentEntry};
 use crate::http::server::FileBody;
 
 const MP4: &str = "video/mp4";
@@ -83,9 +86,39 @@ fn recording_error(e: RecordingError) -> Response {
     }
 }
 
-/// `GET /api/v1/recordings`: `[{"path", "segments": [...]}]`.
-pub fn list(rec: &dyn Recordings) -> Response {
-    json(200, &rec.list())
+/// A segment as listed: the entry and its play link.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    segment: &'a SegmentEntry,
+    play_url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListedPath<'a> {
+    path: &'a str,
+    segments: Vec<Listed<'a>>,
+}
+
+/// `GET /api/v1/recordings`: `[{"path", "segments": [...]}]`, each segment with the
+/// `play_url` that `play_url(path, file)` makes (null when it makes none).
+pub fn list(rec: &dyn Recordings, play_url: &dyn Fn(&str, &str) -> Option<String>) -> Response {
+    let all = rec.list();
+    let listed: Vec<ListedPath> = all
+        .iter()
+        .map(|p| ListedPath {
+            path: &p.path,
+            segments: p
+                .segments
+                .iter()
+                .map(|s| Listed {
+                    segment: s,
+                    play_url: play_url(&p.path, &s.file),
+                })
+                .collect(),
+        })
+        .collect();
+    json(200, &listed)
 }
 
 /// `GET` or `HEAD /api/v1/recordings/{path}/{file}`, with `range` the `Range` header.
@@ -321,12 +354,19 @@ mod tests {
         let c = &s.ctx;
         let a = send(c, "GET", "/api/v1/recordings", &[]);
         assert_eq!(a.status, 200);
-        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let play_url = v[0]["segments"][0]["play_url"].take();
+        assert!(
+            play_url
+                .as_str()
+                .is_some_and(|u| u.starts_with("/api/v1/recordings/cam/2026/a.mp4?token=")),
+            "{play_url}"
+        );
         assert_eq!(
             v,
             serde_json::json!([{"path": "cam", "segments": [{"file": "2026/a.mp4",
                 "start": "2026-11-21T10:00:00Z", "clock_trusted": true, "duration_s": 600.0,
-                "bytes": 1000, "recording": false}]}])
+                "bytes": 1000, "recording": false, "play_url": null}]}])
         );
         let data = std::fs::read(s.root.join("cam/2026/a.mp4")).unwrap();
         let a = send(c, "GET", "/api/v1/recordings/cam/2026/a.mp4", &[]);
@@ -479,5 +519,176 @@ mod tests {
             let a = send(&off, "GET", target, &[]);
             assert_eq!((a.status, code(&a).as_str()), (404, "recording_off"));
         }
+    }
+
+    /// A request without a login (as a `<video>` element sends it).
+    fn anonymous(
+        c: &HttpContext,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        answer(
+            c,
+            &Request {
+                method: method.into(),
+                target: target.into(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                body: vec![],
+                peer: "127.0.0.1:5000".parse().unwrap(),
+            },
+        )
+    }
+
+    /// The play URL the list gives for `file` of cam.
+    fn play_url(c: &HttpContext, file: &str) -> String {
+        let a = send(c, "GET", "/api/v1/recordings", &[]);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        v[0]["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["file"] == file)
+            .and_then(|s| s["play_url"].as_str())
+            .expect("a play_url")
+            .to_string()
+    }
+
+    #[test]
+    fn play_links_serve_their_file_without_a_login() {
+        let s = setup("play");
+        let c = &s.ctx;
+        let url = play_url(c, "2026/a.mp4");
+        let data = std::fs::read(s.root.join("cam/2026/a.mp4")).unwrap();
+        let a = anonymous(c, "GET", &url, &[("Range", "bytes=100-199")]);
+        assert_eq!(a.status, 206);
+        assert_eq!(header(&a, "Content-Range"), Some("bytes 100-199/1000"));
+        assert_eq!(file_bytes(&a), &data[100..200]);
+        let a = anonymous(c, "HEAD", &url, &[]);
+        assert_eq!(
+            (a.status, a.file.as_ref().map(|f| f.len)),
+            (200, Some(1000))
+        );
+        // Not for another file, nor with a changed path, nor with the token moved.
+        let token = url.split_once('?').unwrap().1;
+        for other in [
+            format!("/api/v1/recordings/cam/b.mp4?{token}"),
+            format!("/api/v1/recordings/cam/2026/a.mp4x?{token}"),
+            format!("/api/v1/recordings/cam/2026/a.mp4?{token}x"),
+            format!(
+                "/api/v1/recordings/cam/2026/a.mp4?{}",
+                token.replace("token=", "token=1")
+            ),
+            "/api/v1/recordings/cam/2026/a.mp4?token=".to_string(),
+        ] {
+            let a = anonymous(c, "GET", &other, &[]);
+            assert_eq!(
+                (a.status, code(&a).as_str()),
+                (401, "unauthorized"),
+                "{other}"
+            );
+            assert!(a.file.is_none());
+            // JSON like every error, and no login dialog for a <video>.
+            let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("play link"));
+            assert!(v["error"]["field"].is_null());
+            assert_eq!(header(&a, "WWW-Authenticate"), None);
+        }
+        // A link is not a login: the list and other routes still need one.
+        let listing = format!("/api/v1/recordings?{token}");
+        assert_eq!(anonymous(c, "GET", &listing, &[]).status, 401);
+        assert_eq!(
+            anonymous(c, "GET", &format!("/api/v1/config?{token}"), &[]).status,
+            401
+        );
+        // A changed admin password revokes every link.
+        c.control
+            .update(&mut |cur| {
+                let mut next = cur.clone();
+                next.admin.password_hash =
+                    Some(crate::http::login::hash_password("another password").unwrap());
+                Ok(next)
+            })
+            .unwrap();
+        assert_eq!(anonymous(c, "GET", &url, &[]).status, 401);
+        assert!(s
+            .fake
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, f)| f == "2026/a.mp4"));
+    }
+
+    #[test]
+    fn a_play_link_cannot_delete() {
+        let s = setup("play-delete");
+        let c = &s.ctx;
+        let url = play_url(c, "2026/a.mp4");
+        let a = anonymous(c, "DELETE", &url, &[]);
+        assert_eq!((a.status, code(&a).as_str()), (401, "unauthorized"));
+        assert!(s.root.join("cam/2026/a.mp4").exists());
+        assert!(s.fake.seen.lock().unwrap().is_empty());
+        // Nor change anything else.
+        let token = url.split_once('?').unwrap().1;
+        let a = anonymous(c, "PATCH", &format!("/api/v1/config?{token}"), &[]);
+        assert_eq!(a.status, 401);
+    }
+
+    #[test]
+    fn bad_play_links_never_lock_the_admin_out() {
+        let s = setup("play-limit");
+        let c = &s.ctx;
+        let url = play_url(c, "2026/a.mp4");
+        let forged = format!("{}A", &url[..url.len() - 1]);
+        let forged = if forged == url {
+            format!("{}B", &url[..url.len() - 1])
+        } else {
+            forged
+        };
+        for _ in 0..3 * crate::http::login::FREE_ATTEMPTS {
+            assert_eq!(anonymous(c, "GET", &forged, &[]).status, 401);
+        }
+        // The login still works from the same address, with no wait.
+        assert_eq!(send(c, "GET", "/api/v1/recordings", &[]).status, 200);
+        // And a valid link works while the address is made to wait after wrong passwords.
+        // Wrong passwords until the wait is at least 4 s (Argon2 is slow in a debug build: a
+        // shorter wait may pass while the checks below run).
+        let wrong = "Basic YWRtaW46d3Jvbmc="; // admin:wrong
+        let limited = (0..100).any(|_| {
+            let a = anonymous(c, "GET", "/api/v1/recordings", &[("Authorization", wrong)]);
+            let wait: u64 = header(&a, "Retry-After")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0);
+            if a.status == 429 && wait < 4 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            a.status == 429 && wait >= 4
+        });
+        assert!(limited, "wrong passwords were never rate-limited");
+        assert_eq!(anonymous(c, "GET", &url, &[]).status, 200);
+        assert_eq!(send(c, "GET", "/api/v1/recordings", &[]).status, 429);
+    }
+
+    #[test]
+    fn play_links_die_with_the_process() {
+        let s = setup("play-restart");
+        let url = play_url(&s.ctx, "2026/a.mp4");
+        // A new process: a new login (and key), the same config and files.
+        let restarted = HttpContext {
+            recordings: Some(s.fake.clone()),
+            monitor: s.ctx.monitor.clone(),
+            cameras: s.ctx.cameras.clone(),
+            control: s.ctx.control.clone(),
+            login: Arc::default(),
+        };
+        assert_eq!(anonymous(&restarted, "GET", &url, &[]).status, 401);
+        assert_eq!(anonymous(&s.ctx, "GET", &url, &[]).status, 200);
     }
 }

@@ -131,10 +131,16 @@ impl Default for Limits {
     }
 }
 
-/// Connection threads run the handler too. JSON handlers fit in 128 KiB, but listing
-/// recordings measures the segment being written through mp4-atom's box decoders, whose
-/// frames overflowed 128 KiB in a debug build. Only touched pages cost memory.
-const CONN_STACK: usize = 512 * 1024;
+/// Connection threads run the handler too. The deepest is the recordings list, which may
+/// summarize a segment (mp4-atom decoding its `moov`): measured 32-48 KiB of stack in a
+/// release build, 320-352 KiB in a debug build, whose generic decoders are unoptimised (the
+/// tests' builds: 128 KiB overflowed and aborted the process). Untouched stack pages cost
+/// no memory.
+const CONN_STACK: usize = if cfg!(debug_assertions) {
+    1024 * 1024
+} else {
+    128 * 1024
+};
 /// More headers than this get 431, whatever their size.
 const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 8 * 1024;
@@ -735,7 +741,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// The request target without its query, which may hold secrets: for logs.
-fn log_path(target: &str) -> &str {
+pub(crate) fn log_path(target: &str) -> &str {
     target.split('?').next().unwrap_or(target)
 }
 
@@ -1244,9 +1250,38 @@ mod tests {
         assert_eq!(l.tick(t0 + Duration::from_secs(30)), Some(1));
     }
 
+    /// One listed segment that cannot be opened: enough for the list and a play link.
+    struct OneSegment;
+
+    impl crate::control::Recordings for OneSegment {
+        fn list(&self) -> Vec<crate::control::PathRecordings> {
+            vec![crate::control::PathRecordings {
+                path: "cam".into(),
+                segments: vec![crate::control::SegmentEntry {
+                    file: "a.mp4".into(),
+                    start: None,
+                    clock_trusted: false,
+                    duration_s: 1.0,
+                    bytes: 1,
+                    recording: false,
+                }],
+            }]
+        }
+        fn open(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<(std::fs::File, u64), crate::control::RecordingError> {
+            Err(crate::control::RecordingError::NotFound)
+        }
+        fn delete(&self, _: &str, _: &str) -> Result<(), crate::control::RecordingError> {
+            Err(crate::control::RecordingError::NotFound)
+        }
+    }
+
     /// The JSON handlers (`http::answer`: every route, the Argon2 hashing of the first-run
-    /// setup, a login check and a config write) fit in a connection thread's stack, in a
-    /// debug build (larger frames than release).
+    /// setup, a login check, a config write, play links made and checked with BLAKE2b) fit
+    /// in a connection thread's stack, in a debug build (larger frames than release).
     #[test]
     fn the_json_handlers_fit_in_a_connection_stack() {
         let ctx = crate::http::HttpContext {
@@ -1256,7 +1291,7 @@ mod tests {
                 crate::config::Config::default(),
             ))),
             login: Arc::default(),
-            recordings: None,
+            recordings: Some(Arc::new(OneSegment)),
         };
         let t = std::thread::Builder::new()
             .stack_size(CONN_STACK)
@@ -1296,6 +1331,32 @@ mod tests {
                     );
                     assert!(!serialize_response(&r, false, ConnHeader::None).is_empty());
                 }
+                // A play link from the list, checked: 404 from the fake, not 401.
+                let list = crate::http::answer(
+                    &ctx,
+                    &Request {
+                        method: "GET".into(),
+                        target: "/api/v1/recordings".into(),
+                        headers: vec![("Authorization".into(), auth.into())],
+                        body: vec![],
+                        peer: "127.0.0.1:1".parse().expect("addr"),
+                    },
+                );
+                let list: serde_json::Value = serde_json::from_slice(&list.body).expect("json");
+                let url = list[0]["segments"][0]["play_url"]
+                    .as_str()
+                    .expect("play_url");
+                let r = crate::http::answer(
+                    &ctx,
+                    &Request {
+                        method: "GET".into(),
+                        target: url.into(),
+                        headers: vec![],
+                        body: vec![],
+                        peer: "127.0.0.1:1".parse().expect("addr"),
+                    },
+                );
+                assert_eq!(r.status, 404);
             })
             .expect("spawn");
         assert!(t.join().is_ok());
