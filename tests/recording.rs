@@ -80,6 +80,27 @@ fn play(file: &Path) -> Vec<vigint::capture::pattern::FrameCode> {
     codes_of(&frames, W, H)
 }
 
+/// The duration ffprobe gives a file, in seconds.
+fn duration_of(file: &Path) -> f64 {
+    let out = run(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(file),
+        Duration::from_secs(30),
+    );
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: no duration: {}", file.display(), out.stdout))
+}
+
 fn terminate(s: &mut Server) {
     // SAFETY: kill sends SIGTERM to our own child.
     unsafe {
@@ -101,14 +122,28 @@ fn segments_play_and_their_boundaries_have_no_gap() {
     let segs = segments(&data_dir(&s));
     assert!(segs.len() >= 3, "{segs:?}\n{}", s.log_text());
     let mut all = Vec::new();
+    let mut durations = 0.0;
     for seg in &segs {
         let codes = play(seg);
         assert!(!codes.is_empty(), "{}", seg.display());
         all.extend(codes);
+        durations += duration_of(seg);
     }
     // One frame sequence across all files: no frame lost or repeated at a boundary.
     assert_gapless(&all, "frames across segments");
     assert!(all.len() >= 80, "{} frames in ~7 s at 15 fps", all.len());
+    // The files' durations add up to the wall time recorded (capture times burned into the
+    // first and last frames, plus the last frame's own period), within a frame per boundary.
+    let first = all.first().expect("frames").capture_ms as f64;
+    let last = all.last().expect("frames").capture_ms as f64;
+    let recorded = (last - first) / 1000.0 + 1.0 / 15.0;
+    let slack = segs.len() as f64 / 15.0;
+    eprintln!("segment durations {durations:.3} s for {recorded:.3} s recorded");
+    assert!(
+        (durations - recorded).abs() <= slack,
+        "durations {durations:.3} s, recorded {recorded:.3} s, {} files",
+        segs.len()
+    );
 }
 
 #[test]
