@@ -415,16 +415,27 @@ fn a_stalled_card_never_holds_up_rtsp_viewers_and_the_dropped_span_is_reported()
     assert_eq!(gaps, vec![dropped], "gaps between {files:?}");
 }
 
-/// Mounts a tmpfs of `size_mib` on `dir` in a private mount namespace, fills all but
-/// `free_kib` of it with a file that is not a recording, then runs vigint there.
+/// Mounts a tmpfs of `size_mib` on `dir` in a private user and mount namespace (no root
+/// needed where unprivileged user namespaces are allowed, as on Debian and Ubuntu), fills
+/// all but `free_kib` of it with a file that is not a recording, then runs vigint there.
 fn small_disk(dir: &Path, size_mib: u64, free_kib: u64) -> Launch {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root,
-        "this test mounts a tmpfs in its own mount namespace: run the tests as root (CI does)"
+    let probe = run(
+        Command::new("unshare").args([
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=1m probe /mnt",
+        ]),
+        Duration::from_secs(10),
     );
-    require_group("unshare", "test");
+    assert!(
+        probe.ok,
+        "this test mounts a small tmpfs in its own user and mount namespace, which failed: {}\n\
+         allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on \
+         Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0) or run the tests as root",
+        probe.stderr
+    );
     let filler_kib = size_mib * 1024 - free_kib;
     let script = format!(
         "mount -t tmpfs -o size={size_mib}m vigint-test \"$0\" && \
@@ -433,6 +444,7 @@ fn small_disk(dir: &Path, size_mib: u64, free_kib: u64) -> Launch {
     Launch {
         wrapper: vec![
             "unshare".into(),
+            "--map-root-user".into(),
             "--mount".into(),
             "--".into(),
             "sh".into(),

@@ -1,10 +1,12 @@
 //! Recording to the SD card as fragmented MP4 segments.
 //!
 //! Owns: the MP4 layer (`fmp4`: init segment, fragments, AVCC sample data; the only file
-//! naming the `mp4-atom` crate) and crash repair (`repair`: cut a segment back to its last
-//! complete fragment). Both are pure of threads and config. The recorder thread (a hub
-//! reader that cuts segments at IDRs, writes fragments every `part_duration`, fsyncs and
-//! applies retention) comes next and is built on these two.
+//! naming the `mp4-atom` crate) and crash repair (`repair`), both pure of threads and config;
+//! the writer (`recorder`: a hub tap, a bounded queue and thread "rec-<path>" that cuts
+//! segments at IDRs, writes fragments every `part_duration` and fsyncs them) and its
+//! counters (`meter`); names (`naming`) and retention (`retention`), both pure; one path's
+//! directory (`store`: scan, repair at start, retention pass, room on a full disk); and the
+//! safe mapping of API names to files (`library`).
 //!
 //! Why fragmented MP4: a plain MP4 keeps its sample index in a `moov` written at the end, so a
 //! power cut leaves a file nothing can play. A fragmented file carries its index in each
