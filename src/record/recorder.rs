@@ -75,6 +75,8 @@ pub trait Storage: Send + Sync {
     fn make_room(&self, writing: &Path) -> bool;
     /// True when there is room to record again (after a disk-full pause).
     fn has_room(&self) -> bool;
+    /// `rel` is no longer being written (closed, or ended early): retention may take it.
+    fn closed(&self, _rel: &Path) {}
 }
 
 /// What the recorder is doing, for status.
@@ -513,6 +515,7 @@ impl Writer {
         self.run_start = true;
         if let Some(seg) = self.segment.take() {
             self.stats.set_current(None);
+            self.storage.closed(&seg.rel);
             log::warn!(
                 "path {}: segment {} ends early",
                 self.name(),
@@ -713,6 +716,7 @@ impl Writer {
             self.failed(f);
         }
         if let Some(seg) = self.segment.take() {
+            self.storage.closed(&seg.rel);
             log::debug!("path {}: segment {} closed", self.name(), seg.rel.display());
         }
         self.stats.set_current(None);

@@ -133,7 +133,8 @@ pub struct PathStore {
     settings: RecordingConfig,
     next_sequence: AtomicU64,
     scan: Mutex<Scan>,
-    /// The segment being written (the recorder's), never deleted.
+    /// The segment being written (set by `Storage::create`, cleared by `Storage::closed`,
+    /// as the recorder's own `RecorderStats::current`), never deleted.
     writing: Mutex<Option<PathBuf>>,
     disk: DiskStorage,
     volume: Arc<dyn Volume>,
@@ -368,7 +369,7 @@ impl PathStore {
         self.volume.disk(&self.root).ok().map(|d| d.free)
     }
 
-    pub fn set_writing(&self, rel: Option<PathBuf>) {
+    fn set_writing(&self, rel: Option<PathBuf>) {
         *self.writing.lock().unwrap_or_else(|e| e.into_inner()) = rel;
     }
 
@@ -457,6 +458,13 @@ impl Storage for PathStore {
         let f = self.disk.create(rel)?;
         self.set_writing(Some(rel.to_path_buf()));
         Ok(f)
+    }
+
+    fn closed(&self, rel: &Path) {
+        let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        if writing.as_deref() == Some(rel) {
+            *writing = None;
+        }
     }
 
     fn make_room(&self, writing: &Path) -> bool {
@@ -645,7 +653,11 @@ mod tests {
 
         /// Recording stops: nothing is being written; the next segment starts a run.
         fn stop(&mut self) {
-            self.store.set_writing(None);
+            // As the recorder says it: the segment being written is closed.
+            if let Some(last) = self.written.last() {
+                self.store.closed(&PathBuf::from("nothing-of-ours.mp4"));
+                self.store.closed(&last.rel);
+            }
             self.new_run = true;
         }
 
