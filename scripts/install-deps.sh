@@ -7,7 +7,7 @@
 #          phone page's browser test Debian's chromium, node and npm (Debian's nodejs/npm only
 #          when no node/npm is on PATH) and tests/browser/node_modules (npm ci, from the
 #          committed package-lock.json, when missing)
-#   arm:   build + the aarch64 cross toolchain and qemu-user (scripts/build-aarch64.sh)
+#   arm:   build + the aarch64 and armv7 cross toolchains and qemu-user (scripts/build-arm.sh)
 #   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
 #          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
 #   all:   everything (scripts/test-all.sh)
@@ -17,10 +17,11 @@ need_build=(libclang-dev nasm pkg-config)
 need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   prometheus chromium)
-need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static file)
+need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf
+  qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
 # libc6:arm64 gives /lib/ld-linux-aarch64.so.1 for the `qemu-aarch64-static -L /` runner.
-# Other distributions (Ubuntu) have no rustc-web: build-aarch64.sh then uses rustup instead.
+# Other distributions (Ubuntu) have no rustc-web: build-arm.sh then uses rustup instead.
 need_arm_rust=(rustc-web cargo-web libstd-rust-web-dev:arm64 libc6:arm64)
 # The guests' userland is copied from the host: busybox-static, v4l2-ctl (v4l-utils) with its
 # libraries, and for the aarch64 guest the arm64 multiarch libraries vigint and v4l2-ctl link
@@ -80,7 +81,7 @@ system_packages() {
       fi
       missing+=("${missing_rust[@]}")
     else
-      echo "note: no rustc-web package here (it is Debian 12's); scripts/build-aarch64.sh" \
+      echo "note: no rustc-web package here (it is Debian 12's); scripts/build-arm.sh" \
         "will use rustup's aarch64-unknown-linux-gnu target instead" >&2
     fi
   fi

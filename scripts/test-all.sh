@@ -5,7 +5,7 @@
 #   3. lint             cargo clippy --all-targets -- -D warnings; shellcheck on the scripts
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
-#   5. aarch64          scripts/build-aarch64.sh --test (cross build, unit tests under qemu-user)
+#   5. aarch64          scripts/build-arm.sh --test (cross build, unit tests under qemu-user)
 #   6. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
 #                       aarch64 binary each in a QEMU board with Debian's kernel and the vivid
 #                       camera driver, played from the host (about 40 s each; the first run
@@ -62,6 +62,6 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step shell lint_shell
 step test cargo test --release
-step aarch64 scripts/build-aarch64.sh --test
-# After the aarch64 build, which the aarch64 guest boots (build-aarch64.sh is a no-op by now).
+step aarch64 scripts/build-arm.sh --test
+# After the aarch64 build, which the aarch64 guest boots (build-arm.sh is a no-op by now).
 step vivid cargo test --release --test vivid -- --ignored --nocapture

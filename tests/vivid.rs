@@ -3,7 +3,7 @@
 //! vivid devices as two paths, and the host plays them over RTSP (forwarded to 127.0.0.1).
 //!
 //! For x86_64 (the binary cargo builds for this test) and aarch64 (the binary
-//! `scripts/build-aarch64.sh` builds, the one users put on a Pi). The guest is made by
+//! `scripts/build-arm.sh` builds, the one users put on a Pi). The guest is made by
 //! `tests/vivid/` (kernel from apt into a cache, initramfs, QEMU command line); the host drives
 //! it over a virtio serial port that runs shell commands in the guest (`tests/vivid/init`).
 //!
@@ -729,7 +729,7 @@ fn vivid_x86_64() {
     scenario("x86_64", Path::new(env!("CARGO_BIN_EXE_vigint")));
 }
 
-/// The aarch64 binary: VIGINT_VIVID_AARCH64_BIN, else what `scripts/build-aarch64.sh` builds
+/// The aarch64 binary: VIGINT_VIVID_AARCH64_BIN, else what `scripts/build-arm.sh` builds
 /// (it is a no-op when that build is current, as in scripts/test-all.sh right after it).
 fn aarch64_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("VIGINT_VIVID_AARCH64_BIN") {
@@ -737,21 +737,21 @@ fn aarch64_binary() -> PathBuf {
     }
     let root = manifest_dir();
     let r = run(
-        Command::new(root.join("scripts/build-aarch64.sh")).current_dir(&root),
+        Command::new(root.join("scripts/build-arm.sh")).current_dir(&root),
         Duration::from_secs(1800),
     );
     assert!(
         r.ok,
-        "scripts/build-aarch64.sh failed:\n{}\n{}",
+        "scripts/build-arm.sh failed:\n{}\n{}",
         r.stdout, r.stderr
     );
-    // Its report line: "build-aarch64: PATH: ELF 64-bit LSB pie executable, ARM aarch64, ..."
+    // Its report line: "build-arm: PATH: ELF 64-bit LSB pie executable, ARM aarch64, ..."
     let bin = r
         .stdout
         .lines()
-        .find_map(|l| l.strip_prefix("build-aarch64: ")?.split_once(": ELF"))
+        .find_map(|l| l.strip_prefix("build-arm: ")?.split_once(": ELF"))
         .map(|(p, _)| root.join(p))
-        .unwrap_or_else(|| panic!("no binary in build-aarch64.sh's output:\n{}", r.stdout));
+        .unwrap_or_else(|| panic!("no binary in build-arm.sh's output:\n{}", r.stdout));
     assert!(bin.is_file(), "{} is missing", bin.display());
     bin
 }
