@@ -3,6 +3,7 @@
 # Debian/Ubuntu only. Safe to run repeatedly; quiet when everything is present.
 #   build: what `cargo build` needs (bindgen's libclang, nasm for openh264's x86 assembly)
 #   test:  build + the independent RTSP clients the integration tests drive, shellcheck,
+#          systemd (systemd-analyze, -sysusers, -tmpfiles check board/'s unit files),
 #          promtool (Debian package prometheus) for the /metrics format check, and for the
 #          phone page's browser test Debian's chromium, node and npm (Debian's nodejs/npm only
 #          when no node/npm is on PATH) and tests/browser/node_modules (npm ci, from the
@@ -16,7 +17,7 @@ set -euo pipefail
 need_build=(libclang-dev nasm pkg-config)
 need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
-  prometheus chromium)
+  prometheus chromium systemd)
 need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf
   qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.

@@ -731,6 +731,8 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
         Ok(h) => *supervisor.http() = Some(h),
         Err(e) => log::error!("http: {e}; the HTTP API is off, RTSP keeps serving"),
     }
+    let systemd = crate::notify::Systemd::from_env();
+    let watchdog = systemd.spawn(monitor.clone(), tokio::runtime::Handle::current());
     if let Some(udp) = &ctx.udp {
         let (rtp, rtcp) = udp.ports();
         log::info!("rtsp: listening on {listen} (TCP), UDP ports {rtp}-{rtcp}");
@@ -748,7 +750,11 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
         }
     }
     server.run(shutdown_signal()).await;
+    systemd.stopping();
     log::info!("shutting down");
+    if let Some(t) = watchdog {
+        let _ = t.join();
+    }
     let http = supervisor.http().take();
     if let Some(h) = http {
         h.stop();

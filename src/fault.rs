@@ -1,4 +1,4 @@
-//! Fault injection for tests of the real binary (a stalled SD card, later a hung camera).
+//! Fault injection for tests of the real binary (a stalled SD card, a hung capture thread).
 //!
 //! Inert unless the environment variable `VIGINT_FAULTS` names a directory when the process
 //! starts; then a fault is on while a file of its name exists there, so a test can switch it
@@ -11,6 +11,9 @@ use std::time::Duration;
 
 /// Writes and syncs of recordings block while this fault is on.
 pub const STALL_STORAGE: &str = "stall-storage";
+/// The capture thread blocks inside its loop while this fault is on, without reporting an
+/// error: the wedge the systemd watchdog must catch.
+pub const HANG_CAPTURE: &str = "hang-capture";
 
 fn dir() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();

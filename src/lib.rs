@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod logger;
 pub mod media;
+pub mod notify;
 pub mod pipeline;
 pub mod record;
 pub mod rtsp;

@@ -661,6 +661,9 @@ impl Worker {
                 // The camera's own encoder ignores our bitrate: only a new source matters.
                 Pending::Encoder(settings) => self.settings = settings,
             }
+            if crate::fault::enabled() {
+                self.injected_hang();
+            }
             let mut frame = match source.next_frame() {
                 Ok(f) => f,
                 Err(e) => return self.failed(e.to_string(), s),
@@ -760,6 +763,9 @@ impl Worker {
                     }
                 }
             }
+            if crate::fault::enabled() {
+                self.injected_hang();
+            }
             let mut frame = match source.next_frame() {
                 Ok(f) => f,
                 Err(e) => return self.failed(e.to_string(), s),
@@ -825,6 +831,23 @@ impl Worker {
                 }
             }
             self.publish(s, encoded);
+        }
+    }
+
+    /// The `hang-capture` fault: blocks here, reporting nothing, while it is on.
+    fn injected_hang(&self) {
+        if crate::fault::active(crate::fault::HANG_CAPTURE) {
+            log::warn!(
+                "path {}: fault {}: the capture thread hangs",
+                self.path.name,
+                crate::fault::HANG_CAPTURE
+            );
+            crate::fault::wait_while(crate::fault::HANG_CAPTURE);
+            log::info!(
+                "path {}: fault {} off",
+                self.path.name,
+                crate::fault::HANG_CAPTURE
+            );
         }
     }
 

@@ -1,5 +1,5 @@
-//! The health snapshot every reporter reads (HTTP API, metrics; later the LED and the
-//! systemd watchdog).
+//! The health snapshot every reporter reads (HTTP API, metrics, the systemd watchdog;
+//! later the LED).
 //!
 //! Owns: the `Status`/`PathStatus` snapshot types, the probe traits through which the
 //! pipeline (`SourceProbe`) and the RTSP server (`ClientProbe`) are read without the
@@ -8,7 +8,7 @@
 //! sampled by `Monitor`'s own thread). Does not own: any counter itself, or any protocol.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -388,6 +388,8 @@ pub struct Monitor {
     board: Option<String>,
     paths: Mutex<Vec<Watched>>,
     clients: Arc<dyn ClientProbe>,
+    /// Completed `sample` passes: the watchdog's proof that the sampler still runs.
+    sweeps: AtomicU64,
 }
 
 impl Monitor {
@@ -404,6 +406,7 @@ impl Monitor {
             board: board_model(),
             paths: Mutex::new(paths),
             clients,
+            sweeps: AtomicU64::new(0),
         })
     }
 
@@ -443,6 +446,12 @@ impl Monitor {
             let s = w.probe.stats.sample();
             w.window.push(now, s.frames, s.bytes);
         }
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times `sample` has run.
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Relaxed)
     }
 
     /// Starts the thread "status" that samples every `SAMPLE_EVERY` until `stop` is set.
