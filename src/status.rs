@@ -1,5 +1,5 @@
-//! The health snapshot every reporter reads (HTTP API, metrics; later the LED and the
-//! systemd watchdog).
+//! The health snapshot every reporter reads (HTTP API, metrics, the status LED through
+//! `health`; later the systemd watchdog).
 //!
 //! Owns: the `Status`/`PathStatus` snapshot types, the probe traits through which the
 //! pipeline (`SourceProbe`) and the RTSP server (`ClientProbe`) are read without the
@@ -267,6 +267,19 @@ pub struct Status {
     pub healthy: bool,
     pub rtsp: ServerSample,
     pub paths: Vec<PathStatus>,
+    /// The status LED as its thread last set it; `None` before that.
+    pub led: Option<LedStatus>,
+}
+
+/// What the status LED shows (set by the LED thread, see `led`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LedStatus {
+    /// `gpio`, `sysfs` or `none`.
+    pub driver: String,
+    /// The pattern shown (`recording`, `camera_lost`, ...); `None` when the LED failed.
+    pub pattern: Option<String>,
+    /// Why the LED shows nothing (it could not be opened or written).
+    pub error: Option<String>,
 }
 
 /// Whether wall time can be trusted (Pi boards have no RTC: until NTP syncs, the date may
@@ -388,6 +401,7 @@ pub struct Monitor {
     board: Option<String>,
     paths: Mutex<Vec<Watched>>,
     clients: Arc<dyn ClientProbe>,
+    led: Mutex<Option<LedStatus>>,
 }
 
 impl Monitor {
@@ -404,6 +418,7 @@ impl Monitor {
             board: board_model(),
             paths: Mutex::new(paths),
             clients,
+            led: Mutex::new(None),
         })
     }
 
@@ -430,6 +445,11 @@ impl Monitor {
                 paths.sort_by(|a, b| a.probe.name.cmp(&b.probe.name));
             }
         }
+    }
+
+    /// Records what the status LED shows, for the next snapshots.
+    pub fn set_led(&self, led: LedStatus) {
+        *self.led.lock().unwrap_or_else(|e| e.into_inner()) = Some(led);
     }
 
     pub fn unwatch(&self, name: &str) {
@@ -526,6 +546,7 @@ impl Monitor {
             healthy: paths.iter().all(|p| p.problem.is_none()),
             rtsp: self.clients.server(),
             paths,
+            led: self.led.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
