@@ -447,6 +447,10 @@ impl Supervisor {
                 .push(format!("http moving to {}", next.http.listen));
         }
 
+        if prev.led != next.led {
+            // The LED is opened once at start (a GPIO pin is claimed for the process).
+            done.restart_required.push("led".into());
+        }
         if prev.log_level != next.log_level {
             crate::logger::set_level(&next.log_level);
             done.applied.push(format!("log_level {}", next.log_level));
@@ -712,6 +716,7 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
             None
         }
     };
+    let led = start_led(&cfg, &monitor);
     let sampler = match monitor.spawn_sampler(sampler_stop.clone()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -752,6 +757,9 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     server.run(shutdown_signal()).await;
     systemd.stopping();
     log::info!("shutting down");
+    if let Some(l) = &led {
+        l.stopping();
+    }
     if let Some(t) = watchdog {
         let _ = t.join();
     }
@@ -767,7 +775,42 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     if let Some(t) = retention {
         let _ = t.join();
     }
+    // Last: off and restored once everything else has stopped.
+    if let Some(l) = led {
+        l.finish();
+    }
     Ok(())
+}
+
+/// Opens the status LED and starts its thread. A failure is logged and shown in status;
+/// the appliance serves on without it (video is its job).
+fn start_led(cfg: &Config, monitor: &Arc<Monitor>) -> Option<crate::led::LedThread> {
+    let led_cfg = cfg.led_or(None);
+    let driver = match crate::led::open(&led_cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("led: {e}; the status LED is off");
+            monitor.set_led(crate::status::LedStatus {
+                driver: led_cfg.driver.as_str().to_string(),
+                pattern: None,
+                error: Some(e.to_string()),
+            });
+            return None;
+        }
+    };
+    let name = driver.driver();
+    match crate::led::LedThread::spawn(driver, monitor.clone()) {
+        Ok(t) => {
+            if name != "none" {
+                log::info!("led: {name} status LED on");
+            }
+            Some(t)
+        }
+        Err(e) => {
+            log::error!("led: cannot start the LED thread: {e}");
+            None
+        }
+    }
 }
 
 /// Starts the HTTP API. A failure is logged and the appliance runs on without it: video

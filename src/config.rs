@@ -58,7 +58,92 @@ pub struct Config {
     /// The admin login of the HTTP API and page. Unset on a fresh device: no default password.
     #[serde(skip_serializing_if = "AdminConfig::is_unset")]
     pub admin: AdminConfig,
+    /// The status LED; unset: none (or the board's default, see `Config::led_or`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub led: Option<LedConfig>,
     pub paths: BTreeMap<String, PathConfig>,
+}
+
+/// Which LED driver shows the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedDriverKind {
+    /// A GPIO pin (Raspberry Pi only, through rppal).
+    Gpio,
+    /// A Linux LED class device, `/sys/class/leds/NAME`.
+    Sysfs,
+    None,
+}
+
+/// The status LED (`led` in the file). Fields another driver uses are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedConfig {
+    pub driver: LedDriverKind,
+    /// BCM GPIO number (`gpio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<u8>,
+    /// The LED is lit when the pin is low (`gpio`).
+    #[serde(default)]
+    pub active_low: bool,
+    /// The LED class device's name, e.g. `ACT` (`sysfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The pin `gpio` uses when none is named.
+pub const DEFAULT_LED_PIN: u8 = 17;
+/// The LED `sysfs` uses when none is named (the Pi's green activity LED).
+pub const DEFAULT_LED_NAME: &str = "ACT";
+
+impl LedDriverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedDriverKind::Gpio => "gpio",
+            LedDriverKind::Sysfs => "sysfs",
+            LedDriverKind::None => "none",
+        }
+    }
+}
+
+impl LedConfig {
+    pub const NONE: LedConfig = LedConfig {
+        driver: LedDriverKind::None,
+        pin: None,
+        active_low: false,
+        name: None,
+    };
+}
+
+fn check_led(l: &LedConfig) -> Result<(), ConfigError> {
+    match l.driver {
+        LedDriverKind::Gpio => {
+            // BCM GPIOs: 0-53 on the BCM283x/BCM2711, 0-27 on the Pi 5's RP1.
+            if let Some(pin) = l.pin.filter(|p| *p > 53) {
+                return Err(ConfigError::new(
+                    "led.pin",
+                    format!("{pin} must be a BCM GPIO number from 0 to 53"),
+                ));
+            }
+        }
+        LedDriverKind::Sysfs => {
+            if let Some(name) = &l.name {
+                if name.is_empty()
+                    || name == "."
+                    || name == ".."
+                    || name.contains('/')
+                    || name.chars().any(|c| c.is_control())
+                {
+                    return Err(ConfigError::new(
+                        "led.name",
+                        "must name a directory of /sys/class/leds (no `/`)",
+                    ));
+                }
+            }
+        }
+        LedDriverKind::None => {}
+    }
+    Ok(())
 }
 
 /// When recorded data is forced to the card.
@@ -239,6 +324,7 @@ impl Default for Config {
             log_level: "info".to_string(),
             admin: AdminConfig::default(),
             recording: RecordingConfig::default(),
+            led: None,
             paths,
         }
     }
@@ -582,6 +668,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(l) = &self.led {
+            check_led(l)?;
+        }
         check_recording("recording", &self.recording)?;
         let recording_paths = self
             .paths
@@ -657,6 +746,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The LED this run uses: the file's `led`, else `board_default` (a board profile's),
+    /// else none.
+    pub fn led_or(&self, board_default: Option<&LedConfig>) -> LedConfig {
+        self.led
+            .clone()
+            .or_else(|| board_default.cloned())
+            .unwrap_or(LedConfig::NONE)
     }
 
     /// Writes the config atomically: temp file, fsync, rename, fsync of the directory.
@@ -1038,6 +1136,48 @@ mod tests {
         let e = Config::from_json(r#"{"admin":{"password_hash":"plain"}}"#).unwrap_err();
         assert_eq!(e.field, "admin.password_hash");
         assert!(!e.to_string().contains("plain"));
+    }
+
+    #[test]
+    fn led_is_optional_checked_and_defaults_to_none_or_the_boards() {
+        let c = Config::default();
+        assert_eq!(c.led_or(None), LedConfig::NONE);
+        assert!(!c.to_json().contains("\"led\""));
+        let board = LedConfig {
+            driver: LedDriverKind::Sysfs,
+            name: Some("ACT".into()),
+            ..LedConfig::NONE
+        };
+        assert_eq!(c.led_or(Some(&board)), board);
+        let c = Config::from_json(
+            r#"{"led":{"driver":"gpio","pin":17,"active_low":true,"name":"ACT"}}"#,
+        )
+        .unwrap();
+        let led = c.led_or(Some(&board));
+        assert_eq!(led.driver, LedDriverKind::Gpio);
+        assert_eq!((led.pin, led.active_low), (Some(17), true));
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+        let c = Config::from_json(r#"{"led":{"driver":"sysfs"}}"#).unwrap();
+        assert_eq!(
+            c.led_or(None).name,
+            None,
+            "the driver's default (ACT) applies"
+        );
+        for (json, field) in [
+            (r#"{"led":{"driver":"blinkenlights"}}"#, "led.driver"),
+            (r#"{"led":{"pin":17}}"#, "led"),
+            (r#"{"led":{"driver":"gpio","pin":54}}"#, "led.pin"),
+            (r#"{"led":{"driver":"gpio","pin":-1}}"#, "led.pin"),
+            (
+                r#"{"led":{"driver":"sysfs","name":"../../etc"}}"#,
+                "led.name",
+            ),
+            (r#"{"led":{"driver":"sysfs","name":""}}"#, "led.name"),
+            (r#"{"led":{"driver":"none","colour":"red"}}"#, "led.colour"),
+        ] {
+            let e = Config::from_json(json).unwrap_err();
+            assert_eq!(e.field, field, "{json}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The health snapshot every reporter reads (HTTP API, metrics, the systemd watchdog;
-//! later the LED).
+//! The health snapshot every reporter reads (HTTP API, metrics, the systemd watchdog, the
+//! status LED through `health`).
 //!
 //! Owns: the `Status`/`PathStatus` snapshot types, the probe traits through which the
 //! pipeline (`SourceProbe`) and the RTSP server (`ClientProbe`) are read without the
@@ -267,6 +267,19 @@ pub struct Status {
     pub healthy: bool,
     pub rtsp: ServerSample,
     pub paths: Vec<PathStatus>,
+    /// The status LED as its thread last set it; `None` before that.
+    pub led: Option<LedStatus>,
+}
+
+/// What the status LED shows (set by the LED thread, see `led`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LedStatus {
+    /// `gpio`, `sysfs` or `none`.
+    pub driver: String,
+    /// The pattern shown (`recording`, `camera_lost`, ...); `None` when the LED failed.
+    pub pattern: Option<String>,
+    /// Why the LED shows nothing (it could not be opened or written).
+    pub error: Option<String>,
 }
 
 /// Whether wall time can be trusted (Pi boards have no RTC: until NTP syncs, the date may
@@ -390,6 +403,7 @@ pub struct Monitor {
     clients: Arc<dyn ClientProbe>,
     /// Completed `sample` passes: the watchdog's proof that the sampler still runs.
     sweeps: AtomicU64,
+    led: Mutex<Option<LedStatus>>,
 }
 
 impl Monitor {
@@ -407,6 +421,7 @@ impl Monitor {
             paths: Mutex::new(paths),
             clients,
             sweeps: AtomicU64::new(0),
+            led: Mutex::new(None),
         })
     }
 
@@ -433,6 +448,11 @@ impl Monitor {
                 paths.sort_by(|a, b| a.probe.name.cmp(&b.probe.name));
             }
         }
+    }
+
+    /// Records what the status LED shows, for the next snapshots.
+    pub fn set_led(&self, led: LedStatus) {
+        *self.led.lock().unwrap_or_else(|e| e.into_inner()) = Some(led);
     }
 
     pub fn unwatch(&self, name: &str) {
@@ -535,6 +555,7 @@ impl Monitor {
             healthy: paths.iter().all(|p| p.problem.is_none()),
             rtsp: self.clients.server(),
             paths,
+            led: self.led.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }

@@ -72,6 +72,19 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         &[],
         status.clock.synchronized as u64,
     );
+    if let Some(led) = &status.led {
+        o.family(
+            "vigint_led_info",
+            "gauge",
+            "The status LED's driver and the pattern it shows (`error` when it failed).",
+        );
+        let pattern = led.pattern.as_deref().unwrap_or("error");
+        o.value(
+            "vigint_led_info",
+            &[("driver", &led.driver), ("pattern", pattern)],
+            1,
+        );
+    }
 
     let paths = &status.paths;
     o.family(
@@ -402,6 +415,35 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert!(!render(&status, None).contains("process_resident"));
+        assert!(
+            !text.contains("vigint_led_info"),
+            "no LED thread: no series"
+        );
+    }
+
+    #[test]
+    fn the_led_shows_as_an_info_series() {
+        let m = crate::status::tests::fake_monitor();
+        m.set_led(crate::status::LedStatus {
+            driver: "sysfs".into(),
+            pattern: Some("recording".into()),
+            error: None,
+        });
+        let text = render(&m.snapshot(), None);
+        assert!(
+            text.contains("vigint_led_info{driver=\"sysfs\",pattern=\"recording\"} 1\n"),
+            "{text}"
+        );
+        m.set_led(crate::status::LedStatus {
+            driver: "gpio".into(),
+            pattern: None,
+            error: Some("GPIO 17: no".into()),
+        });
+        let text = render(&m.snapshot(), None);
+        assert!(
+            text.contains("vigint_led_info{driver=\"gpio\",pattern=\"error\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
