@@ -515,6 +515,7 @@ mod tests {
             healthy: paths.iter().all(|p| p.problem.is_none()),
             rtsp: ServerSample::default(),
             paths,
+            led: None,
         }
     }
 
