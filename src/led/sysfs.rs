@@ -74,6 +74,8 @@ pub struct SysfsLed {
     saved_trigger: String,
     max_brightness: u32,
     soft: Option<SoftBlink>,
+    /// The trigger attributes proved unwritable: blink by `brightness` from now on.
+    soft_only: bool,
 }
 
 /// Software blinking writes `brightness`.
@@ -153,6 +155,7 @@ impl SysfsLed {
             saved_trigger,
             max_brightness,
             soft: None,
+            soft_only: false,
         })
     }
 
@@ -176,6 +179,23 @@ impl SysfsLed {
         self.write("trigger", "none")?;
         let v = if on { self.max_brightness } else { 0 };
         self.write("brightness", &v.to_string())
+    }
+
+    /// Shows a cycle with the kernel's `timer` or `pattern` trigger; false when neither
+    /// fits (not built into this kernel).
+    fn kernel_cycle(&self, p: &Pattern, steps: &[super::Step]) -> Result<bool, LedError> {
+        if let (Some((on, off)), true) = (p.timing.as_blink(), self.has("timer")) {
+            self.write("trigger", "timer")?;
+            self.write("delay_on", &on.to_string())?;
+            self.write("delay_off", &off.to_string())?;
+            Ok(true)
+        } else if self.has("pattern") {
+            self.write("trigger", "pattern")?;
+            self.write("pattern", &pattern_text(steps, self.max_brightness))?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
     }
 
     fn stop_soft(&mut self) {
@@ -209,14 +229,26 @@ impl LedDriver for SysfsLed {
             Timing::Off => self.steady(false),
             Timing::On => self.steady(true),
             Timing::Cycle(steps) => {
-                if let (Some((on, off)), true) = (p.timing.as_blink(), self.has("timer")) {
-                    self.write("trigger", "timer")?;
-                    self.write("delay_on", &on.to_string())?;
-                    self.write("delay_off", &off.to_string())
-                } else if self.has("pattern") {
-                    self.write("trigger", "pattern")?;
-                    self.write("pattern", &pattern_text(steps, self.max_brightness))
-                } else {
+                if !self.soft_only {
+                    match self.kernel_cycle(p, steps) {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        // The kernel makes `delay_on`/`delay_off`/`pattern` root-only each
+                        // time it sets the trigger, out of reach of udev rules: as the
+                        // service user only `trigger` and `brightness` are writable.
+                        Err(LedError::Sysfs { path, error })
+                            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+                        {
+                            log::info!(
+                                "led: {} is not writable ({error}); blinking by `brightness` instead",
+                                path.display()
+                            );
+                            self.soft_only = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                {
                     self.steady(false)?;
                     let line = BrightnessLine {
                         fs: self.fs.clone(),
@@ -255,9 +287,18 @@ pub struct FakeLedTree {
     triggers: Vec<String>,
     max: u32,
     writes: Mutex<Vec<(String, String)>>,
+    /// Writes to the triggers' own attributes fail as they do for a non-root user.
+    deny_trigger_attributes: std::sync::atomic::AtomicBool,
 }
 
 impl FakeLedTree {
+    /// From now on `delay_on`, `delay_off` and `pattern` refuse writes (EACCES), as the
+    /// kernel's root-only files do for the service user.
+    pub fn deny_trigger_attributes(&self) {
+        self.deny_trigger_attributes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Creates `root/name` with `triggers` available, `current` set, `brightness` 0.
     pub fn create(
         root: &Path,
@@ -273,6 +314,7 @@ impl FakeLedTree {
             triggers: triggers.iter().map(|t| t.to_string()).collect(),
             max,
             writes: Mutex::new(Vec::new()),
+            deny_trigger_attributes: std::sync::atomic::AtomicBool::new(false),
         };
         std::fs::write(tree.dir.join("max_brightness"), format!("{max}\n"))?;
         std::fs::write(tree.dir.join("brightness"), "0\n")?;
@@ -357,6 +399,13 @@ impl LedFs for FakeLedTree {
                 std::fs::write(path, format!("{}\n", v.min(self.max)))
             }
             "max_brightness" => Err(Error::new(ErrorKind::PermissionDenied, "read-only")),
+            "delay_on" | "delay_off" | "pattern"
+                if self
+                    .deny_trigger_attributes
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Err(Error::new(ErrorKind::PermissionDenied, "root only"))
+            }
             _ => std::fs::write(path, format!("{}\n", value.trim())),
         }
     }
@@ -539,6 +588,42 @@ mod tests {
                 w("brightness", "0"),
                 w("trigger", "mmc0")
             ]
+        );
+    }
+
+    #[test]
+    fn as_a_normal_user_it_falls_back_to_blinking_brightness_and_stays_there() {
+        let tmp = Tmp::new("denied");
+        let tree = FakeLedTree::create(&tmp.0, "ACT", &PI_TRIGGERS, "mmc0", 255).unwrap();
+        tree.deny_trigger_attributes();
+        let mut led = SysfsLed::with_fs("ACT", tree.clone()).unwrap();
+        led.show(&CAMERA_LOST).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let toggles = |t: &FakeLedTree| {
+            t.writes()
+                .iter()
+                .filter(|(f, v)| f == "brightness" && v == "255")
+                .count()
+        };
+        while toggles(&tree) < 3 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(toggles(&tree) >= 3, "{:?}", tree.writes());
+        // Tried once: the next cycle goes straight to software blinking.
+        led.show(&STORAGE_PROBLEM).unwrap();
+        led.stop().unwrap();
+        let writes = tree.writes();
+        let tried: Vec<_> = writes
+            .iter()
+            .filter(|(f, _)| ["delay_on", "delay_off", "pattern"].contains(&f.as_str()))
+            .collect();
+        assert_eq!(tried, [&w("delay_on", "100")], "{writes:?}");
+        assert!(!writes.contains(&w("trigger", "pattern")), "{writes:?}");
+        assert_eq!(
+            tree.file("trigger")
+                .as_deref()
+                .map(|t| t.contains("[mmc0]")),
+            Some(true)
         );
     }
 
