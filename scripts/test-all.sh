@@ -6,7 +6,10 @@
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
 #   5. aarch64          scripts/build-arm.sh --test (cross build, unit tests under qemu-user)
-#   6. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
+#   6. dist             scripts/build-arm.sh --dist: the stripped LTO binary users install,
+#                       its size reported (goal: under 4 MB)
+#   7. armv7            scripts/build-arm.sh --target armv7: 32-bit Raspberry Pi OS builds
+#   8. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
 #                       aarch64 binary each in a QEMU board with Debian's kernel and the vivid
 #                       camera driver, played from the host (about 40 s each; the first run
 #                       also downloads the kernels into ~/.cache/vigint-vivid, cache it in CI)
@@ -63,5 +66,7 @@ step clippy cargo clippy --all-targets -- -D warnings
 step shell lint_shell
 step test cargo test --release
 step aarch64 scripts/build-arm.sh --test
+step dist scripts/build-arm.sh --dist
+step armv7 scripts/build-arm.sh --target armv7
 # After the aarch64 build, which the aarch64 guest boots (build-arm.sh is a no-op by now).
 step vivid cargo test --release --test vivid -- --ignored --nocapture

@@ -694,7 +694,19 @@ fn scenario(arch: &'static str, vigint: &Path) {
     assert_plays(&g, "cam2", CAM2, "second device next to NV12");
 
     assert!(g.alive(), "{arch}: the guest stopped");
+    // Resident memory as the guest's own kernel counts it (not inflated by emulation).
+    let rss = g.sh_ok("grep VmRSS /proc/$(pidof vigint)/status");
     eprintln!("[{arch}] ==== figures");
+    eprintln!(
+        "[{arch}]   vigint {} with cam {}x{}@{} and cam2 {}x{}@{} encoding, one RTSP viewer",
+        rss.split_whitespace().collect::<Vec<_>>().join(" "),
+        CAM.0,
+        CAM.1,
+        CAM.2,
+        CAM2.0,
+        CAM2.1,
+        CAM2.2
+    );
     eprintln!(
         "[{arch}]   boot to first RTSP frame: {} ms",
         ms(boot_to_frame)
