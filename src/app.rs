@@ -154,12 +154,29 @@ fn local_ipv4s() -> Vec<IpAddr> {
 /// Runs the appliance until SIGINT or SIGTERM. `file` is the config file as read (changes
 /// from the API are saved there), `cfg` what this run uses (`file` plus `overrides`).
 pub fn run(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
+    run_with(file, overrides, cfg, Startup::default())
+}
+
+/// What `main` learned before the appliance started, shown in status.
+#[derive(Debug, Default)]
+pub struct Startup {
+    pub board: Option<crate::board::BoardReport>,
+    pub first_boot: Option<crate::firstboot::FirstBootReport>,
+}
+
+/// `run`, with what the start found out for status.
+pub fn run_with(
+    file: ConfigFile,
+    overrides: Overrides,
+    cfg: Config,
+    startup: Startup,
+) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigint-net")
         .build()
         .map_err(AppError::Runtime)?;
-    runtime.block_on(serve(file, overrides, cfg))
+    runtime.block_on(serve(file, overrides, cfg, startup))
 }
 
 /// A path being served: its pipeline and the settings it runs with.
@@ -447,6 +464,10 @@ impl Supervisor {
                 .push(format!("http moving to {}", next.http.listen));
         }
 
+        if prev.board != next.board {
+            // The profile's defaults were read into every path at start.
+            done.restart_required.push("board".into());
+        }
         if prev.log_level != next.log_level {
             crate::logger::set_level(&next.log_level);
             done.applied.push(format!("log_level {}", next.log_level));
@@ -668,13 +689,19 @@ impl Control for Supervisor {
     }
 }
 
-async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
+async fn serve(
+    file: ConfigFile,
+    overrides: Overrides,
+    cfg: Config,
+    startup: Startup,
+) -> Result<(), AppError> {
     let server = RtspServer::bind(&cfg.rtsp, &cfg.users)
         .await
         .map_err(AppError::Rtsp)?;
     let listen = server.local_addr().map_err(AppError::Rtsp)?;
     let ctx = server.context().clone();
     let monitor = Monitor::new(Vec::new(), ctx.clone());
+    monitor.set_startup(startup.board, startup.first_boot);
     let supervisor = Arc::new_cyclic(|me| Supervisor {
         me: me.clone(),
         http: Mutex::new(None),
