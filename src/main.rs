@@ -205,7 +205,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             if let Some(fb) = first_boot.as_ref().and_then(|r| r.error.as_ref()) {
-                eprintln!("vigint: first boot file not applied: {fb}");
+                eprintln!("vigint: first boot: {fb}");
             }
             eprintln!("vigint: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -218,7 +218,7 @@ fn main() -> ExitCode {
     }
     let v = board.video_defaults;
     log::info!(
-        "board: {} ({}, {}); a path that sets none of them gets {}x{}@{} at {} kbit/s",
+        "board: {} ({}, {}); defaults for what a path leaves unset: {}x{}@{}, {} kbit/s",
         board.name,
         board.id,
         board.chosen_by.as_str(),
