@@ -206,6 +206,19 @@ pub fn apply(first_boot: &Path, config: &Path) -> Option<FirstBootReport> {
         Ok(p) => p,
         Err(e) => return failed(&e.field, e.reason),
     };
+    // A file that could not be removed afterwards is not applied at all: its secrets would
+    // stay on the card, and it would be applied again at every start, undoing later changes.
+    let handle = match open_for_removal(first_boot) {
+        Ok(f) => f,
+        Err(e) => {
+            return failed(
+                "",
+                format!(
+                    "cannot be removed after use ({e}), so it is not applied: let vigint write to its directory (under systemd: ReadWritePaths=)"
+                ),
+            )
+        }
+    };
     if let Some(password) = plan.password.take() {
         let hash = match crate::http::login::hash_password(&password) {
             Ok(h) => h,
@@ -240,7 +253,7 @@ pub fn apply(first_boot: &Path, config: &Path) -> Option<FirstBootReport> {
         field: None,
         removed: false,
     };
-    match remove(first_boot, raw.len()) {
+    match remove(handle, first_boot, raw.len()) {
         Ok(()) => report.removed = true,
         Err(e) => {
             report.error = Some(format!(
@@ -256,20 +269,42 @@ pub fn apply(first_boot: &Path, config: &Path) -> Option<FirstBootReport> {
 /// find the plain password; vfat rewrites a file's data in place, so the zeros land on the
 /// same clusters. (The SD card's flash translation may keep old pages below the block
 /// layer; no file operation reaches those.) A rename would keep the secrets.
-fn remove(path: &Path, len: usize) -> std::io::Result<()> {
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(&vec![0u8; len])?;
-        f.sync_all()?;
-    }
+fn remove(mut f: std::fs::File, path: &Path, len: usize) -> std::io::Result<()> {
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&vec![0u8; len])?;
+    f.sync_all()?;
+    drop(f);
     std::fs::remove_file(path)?;
-    let dir = match path.parent() {
+    // Without it, a power cut right after could bring the file back.
+    std::fs::File::open(parent(path))?.sync_all()
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    }
+}
+
+/// Opens the file for its overwrite and checks that its directory lets this process unlink
+/// it (a read-only mount, or a FAT partition mounted for root only, does not).
+fn open_for_removal(path: &Path) -> std::io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let dir = std::ffi::CString::new(parent(path).as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: faccessat only reads the NUL-terminated path.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
     };
-    // Without it, a power cut right after could bring the file back.
-    std::fs::File::open(dir)?.sync_all()
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

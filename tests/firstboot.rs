@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::http::*;
@@ -209,4 +210,70 @@ fn a_directory_in_its_place_is_a_clear_error_and_vigint_serves() {
     assert!(file.is_dir());
     std::thread::sleep(Duration::from_millis(200));
     assert!(s.alive());
+}
+
+/// Runs vigint with `--first-boot FILE` where FILE's directory is a read-only bind mount (as
+/// a boot partition the service may not write), in a private user and mount namespace.
+fn read_only_first_boot(file: &Path) -> Launch {
+    let probe = run(
+        Command::new("unshare").args([
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind /tmp /mnt && mount -o remount,bind,ro /mnt",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(
+        probe.ok,
+        "this test makes a read-only bind mount in its own user and mount namespace, which failed: {}\n\
+         allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on \
+         Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0) or run the tests as root",
+        probe.stderr
+    );
+    let dir = file.parent().expect("parent").display().to_string();
+    let script = format!(
+        "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\" --first-boot '{}'",
+        file.display()
+    );
+    Launch {
+        wrapper: vec![
+            "unshare".into(),
+            "--map-root-user".into(),
+            "--mount".into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            script,
+            dir,
+        ],
+        env: Vec::new(),
+    }
+}
+
+#[test]
+fn a_file_vigint_cannot_remove_is_not_applied() {
+    let dir = TempDir::new("fb-ro");
+    let boot = dir.path().join("boot");
+    std::fs::create_dir(&boot).expect("mkdir");
+    let file = boot.join("vigint.json");
+    let content = serde_json::json!({"admin": {"password": PASSWORD}}).to_string();
+    std::fs::write(&file, &content).expect("write first-boot file");
+    let cfg = config(&dir);
+    let written = serde_json::to_vec_pretty(&cfg).expect("json");
+    let s = Server::start_with(cfg, read_only_first_boot(&file));
+    let status = streaming(&s, "", 1);
+    let fb = &status["first_boot"];
+    assert_eq!(fb["applied"], false, "{fb}");
+    assert!(
+        fb["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("cannot be removed after use") && e.contains("ead-only")),
+        "{fb}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), content);
+    assert_eq!(std::fs::read(&s.config_path).expect("config"), written);
+    let http = s.http.expect("HTTP");
+    assert_eq!(get(http, "/api/v1/session").json()["setup_required"], true);
 }
