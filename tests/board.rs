@@ -112,6 +112,28 @@ fn the_command_line_beats_the_config_which_beats_detection() {
     assert!(b["encode_routes"]
         .as_array()
         .is_some_and(|r| r.iter().all(|r| r["route"] != "hardware")));
+    // A new board from the API is saved and takes effect at the next start.
+    let http = s.http.expect("HTTP");
+    setup_admin(http, "board test password");
+    let r = send_json(
+        http,
+        "board test password",
+        "PATCH",
+        "/api/v1/config",
+        r#"{"board": "pi4"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["restart_required"], serde_json::json!(["board"]));
+    let saved = vigint::config::Config::load(&s.config_path).expect("saved config");
+    assert_eq!(saved.board.as_deref(), Some("pi4"));
+    let r = send_json(
+        http,
+        "board test password",
+        "PATCH",
+        "/api/v1/config",
+        r#"{"board": "pi9"}"#,
+    );
+    assert_eq!(assert_error(&r, 400, "invalid"), "board");
     drop(s);
 
     let s = Server::start_with(
