@@ -154,12 +154,29 @@ fn local_ipv4s() -> Vec<IpAddr> {
 /// Runs the appliance until SIGINT or SIGTERM. `file` is the config file as read (changes
 /// from the API are saved there), `cfg` what this run uses (`file` plus `overrides`).
 pub fn run(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
+    run_with(file, overrides, cfg, Startup::default())
+}
+
+/// What `main` learned before the appliance started, shown in status.
+#[derive(Debug, Default)]
+pub struct Startup {
+    pub board: Option<crate::board::BoardReport>,
+    pub first_boot: Option<crate::firstboot::FirstBootReport>,
+}
+
+/// `run`, with what the start found out for status.
+pub fn run_with(
+    file: ConfigFile,
+    overrides: Overrides,
+    cfg: Config,
+    startup: Startup,
+) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigint-net")
         .build()
         .map_err(AppError::Runtime)?;
-    runtime.block_on(serve(file, overrides, cfg))
+    runtime.block_on(serve(file, overrides, cfg, startup))
 }
 
 /// A path being served: its pipeline and the settings it runs with.
@@ -451,6 +468,10 @@ impl Supervisor {
             // The LED is opened once at start (a GPIO pin is claimed for the process).
             done.restart_required.push("led".into());
         }
+        if prev.board != next.board {
+            // The profile's defaults were read into every path at start.
+            done.restart_required.push("board".into());
+        }
         if prev.log_level != next.log_level {
             crate::logger::set_level(&next.log_level);
             done.applied.push(format!("log_level {}", next.log_level));
@@ -672,13 +693,23 @@ impl Control for Supervisor {
     }
 }
 
-async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<(), AppError> {
+async fn serve(
+    file: ConfigFile,
+    overrides: Overrides,
+    cfg: Config,
+    startup: Startup,
+) -> Result<(), AppError> {
     let server = RtspServer::bind(&cfg.rtsp, &cfg.users)
         .await
         .map_err(AppError::Rtsp)?;
     let listen = server.local_addr().map_err(AppError::Rtsp)?;
     let ctx = server.context().clone();
     let monitor = Monitor::new(Vec::new(), ctx.clone());
+    let board_led = startup
+        .board
+        .as_ref()
+        .and_then(|b| crate::led::from_board(&b.led));
+    monitor.set_startup(startup.board, startup.first_boot);
     let supervisor = Arc::new_cyclic(|me| Supervisor {
         me: me.clone(),
         http: Mutex::new(None),
@@ -716,7 +747,7 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
             None
         }
     };
-    let led = start_led(&cfg, &monitor);
+    let led = start_led(&cfg, board_led.as_ref(), &monitor);
     let sampler = match monitor.spawn_sampler(sampler_stop.clone()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -782,10 +813,15 @@ async fn serve(file: ConfigFile, overrides: Overrides, cfg: Config) -> Result<()
     Ok(())
 }
 
-/// Opens the status LED and starts its thread. A failure is logged and shown in status;
+/// Opens the status LED (the config's, else the board profile's) and starts its thread. A
+/// failure is logged and shown in status;
 /// the appliance serves on without it (video is its job).
-fn start_led(cfg: &Config, monitor: &Arc<Monitor>) -> Option<crate::led::LedThread> {
-    let led_cfg = cfg.led_or(None);
+fn start_led(
+    cfg: &Config,
+    board_led: Option<&crate::config::LedConfig>,
+    monitor: &Arc<Monitor>,
+) -> Option<crate::led::LedThread> {
+    let led_cfg = cfg.led_or(board_led);
     let driver = match crate::led::open(&led_cfg) {
         Ok(d) => d,
         Err(e) => {

@@ -53,6 +53,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// error, warn, info, debug or trace.
     pub log_level: String,
+    /// The board profile (`pi4`, ...; see `board`); unset: detected from the device tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
     /// Recording defaults; each path may override any of them.
     pub recording: RecordingConfig,
     /// The admin login of the HTTP API and page. Unset on a fresh device: no default password.
@@ -322,6 +325,7 @@ impl Default for Config {
             users: Vec::new(),
             data_dir: PathBuf::from("/var/lib/vigint"),
             log_level: "info".to_string(),
+            board: None,
             admin: AdminConfig::default(),
             recording: RecordingConfig::default(),
             led: None,
@@ -435,14 +439,29 @@ pub const PIXEL_FORMAT_NAMES: [&str; 8] = [
     "H264", "YU12", "I420", "NV12", "YUYV", "UYVY", "MJPG", "MJPEG",
 ];
 
+/// The board profile's picture and bitrate defaults, set once at start before any config is
+/// read. A process-wide value because serde's `default` takes no arguments, and the file, the
+/// API and the first-boot file must all see the same defaults. Unset: the built-in ones.
+static VIDEO_DEFAULTS: std::sync::OnceLock<crate::board::VideoDefaults> =
+    std::sync::OnceLock::new();
+
+/// Makes `d` the defaults of every path read from now on; false if they were already set.
+pub fn set_video_defaults(d: crate::board::VideoDefaults) -> bool {
+    VIDEO_DEFAULTS.set(d).is_ok()
+}
+
 impl Default for PathConfig {
     fn default() -> Self {
+        let v = VIDEO_DEFAULTS
+            .get()
+            .copied()
+            .unwrap_or(crate::board::VideoDefaults::BUILT_IN);
         PathConfig {
             source: "auto".to_string(),
-            width: 1280,
-            height: 720,
-            fps: 30,
-            bitrate_kbps: 2000,
+            width: v.width,
+            height: v.height,
+            fps: v.fps,
+            bitrate_kbps: v.bitrate_kbps,
             idr_interval_s: 2.0,
             max_readers: 0,
             pixel_format: None,
@@ -671,6 +690,17 @@ impl Config {
         if let Some(l) = &self.led {
             check_led(l)?;
         }
+        if let Some(b) = &self.board {
+            if crate::board::find(b).is_none() {
+                return Err(ConfigError::new(
+                    "board",
+                    format!(
+                        "unknown board `{b}`: one of {}",
+                        crate::board::ids().join(", ")
+                    ),
+                ));
+            }
+        }
         check_recording("recording", &self.recording)?;
         let recording_paths = self
             .paths
@@ -760,26 +790,32 @@ impl Config {
     /// Writes the config atomically: temp file, fsync, rename, fsync of the directory.
     /// After a crash the file is the old or the new one, never a mix.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "config.json".to_string());
-        let tmp = dir.join(format!(".{file_name}.tmp"));
-        // A first save on a fresh device may come before anything created the directory.
-        std::fs::create_dir_all(&dir)?;
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        let mut text = self.to_json();
+        text.push('\n');
+        write_atomic(path, text.as_bytes())
     }
+}
+
+/// Replaces `path` with `bytes` atomically: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config.json".to_string());
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    // A first save on a fresh device may come before anything created the directory.
+    std::fs::create_dir_all(&dir)?;
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(&dir)?.sync_all()
 }
 
 /// The config file and what it holds (the API edits this, never the overridden copy).
@@ -958,6 +994,7 @@ mod tests {
             ),
             (r#"{"rtsp":{"udp_rtp_port":8001}}"#, "rtsp.udp_rtp_port"),
             (r#"{"log_level":"loud"}"#, "log_level"),
+            (r#"{"board":"pi6"}"#, "board"),
             (
                 r#"{"paths":{"cam":{"pixel_format":"RGB3"}}}"#,
                 "paths.cam.pixel_format",

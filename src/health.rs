@@ -131,6 +131,8 @@ mod tests {
             rtsp: ServerSample::default(),
             paths,
             led: None,
+            board_profile: None,
+            first_boot: None,
         }
     }
 

@@ -2,11 +2,13 @@
 //! Source (V4L2 camera or test pattern) -> H.264 -> per-path hub -> RTSP clients.
 
 pub mod app;
+pub mod board;
 pub mod capture;
 pub mod config;
 pub mod control;
 pub mod encode;
 pub mod fault;
+pub mod firstboot;
 pub mod h264;
 pub mod health;
 pub mod http;

@@ -23,6 +23,10 @@ Options:
                        or the only path of the config)
   --data-dir DIR       where recordings and state live
   --log-level LEVEL    error | warn | info | debug | trace
+  --board ID           board profile (pi-zero-2w, pi3, pi4, pi5, generic-aarch64, generic-x86_64);
+                       default: the config's `board`, else detected from /proc/device-tree/model
+  --first-boot FILE    a partial config merged into the config file at start, then removed
+                       (default /boot/firmware/vigint.json; see docs/CONFIG.md)
   --check-config FILE  validate FILE: exit 0 if valid, else print the field and reason, exit 2
   --list-cameras       V4L2 capture devices: driver, card, formats, sizes, frame rates
   --json               with --list-cameras: print JSON instead of a table
@@ -39,13 +43,15 @@ struct Args {
     source: Option<String>,
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
+    board: Option<String>,
+    first_boot: Option<PathBuf>,
     check_config: Option<PathBuf>,
     list_cameras: bool,
     json: bool,
 }
 
 enum Command {
-    Run(Args),
+    Run(Box<Args>),
     Help,
     Version,
 }
@@ -62,6 +68,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("source") => args.source = Some(parser.value()?.string()?),
             Long("data-dir") => args.data_dir = Some(parser.value()?.into()),
             Long("log-level") => args.log_level = Some(parser.value()?.string()?),
+            Long("board") => args.board = Some(parser.value()?.string()?),
+            Long("first-boot") => args.first_boot = Some(parser.value()?.into()),
             Long("check-config") => args.check_config = Some(parser.value()?.into()),
             Long("list-cameras") => args.list_cameras = true,
             Long("json") => args.json = true,
@@ -70,7 +78,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(Command::Run(args))
+    Ok(Command::Run(Box::new(args)))
 }
 
 /// Where the config lives: `--config`, else `vigint.json` in the data directory.
@@ -107,17 +115,48 @@ fn overrides(args: &Args) -> Result<Overrides, ConfigError> {
 }
 
 /// Loads the config file (a missing one means defaults: it is created on the first change
-/// saved from the API) and checks the overrides against it.
-fn load(args: &Args) -> Result<(ConfigFile, Overrides, Config), ConfigError> {
+/// saved from the API) and checks the overrides against it. The board profile is chosen
+/// first (its defaults fill what the file leaves unset), so the file is read twice.
+fn load(
+    args: &Args,
+) -> Result<(ConfigFile, Overrides, Config, vigint::board::BoardReport), ConfigError> {
     let path = config_file(args);
-    let file = if path.exists() {
+    let exists = path.exists();
+    let configured = if exists {
+        Config::load(&path)?.board
+    } else {
+        None
+    };
+    let choice = vigint::board::choose(
+        args.board.as_deref(),
+        configured.as_deref(),
+        &vigint::board::DeviceTreeModel::default(),
+        std::env::consts::ARCH,
+    )
+    .map_err(|reason| ConfigError {
+        field: String::new(),
+        reason,
+    })?;
+    vigint::config::set_video_defaults(choice.profile.video);
+    let file = if exists {
         Config::load(&path)?
     } else {
         Config::default()
     };
     let overrides = overrides(args)?;
     let run = overrides.apply(&file)?;
-    Ok((ConfigFile { path, config: file }, overrides, run))
+    let doc = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let sources: Vec<(String, String)> = run
+        .paths
+        .iter()
+        .map(|(n, p)| (n.clone(), p.source.clone()))
+        .collect();
+    let board =
+        vigint::board::BoardReport::new(&choice, vigint::board::defaults_taken(&doc, &sources));
+    Ok((ConfigFile { path, config: file }, overrides, run, board))
 }
 
 fn main() -> ExitCode {
@@ -155,15 +194,39 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (file, overrides, cfg) = match load(&args) {
+    // Before the config is read: the first-boot file changes it. Logged once the logger runs.
+    let first_boot = vigint::firstboot::apply(
+        args.first_boot
+            .as_deref()
+            .unwrap_or(std::path::Path::new(vigint::firstboot::DEFAULT_PATH)),
+        &config_file(&args),
+    );
+    let (file, overrides, cfg, board) = match load(&args) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(fb) = first_boot.as_ref().and_then(|r| r.error.as_ref()) {
+                eprintln!("vigint: first boot: {fb}");
+            }
             eprintln!("vigint: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
     vigint::logger::init(&cfg.log_level);
     log::info!("vigint {} starting", env!("CARGO_PKG_VERSION"));
+    if let Some(report) = &first_boot {
+        report.log();
+    }
+    let v = board.video_defaults;
+    log::info!(
+        "board: {} ({}, {}); defaults for what a path leaves unset: {}x{}@{}, {} kbit/s",
+        board.name,
+        board.id,
+        board.chosen_by.as_str(),
+        v.width,
+        v.height,
+        v.fps,
+        v.bitrate_kbps
+    );
     if file.path.exists() {
         log::info!("config: {}", file.path.display());
     } else {
@@ -172,7 +235,11 @@ fn main() -> ExitCode {
             file.path.display()
         );
     }
-    match vigint::app::run(file, overrides, cfg) {
+    let startup = vigint::app::Startup {
+        board: Some(board),
+        first_boot,
+    };
+    match vigint::app::run_with(file, overrides, cfg, startup) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -516,6 +516,8 @@ mod tests {
             rtsp: ServerSample::default(),
             paths,
             led: None,
+            board_profile: None,
+            first_boot: None,
         }
     }
 

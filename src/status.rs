@@ -262,6 +262,10 @@ pub struct Status {
     /// The board's model from the device tree (`Raspberry Pi 4 Model B Rev 1.4`); `None`
     /// where there is none (a PC).
     pub board: Option<String>,
+    /// The board profile in force and what it supplied (`board`).
+    pub board_profile: Option<crate::board::BoardReport>,
+    /// What became of a first-boot file, when there was one at start (`firstboot`).
+    pub first_boot: Option<crate::firstboot::FirstBootReport>,
     pub clock: ClockStatus,
     /// True when every path delivers frames.
     pub healthy: bool,
@@ -399,6 +403,9 @@ struct Watched {
 pub struct Monitor {
     started: Instant,
     board: Option<String>,
+    /// Set once at start: the board profile and the first-boot outcome.
+    board_profile: std::sync::OnceLock<crate::board::BoardReport>,
+    first_boot: std::sync::OnceLock<crate::firstboot::FirstBootReport>,
     paths: Mutex<Vec<Watched>>,
     clients: Arc<dyn ClientProbe>,
     /// Completed `sample` passes: the watchdog's proof that the sampler still runs.
@@ -418,11 +425,27 @@ impl Monitor {
         Arc::new(Monitor {
             started: Instant::now(),
             board: board_model(),
+            board_profile: std::sync::OnceLock::new(),
+            first_boot: std::sync::OnceLock::new(),
             paths: Mutex::new(paths),
             clients,
             sweeps: AtomicU64::new(0),
             led: Mutex::new(None),
         })
+    }
+
+    /// Records the start's board profile and first-boot outcome (once; later calls are ignored).
+    pub fn set_startup(
+        &self,
+        board: Option<crate::board::BoardReport>,
+        first_boot: Option<crate::firstboot::FirstBootReport>,
+    ) {
+        if let Some(b) = board {
+            let _ = self.board_profile.set(b);
+        }
+        if let Some(f) = first_boot {
+            let _ = self.first_boot.set(f);
+        }
     }
 
     fn paths(&self) -> std::sync::MutexGuard<'_, Vec<Watched>> {
@@ -549,6 +572,8 @@ impl Monitor {
             version: VERSION,
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             board: self.board.clone(),
+            board_profile: self.board_profile.get().cloned(),
+            first_boot: self.first_boot.get().cloned(),
             clock: ClockStatus {
                 synchronized: clock_synchronized(),
             },

@@ -222,13 +222,41 @@ pub fn open(cfg: &LedConfig) -> Result<Box<dyn LedDriver>, LedError> {
                 .name
                 .as_deref()
                 .unwrap_or(crate::config::DEFAULT_LED_NAME);
-            // The tests point the real binary at a tree of plain files (read once, at start).
-            let root = std::env::var_os("VIGINT_SYSFS_LEDS")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| SYSFS_LEDS.into());
-            Ok(Box::new(sysfs::SysfsLed::open(&root, name)?))
+            Ok(Box::new(sysfs::SysfsLed::open(&sysfs_root(), name)?))
         }
     }
+}
+
+/// `/sys/class/leds`; the tests point the real binary at a tree of plain files.
+fn sysfs_root() -> std::path::PathBuf {
+    std::env::var_os("VIGINT_SYSFS_LEDS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| SYSFS_LEDS.into())
+}
+
+/// The board profile's LED as a config (used when the config has no `led`): for `sysfs`
+/// the first of the profile's names this kernel has (`ACT` on current Pi kernels, `led0`
+/// on older ones), else the first; `None` for a profile without an LED.
+pub fn from_board(d: &crate::board::LedDefaults) -> Option<LedConfig> {
+    let root = sysfs_root();
+    let (driver, name) = match d.driver.as_str() {
+        "sysfs" => {
+            let name = d
+                .names
+                .iter()
+                .find(|n| root.join(n).join("brightness").exists())
+                .or(d.names.first())?;
+            (LedDriverKind::Sysfs, Some(name.clone()))
+        }
+        "gpio" => (LedDriverKind::Gpio, None),
+        _ => return None,
+    };
+    Some(LedConfig {
+        driver,
+        pin: d.pin,
+        active_low: d.active_low,
+        name,
+    })
 }
 
 /// How often the LED thread reads the status.
@@ -320,6 +348,46 @@ impl LedThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn board_led(names: &[&str]) -> crate::board::LedDefaults {
+        crate::board::LedDefaults {
+            driver: "sysfs".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            pin: None,
+            active_low: false,
+        }
+    }
+
+    #[test]
+    fn a_board_profile_led_becomes_a_config() {
+        let none = crate::board::LedDefaults {
+            driver: "none".into(),
+            names: Vec::new(),
+            pin: None,
+            active_low: false,
+        };
+        assert_eq!(from_board(&none), None);
+        let gpio = crate::board::LedDefaults {
+            driver: "gpio".into(),
+            names: Vec::new(),
+            pin: Some(27),
+            active_low: true,
+        };
+        let c = from_board(&gpio).expect("gpio");
+        assert_eq!(
+            (c.driver, c.pin, c.active_low),
+            (LedDriverKind::Gpio, Some(27), true)
+        );
+        // No such LEDs on this machine (or in its VIGINT_SYSFS_LEDS): the first name.
+        let c = from_board(&board_led(&[
+            "vigint-no-such-led-a",
+            "vigint-no-such-led-b",
+        ]))
+        .expect("sysfs");
+        assert_eq!(c.driver, LedDriverKind::Sysfs);
+        assert_eq!(c.name.as_deref(), Some("vigint-no-such-led-a"));
+        assert_eq!(from_board(&board_led(&[])), None);
+    }
 
     /// Each condition alone, with the pattern it must show.
     fn alone() -> Vec<(Health, Pattern)> {
