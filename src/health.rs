@@ -92,49 +92,8 @@ impl HealthTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{
-        Clients, ClockStatus, Drops, PathStatus, RecorderSample, ServerSample, Status,
-    };
-
-    fn path(name: &str, state: &str, problem: Option<&str>) -> PathStatus {
-        PathStatus {
-            name: name.into(),
-            source: "test-pattern".into(),
-            route: String::new(),
-            state: state.into(),
-            problem: problem.map(str::to_string),
-            fps: None,
-            bitrate_kbps: None,
-            resolution: None,
-            clients: Clients::default(),
-            frames: 0,
-            bytes: 0,
-            idr_frames: 0,
-            encode_seconds_total: 0.0,
-            encode_buckets: Default::default(),
-            restarts: 0,
-            frames_dropped: Drops::default(),
-            last_error: None,
-            recording: None,
-        }
-    }
-
-    fn status(paths: Vec<PathStatus>, synced: bool) -> Status {
-        Status {
-            version: "test",
-            uptime_s: 1,
-            board: None,
-            clock: ClockStatus {
-                synchronized: synced,
-            },
-            healthy: paths.iter().all(|p| p.problem.is_none()),
-            rtsp: ServerSample::default(),
-            paths,
-            led: None,
-            board_profile: None,
-            first_boot: None,
-        }
-    }
+    use crate::status::tests::{test_path as path, test_status as status};
+    use crate::status::RecorderSample;
 
     fn recording(state: &str, write_errors: u64) -> Option<RecorderSample> {
         Some(RecorderSample {

@@ -481,45 +481,12 @@ impl Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{Clients, ClockStatus, Drops, RecorderSample, ServerSample};
-
-    fn path(name: &str, state: &str, problem: Option<&str>) -> PathStatus {
-        PathStatus {
-            name: name.into(),
-            source: "test-pattern".into(),
-            route: String::new(),
-            state: state.into(),
-            problem: problem.map(str::to_string),
-            fps: None,
-            bitrate_kbps: None,
-            resolution: None,
-            clients: Clients::default(),
-            frames: 0,
-            bytes: 0,
-            idr_frames: 0,
-            encode_seconds_total: 0.0,
-            encode_buckets: Default::default(),
-            restarts: 0,
-            frames_dropped: Drops::default(),
-            last_error: None,
-            recording: None,
-        }
-    }
+    use crate::status::tests::test_path as path;
 
     fn status(paths: Vec<PathStatus>) -> Status {
-        Status {
-            version: "test",
-            uptime_s: 0,
-            board: None,
-            clock: ClockStatus { synchronized: true },
-            healthy: paths.iter().all(|p| p.problem.is_none()),
-            rtsp: ServerSample::default(),
-            paths,
-            led: None,
-            board_profile: None,
-            first_boot: None,
-        }
+        crate::status::tests::test_status(paths, true)
     }
+    use crate::status::{Clients, RecorderSample};
 
     const STREAMING: (&str, Option<&str>) = ("streaming", None);
     const STALLED: (&str, Option<&str>) = ("streaming", Some("no frames for more than 3 s"));

@@ -701,6 +701,48 @@ pub(crate) mod tests {
         }
     }
 
+    /// A path as a test wants it: `state`, `problem`, nothing measured.
+    pub(crate) fn test_path(name: &str, state: &str, problem: Option<&str>) -> PathStatus {
+        PathStatus {
+            name: name.into(),
+            source: "test-pattern".into(),
+            route: String::new(),
+            state: state.into(),
+            problem: problem.map(str::to_string),
+            fps: None,
+            bitrate_kbps: None,
+            resolution: None,
+            clients: Clients::default(),
+            frames: 0,
+            bytes: 0,
+            idr_frames: 0,
+            encode_seconds_total: 0.0,
+            encode_buckets: Default::default(),
+            restarts: 0,
+            frames_dropped: Drops::default(),
+            last_error: None,
+            recording: None,
+        }
+    }
+
+    /// A snapshot of `paths` with the clock `synced`.
+    pub(crate) fn test_status(paths: Vec<PathStatus>, synced: bool) -> Status {
+        Status {
+            version: "test",
+            uptime_s: 1,
+            board: None,
+            clock: ClockStatus {
+                synchronized: synced,
+            },
+            healthy: paths.iter().all(|p| p.problem.is_none()),
+            rtsp: ServerSample::default(),
+            paths,
+            led: None,
+            board_profile: None,
+            first_boot: None,
+        }
+    }
+
     pub(crate) fn fake_monitor() -> Arc<Monitor> {
         let sample = SourceSample {
             state: "camera lost: unplugged".into(),

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::http::*;
@@ -215,41 +214,12 @@ fn a_directory_in_its_place_is_a_clear_error_and_vigint_serves() {
 /// Runs vigint with `--first-boot FILE` where FILE's directory is a read-only bind mount (as
 /// a boot partition the service may not write), in a private user and mount namespace.
 fn read_only_first_boot(file: &Path) -> Launch {
-    let probe = run(
-        Command::new("unshare").args([
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            "mount --bind /tmp /mnt && mount -o remount,bind,ro /mnt",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(
-        probe.ok,
-        "this test makes a read-only bind mount in its own user and mount namespace, which failed: {}\n\
-         allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on \
-         Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0) or run the tests as root",
-        probe.stderr
-    );
     let dir = file.parent().expect("parent").display().to_string();
     let script = format!(
         "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\" --first-boot '{}'",
         file.display()
     );
-    Launch {
-        wrapper: vec![
-            "unshare".into(),
-            "--map-root-user".into(),
-            "--mount".into(),
-            "--".into(),
-            "sh".into(),
-            "-c".into(),
-            script,
-            dir,
-        ],
-        env: Vec::new(),
-    }
+    Launch::in_mount_namespace(script, &dir)
 }
 
 #[test]

@@ -140,15 +140,7 @@ fn a_sysfs_led_is_lit_while_serving_then_off_and_restored_after_a_clean_stop() {
         }
         other => panic!("unexpected pattern {other}: {status}"),
     }
-    // SAFETY: kill sends SIGTERM to our own child.
-    unsafe {
-        libc::kill(s.pid() as i32, libc::SIGTERM);
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.alive() {
-        assert!(std::time::Instant::now() < deadline, "vigint did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.terminate();
     // Off, then the trigger found at start given back.
     assert_eq!(read("brightness"), "0", "{}", s.log_text());
     assert_eq!(read("trigger"), "mmc0", "{}", s.log_text());

@@ -101,24 +101,12 @@ fn duration_of(file: &Path) -> f64 {
         .unwrap_or_else(|_| panic!("{}: no duration: {}", file.display(), out.stdout))
 }
 
-fn terminate(s: &mut Server) {
-    // SAFETY: kill sends SIGTERM to our own child.
-    unsafe {
-        libc::kill(s.pid() as i32, libc::SIGTERM);
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.alive() {
-        assert!(std::time::Instant::now() < deadline, "vigint did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn segments_play_and_their_boundaries_have_no_gap() {
     require("ffmpeg");
     let mut s = Server::start(recording_config("500ms", "2s"));
     std::thread::sleep(Duration::from_secs(7));
-    terminate(&mut s);
+    s.terminate();
     let segs = segments(&data_dir(&s));
     assert!(segs.len() >= 3, "{segs:?}\n{}", s.log_text());
     let mut all = Vec::new();
@@ -170,7 +158,7 @@ fn power_cuts_leave_playable_files_and_lose_at_most_a_fragment_and_the_fsync_int
         // Restart on the same data: repair runs at start.
         let mut s2 = Server::start(config.clone());
         std::thread::sleep(Duration::from_millis(300));
-        terminate(&mut s2);
+        s2.terminate();
         // Play each file once, as it is left after the restart's repair: the killed run's
         // segments (the last one was cut) and the restart's short one.
         let segs = segments(&data);
@@ -401,7 +389,7 @@ fn a_stalled_card_never_holds_up_rtsp_viewers_and_the_dropped_span_is_reported()
     // Wait for the segment after the gap to be finished, then read what is on disk.
     std::thread::sleep(Duration::from_secs(4));
     let mut s = s;
-    terminate(&mut s);
+    s.terminate();
     let files = segments(&data_dir(&s));
     let per_file = codes_of_files(&files);
     for (f, codes) in files.iter().zip(&per_file) {
@@ -419,41 +407,12 @@ fn a_stalled_card_never_holds_up_rtsp_viewers_and_the_dropped_span_is_reported()
 /// needed where unprivileged user namespaces are allowed, as on Debian and Ubuntu), fills
 /// all but `free_kib` of it with a file that is not a recording, then runs vigint there.
 fn small_disk(dir: &Path, size_mib: u64, free_kib: u64) -> Launch {
-    let probe = run(
-        Command::new("unshare").args([
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=1m probe /mnt",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(
-        probe.ok,
-        "this test mounts a small tmpfs in its own user and mount namespace, which failed: {}\n\
-         allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on \
-         Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0) or run the tests as root",
-        probe.stderr
-    );
     let filler_kib = size_mib * 1024 - free_kib;
     let script = format!(
         "mount -t tmpfs -o size={size_mib}m vigint-test \"$0\" && \
          head -c {filler_kib}K /dev/zero > \"$0/filler\" && exec \"$@\""
     );
-    Launch {
-        wrapper: vec![
-            "unshare".into(),
-            "--map-root-user".into(),
-            "--mount".into(),
-            "--".into(),
-            "sh".into(),
-            "-c".into(),
-            script,
-            dir.display().to_string(),
-        ],
-        ..Launch::default()
-    }
+    Launch::in_mount_namespace(script, &dir.display().to_string())
 }
 
 /// Status of `cam`'s recorder.
@@ -491,26 +450,34 @@ fn a_full_disk_deletes_the_oldest_pauses_when_nothing_is_left_and_resumes_withou
     // 2. Something else eats every byte freed: nothing is left to delete, recording pauses.
     let stop_hog = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hog_file = seen.join("hog");
+    let hogged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let hog = {
         let stop = stop_hog.clone();
         let hog_file = hog_file.clone();
+        let hogged = hogged.clone();
         std::thread::spawn(move || {
             use std::io::Write;
             let mut f = std::fs::File::create(&hog_file).expect("hog");
             let chunk = vec![0u8; 4096];
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if f.write_all(&chunk).is_err() {
-                    std::thread::sleep(Duration::from_millis(5));
+                match f.write(&chunk) {
+                    Ok(n) => {
+                        hogged.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
                 }
             }
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
     while !recorder_state(http).starts_with("paused: storage full") {
         assert!(
-            std::time::Instant::now() < deadline,
-            "never paused: {}\n{}",
+            std::time::Instant::now() < deadline && !hog.is_finished(),
+            "never paused: {}; the hog wrote {} bytes{}\n{}\n{}",
             recorder_state(http),
+            hogged.load(std::sync::atomic::Ordering::Relaxed),
+            if hog.is_finished() { " and ended" } else { "" },
+            common::http::get(http, "/api/v1/paths/cam").body,
             s.log_text()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -557,5 +524,5 @@ fn a_full_disk_deletes_the_oldest_pauses_when_nothing_is_left_and_resumes_withou
         );
     }
     assert_viewer_lost_nothing(viewer, 40, 15);
-    terminate(&mut s);
+    s.terminate();
 }

@@ -93,6 +93,44 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+impl Launch {
+    /// Runs vigint after `script` (POSIX sh, `$0` = `arg0`, ending in `exec "$@"`) in a
+    /// private user and mount namespace: mounts the script makes are seen by vigint alone
+    /// and vanish with it; no root needed where unprivileged user namespaces are allowed.
+    pub fn in_mount_namespace(script: String, arg0: &str) -> Launch {
+        let probe = run(
+            Command::new("unshare").args([
+                "--map-root-user",
+                "--mount",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=1m probe /mnt && mount -o remount,ro /mnt",
+            ]),
+            Duration::from_secs(10),
+        );
+        assert!(
+            probe.ok,
+            "this test mounts a filesystem in its own user and mount namespace, which failed: {}\n\
+             allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on \
+             Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0) or run the tests as root",
+            probe.stderr
+        );
+        Launch {
+            wrapper: vec![
+                "unshare".into(),
+                "--map-root-user".into(),
+                "--mount".into(),
+                "--".into(),
+                "sh".into(),
+                "-c".into(),
+                script,
+                arg0.into(),
+            ],
+            ..Launch::default()
+        }
+    }
+}
+
 impl Server {
     /// Starts vigint with `config` (a JSON object; `rtsp.listen` defaults to 127.0.0.1:0 and
     /// UDP to a free pair) and waits until it serves.
@@ -214,6 +252,19 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops the process with SIGTERM (a clean stop) and waits up to 10 s for it to exit.
+    pub fn terminate(&mut self) {
+        // SAFETY: kill sends SIGTERM to our own child.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.alive() {
+            assert!(Instant::now() < deadline, "vigint did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// True while the process runs.
