@@ -167,6 +167,8 @@ impl Drop for ClientGuard {
 pub struct RateWindow {
     samples: VecDeque<(Instant, u64, u64)>,
     last_progress: Option<Instant>,
+    /// The first sample: a path is not called stalled before it was watched `within`.
+    first: Option<Instant>,
 }
 
 impl RateWindow {
@@ -179,6 +181,7 @@ impl RateWindow {
         if progressed {
             self.last_progress = Some(at);
         }
+        self.first.get_or_insert(at);
         self.samples.push_back((at, frames, bytes));
         // Keep one sample at or before the window's start so the window spans it fully.
         while self.samples.len() > 2
@@ -202,10 +205,15 @@ impl RateWindow {
         ))
     }
 
-    /// True when the frame counter grew within `within` before `now`.
+    /// True when the frame counter grew within `within` before `now`, or when the window
+    /// has not watched that long yet (a path just started is not stalled; before this,
+    /// every start showed "no frames" until the first sample).
     pub fn delivering(&self, now: Instant, within: Duration) -> bool {
-        self.last_progress
-            .is_some_and(|t| now.saturating_duration_since(t) <= within)
+        match (self.last_progress, self.first) {
+            (Some(t), _) => now.saturating_duration_since(t) <= within,
+            (None, Some(first)) => now.saturating_duration_since(first) <= within,
+            (None, None) => true,
+        }
     }
 }
 
@@ -616,6 +624,22 @@ pub(crate) mod tests {
         assert_eq!(w.rates().map(|r| r.0), Some(0.0));
         assert!(w.delivering(t10 + Duration::from_secs(2), STALL_AFTER));
         assert!(!w.delivering(t10 + Duration::from_secs(5), STALL_AFTER));
+    }
+
+    #[test]
+    fn a_path_just_watched_is_not_stalled_until_it_had_the_time() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::default();
+        assert!(w.delivering(t0, STALL_AFTER), "not sampled yet");
+        w.push(t0, 0, 0);
+        assert!(w.delivering(t0 + Duration::from_secs(2), STALL_AFTER));
+        w.push(t0 + Duration::from_secs(2), 0, 0);
+        assert!(
+            !w.delivering(t0 + Duration::from_secs(4), STALL_AFTER),
+            "watched 4 s, no frame: stalled"
+        );
+        w.push(t0 + Duration::from_secs(5), 3, 300);
+        assert!(w.delivering(t0 + Duration::from_secs(5), STALL_AFTER));
     }
 
     #[test]
