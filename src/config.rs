@@ -732,12 +732,15 @@ impl Config {
             let spec = p
                 .source_spec()
                 .map_err(|e| ConfigError::new(format!("{field}.source"), e))?;
-            let (w, h, fps) = p.geometry();
-            let geometry_field = match spec {
-                SourceSpec::TestPattern { size: Some(_) } => format!("{field}.source"),
-                _ => field.clone(),
-            };
-            check_geometry(&geometry_field, w, h, fps)?;
+            // The fields themselves always: a sized test pattern overrides them for the run,
+            // but a nonsense value must not sit in the file waiting for a source change.
+            check_geometry(&field, p.width, p.height, p.fps)?;
+            if let SourceSpec::TestPattern {
+                size: Some((w, h, fps)),
+            } = spec
+            {
+                check_geometry(&format!("{field}.source"), w, h, fps)?;
+            }
             if !(50..=50_000).contains(&p.bitrate_kbps) {
                 return Err(ConfigError::new(
                     format!("{field}.bitrate_kbps"),
@@ -969,6 +972,10 @@ mod tests {
     fn invalid_values_name_their_field() {
         let cases = [
             (r#"{"paths":{"cam":{"fps":0}}}"#, "paths.cam.fps"),
+            (
+                r#"{"paths":{"cam":{"source":"test-pattern:320x240@15","fps":0}}}"#,
+                "paths.cam.fps",
+            ),
             (r#"{"paths":{"cam":{"width":641}}}"#, "paths.cam.width"),
             (
                 r#"{"paths":{"cam":{"bitrate_kbps":1}}}"#,
