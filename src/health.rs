@@ -52,8 +52,8 @@ impl HealthTracker {
             ..Health::default()
         };
         for p in &status.paths {
-            // A streaming path is judged once the monitor has measured it (its first
-            // samples, ~1 s): until then "no frames" only means none were counted yet.
+            // A streaming path is judged once the monitor has measured its rate (its first
+            // samples, ~1 s): until then it is still starting as far as a person can tell.
             if p.state == "starting" || (p.state == "streaming" && p.fps.is_none()) {
                 h.starting = true;
             } else if p.problem.is_some() {
