@@ -186,8 +186,18 @@ fn healthz_names_a_path_without_frames() {
     let http = s.http.expect("HTTP address");
     // The good path streams, the missing camera keeps the whole appliance unhealthy.
     wait_json(http, "/api/v1/paths/ok", "ok path never streamed", |v| {
-        v["problem"].is_null()
+        v["problem"].is_null() && v["fps"].as_f64().is_some_and(|f| f > 0.0)
     });
+    wait_json(
+        http,
+        "/api/v1/paths/gone",
+        "missing camera never reported",
+        |v| {
+            v["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("vigint-no-such-camera"))
+        },
+    );
     let r = get(http, "/healthz");
     assert_eq!(r.status, 503, "{}", r.body);
     let v = r.json();
