@@ -884,12 +884,17 @@ mod tests {
         Box::new(move || Ok(Box::new(TestPattern::new(w, h, fps)?) as Box<dyn FrameSource>))
     }
 
-    /// Collects frames until `deadline`.
+    /// Collects frames for `run_for`.
     fn collect(path: &Arc<MediaPath>, run_for: Duration) -> Vec<Arc<EncodedFrame>> {
+        collect_n(path, usize::MAX, run_for)
+    }
+
+    /// Collects frames until `n` arrived or `limit` passed.
+    fn collect_n(path: &Arc<MediaPath>, n: usize, limit: Duration) -> Vec<Arc<EncodedFrame>> {
         let mut reader = path.frames.subscribe();
-        let deadline = Instant::now() + run_for;
+        let deadline = Instant::now() + limit;
         let mut out = Vec::new();
-        while Instant::now() < deadline {
+        while out.len() < n && Instant::now() < deadline {
             match reader.try_next() {
                 TryNext::Item(f) => out.push(f),
                 TryNext::Empty => std::thread::sleep(Duration::from_millis(5)),
@@ -904,17 +909,19 @@ mod tests {
         let path = MediaPath::new("cam");
         let p = Pipeline::spawn(path.clone(), pattern_factory(320, 240, 30), settings())
             .expect("spawn");
-        let frames = collect(&path, Duration::from_millis(1100));
+        // A count, not a time window: CI also runs this under qemu-user on a busy machine.
+        let frames = collect_n(&path, 25, Duration::from_secs(30));
         let t = Instant::now();
         let stats = p.stats().clone();
         p.stop();
         let stop_took = t.elapsed();
+        // Promptly: not after a capture timeout (seconds), however slow the machine.
         assert!(
-            stop_took < Duration::from_millis(500),
+            stop_took < Duration::from_secs(2),
             "stop took {stop_took:?}"
         );
 
-        assert!(frames.len() >= 25, "only {} frames in 1.1 s", frames.len());
+        assert!(frames.len() >= 25, "only {} frames in 30 s", frames.len());
         let first = &frames[0];
         assert!(first.is_idr);
         let types: Vec<u8> = first.nal_units().filter_map(h264::nal_type).collect();
