@@ -7,15 +7,17 @@
 #                   `scripts/build-arm.sh --dist` is run and its binary used)
 #     --out DIR     where vigint-arm64.img goes (default: target/image)
 #     --xz          also write vigint-arm64.img.xz (what to publish; flash either)
+#     --refresh     rebuild the cached base system even if it is recent (see below)
 #
-# Steps: mmdebstrap builds the root filesystem as a tarball (arm64 maintainer scripts run
-# under qemu-user through binfmt_misc; image/customize.sh installs vigint and the appliance
-# settings), then the FAT boot partition is made with mkfs.vfat + mcopy from the tarball's
+# Steps: mmdebstrap builds the root filesystem as a tarball in two stages: the Debian base
+# system (arm64 maintainer scripts run under qemu-user through binfmt_misc;
+# image/customize-base.sh sets up the appliance; cached), then image/customize.sh installs
+# vigint on top. Then the FAT boot partition is made with mkfs.vfat + mcopy from the tarball's
 # /boot/firmware, the ext4 root with `mkfs.ext4 -d`, and both are written into a partition
 # table made by sfdisk on the image file.
 #
-# Cache: downloaded .debs in $VIGINT_IMAGE_CACHE (default ~/.cache/vigint-image); a rebuild
-# downloads only the package lists and what changed. Mirror: $VIGINT_IMAGE_MIRROR (default
+# Cache: $VIGINT_IMAGE_CACHE (default ~/.cache/vigint-image): the base system's tarball and
+# the downloaded .debs (a base rebuild downloads only the package lists and what changed). Mirror: $VIGINT_IMAGE_MIRROR (default
 # http://deb.debian.org/debian; security updates from .../debian-security next to it).
 # Needs: scripts/install-deps.sh image, and qemu-aarch64 registered in binfmt_misc (done
 # here when run as root; see image/README.md).
@@ -29,11 +31,13 @@ note() { echo "image: $*" >&2; }
 vigint=${VIGINT_BIN:-}
 out=target/image
 xz=0
+refresh=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vigint) vigint=${2:-}; shift ;;
     --out) out=${2:-}; shift ;;
     --xz) xz=1 ;;
+    --refresh) refresh=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown option $1 (--help)" ;;
   esac
@@ -110,31 +114,60 @@ sources=(
   "deb $mirror $suite-updates $components"
   "deb ${mirror%/debian}/debian-security $suite-security $components"
 )
-note "building the arm64 root filesystem (mmdebstrap, $suite)"
-# The hook gets the chroot's path as "$1" (expanded by mmdebstrap's shell, not here).
-custom="$(printf %q "$repo/image/customize.sh") \"\$1\" $(printf '%q ' "$vigint" "$root_label" "$boot_label")"
+# Stage 1, the base system: Debian's packages installed (the slow part: every maintainer
+# script runs under qemu-user, mkinitramfs alone takes minutes). Kept in the cache as a
+# tarball named by what went into it, and reused for VIGINT_IMAGE_BASE_DAYS days (default 7)
+# so a rebuild for a new vigint takes the second stage only; --refresh makes it anew (security
+# updates).
+dpkgopts=(
+  'path-exclude=/usr/share/man/*'
+  'path-exclude=/usr/share/doc/*'
+  'path-include=/usr/share/doc/*/copyright'
+  'path-exclude=/usr/share/locale/*'
+  'path-include=/usr/share/locale/locale.alias'
+)
+key=$(printf '%s\n' "$suite" "${packages[@]}" "${sources[@]}" "${dpkgopts[@]}" |
+  cat - "$repo/image/customize-base.sh" "$repo"/image/files/* | sha256sum | cut -c1-16)
+base=$cache/base-arm64-$key.tar
+max_days=${VIGINT_IMAGE_BASE_DAYS:-7}
+if [ "$refresh" = 0 ] && [ -f "$base" ] && [ -n "$(find "$base" -mtime "-$max_days")" ]; then
+  note "reusing the base system $base (made $(date -r "$base" '+%F %R'); --refresh to remake it)"
+else
+  note "building the arm64 base system (mmdebstrap, $suite)"
+  opts=()
+  for o in "${dpkgopts[@]}"; do opts+=(--dpkgopt="$o"); done
+  # shellcheck disable=SC2016
+  mmdebstrap --architectures=arm64 --variant=minbase \
+    --include="$(
+      IFS=,
+      echo "${packages[*]}"
+    )" \
+    --aptopt='APT::Install-Recommends "false"' "${opts[@]}" \
+    --skip=essential/unlink \
+    --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"' \
+    --essential-hook="upload $(printf %q "$repo/image/files/initramfs.conf") /etc/initramfs-tools/conf.d/vigint-image.conf" \
+    --essential-hook="upload $(printf %q "$repo/image/files/initramfs-modules") /usr/share/initramfs-tools/modules.d/vigint-image" \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+    --setup-hook="sync-in $(printf %q "$cache/debs") /var/cache/apt/archives/" \
+    --customize-hook="sync-out /var/cache/apt/archives $(printf %q "$cache/debs")" \
+    --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
+    --customize-hook="$(printf %q "$repo/image/customize-base.sh") \"\$1\" $(printf '%q ' "$root_label" "$boot_label")" \
+    --format=tar "$suite" "$base.tmp" "${sources[@]}"
+  mv "$base.tmp" "$base"
+  # Older base systems and .debs of replaced versions are no longer needed.
+  find "$cache" -maxdepth 1 -name 'base-arm64-*.tar' ! -path "$base" -delete
+  find "$cache/debs" -name '*.deb' -mtime +30 -delete
+fi
+t_base=$((SECONDS - t0))
+
+# Stage 2: vigint and its settings on top of the base system.
+note "installing vigint"
 # shellcheck disable=SC2016
-mmdebstrap --architectures=arm64 --variant=minbase \
-  --include="$(
-    IFS=,
-    echo "${packages[*]}"
-  )" \
-  --aptopt='APT::Install-Recommends "false"' \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-  --skip=essential/unlink \
-  --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
-  --setup-hook="sync-in $(printf %q "$cache/debs") /var/cache/apt/archives/" \
-  --customize-hook="sync-out /var/cache/apt/archives $(printf %q "$cache/debs")" \
-  --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
-  --customize-hook="$custom" \
-  "$suite" "$work/rootfs.tar" "${sources[@]}"
+mmdebstrap --architectures=arm64 --variant=custom --skip=update --skip=cleanup/apt \
+  --setup-hook="tar-in $(printf %q "$base") /" \
+  --customize-hook="$(printf %q "$repo/image/customize.sh") \"\$1\" $(printf '%q ' "$vigint" "$root_label" "$boot_label")" \
+  --format=tar "$suite" "$work/rootfs.tar"
 t_rootfs=$((SECONDS - t0))
-# Old versions of upgraded packages are no longer needed.
-find "$cache/debs" -name '*.deb' -mtime +30 -delete
 
 note "making the partitions"
 # Unpack, move /boot/firmware's files out (they go on the FAT partition; in the root it is
@@ -185,6 +218,6 @@ if [ "$xz" = 1 ]; then
   note "compressing"
   xz -T0 -6 -k -f "$img"
 fi
-note "root filesystem $t_rootfs s, image $t_total s in all"
+note "base system $t_base s, with vigint $t_rootfs s, image $t_total s in all"
 note "$img: $(stat -c %s "$img") bytes ($(du -k "$img" | cut -f1) KiB used)"
 [ "$xz" = 0 ] || note "$img.xz: $(stat -c %s "$img.xz") bytes"

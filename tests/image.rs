@@ -21,7 +21,14 @@ use common::{require_group, run};
 #[ignore = "boots the SD-card image in QEMU (minutes); see the file's header"]
 fn the_image_boots_and_streams_the_camera() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for tool in ["qemu-system-aarch64", "mcopy", "sfdisk", "debugfs", "ffprobe", "socat"] {
+    for tool in [
+        "qemu-system-aarch64",
+        "mcopy",
+        "sfdisk",
+        "debugfs",
+        "ffprobe",
+        "socat",
+    ] {
         require_group(tool, "image");
     }
     let image = std::env::var_os("VIGINT_IMAGE")
