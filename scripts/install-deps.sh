@@ -11,7 +11,10 @@
 #   arm:   build + the aarch64 and armv7 cross toolchains and qemu-user (scripts/build-arm.sh)
 #   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
 #          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
-#   all:   everything (scripts/test-all.sh)
+#   image: image/build.sh (mmdebstrap with qemu-user for the arm64 root filesystem, sfdisk,
+#          mkfs.vfat, mtools, mkfs.ext4, xz; uidmap for unprivileged builds) and
+#          tests/image/boot-test.sh (qemu-system-arm, ffprobe, curl, socat, debugfs, python3)
+#   all:   everything but image (scripts/test-all.sh)
 set -euo pipefail
 
 need_build=(libclang-dev nasm pkg-config)
@@ -33,6 +36,9 @@ need_arm_rust=(rustc-web cargo-web libstd-rust-web-dev:arm64 libc6:arm64)
 need_vivid=(qemu-system-x86 qemu-system-arm busybox-static kmod cpio xz-utils binutils
   binutils-aarch64-linux-gnu v4l-utils ffmpeg libc6:arm64 libgcc-s1:arm64 libstdc++6:arm64 libv4l-0:arm64 libv4l2rds0:arm64 libudev1:arm64)
 
+need_image=(mmdebstrap arch-test qemu-user-static fdisk dosfstools mtools e2fsprogs xz-utils file
+  uidmap qemu-system-arm ffmpeg curl socat python3)
+
 what=${1:-all}
 pkgs=("${need_build[@]}")
 arm=0
@@ -42,8 +48,9 @@ case "$what" in
   test) pkgs+=("${need_test[@]}"); browser=1 ;;
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
   vivid) pkgs=("${need_vivid[@]}") ;;
+  image) pkgs=("${need_image[@]}") ;;
   all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}"); arm=1; browser=1 ;;
-  *) echo "usage: $0 [build|test|arm|vivid|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|arm|vivid|image|all]" >&2; exit 2 ;;
 esac
 # A node from elsewhere (NodeSource, nvm) brings its own npm and is kept: Debian's packages
 # are only the fallback when the commands are missing.
