@@ -55,7 +55,7 @@ ensure_components() {
 
 # The guest's /init runs under busybox sh: checked as POSIX sh.
 lint_shell() {
-  shellcheck -x scripts/*.sh .ci/run tests/vivid/*.sh
+  shellcheck -x scripts/*.sh .ci/run tests/vivid/*.sh image/*.sh tests/image/*.sh
   shellcheck -s sh tests/vivid/init
 }
 
