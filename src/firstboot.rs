@@ -315,23 +315,7 @@ mod tests {
 
     const PASSWORD: &str = "first boot secret 42";
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Dir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let d = std::env::temp_dir()
-                .join(format!("vigint-firstboot-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            Dir(d)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_util::TempDir as Dir;
 
     #[test]
     fn a_plan_merges_like_a_patch_and_takes_the_password_out() {

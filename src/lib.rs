@@ -21,4 +21,6 @@ pub mod pipeline;
 pub mod record;
 pub mod rtsp;
 pub mod status;
+#[cfg(test)]
+mod test_util;
 pub mod units;

@@ -440,8 +440,9 @@ fn atom_kind<T: mp4_atom::Atom>() -> [u8; 4] {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    pub(crate) use crate::test_util::{require, TempDir};
     use bytes::Bytes;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::Command;
     use std::sync::OnceLock;
     use std::time::{Duration, SystemTime};
@@ -564,14 +565,6 @@ pub(crate) mod tests {
     }
 
     /// Fails with the install line when a tool is missing (never a silent skip).
-    pub(crate) fn require(tool: &str) {
-        let found = Command::new(tool).arg("-version").output().is_ok();
-        assert!(
-            found,
-            "`{tool}` is missing: install with: scripts/install-deps.sh test"
-        );
-    }
-
     fn run(tool: &str, args: &[&str]) -> (String, String) {
         require(tool);
         let out = Command::new(tool).args(args).output().unwrap();
@@ -651,30 +644,6 @@ pub(crate) mod tests {
             path.display(),
             p.duration_s
         );
-    }
-
-    /// A scratch directory removed on drop.
-    pub(crate) struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(tag: &str) -> TempDir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("vigint-record-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-        pub(crate) fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     #[test]

@@ -816,29 +816,8 @@ mod tests {
     use crate::capture::FrameSource;
     use crate::encode::EncoderSettings;
     use crate::pipeline::Pipeline;
+    use crate::test_util::{require, TempDir};
     use std::sync::atomic::AtomicBool;
-
-    fn require(tool: &str) {
-        let ok = std::process::Command::new(tool)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "{tool} is missing: install with scripts/install-deps.sh test"
-        );
-    }
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "vigint-rec-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
-    }
 
     /// A 160x120@30 test pattern with an IDR every `idr` frames.
     fn source(name: &str, idr: u32) -> (Arc<MediaPath>, Pipeline) {
@@ -923,7 +902,8 @@ mod tests {
     fn segments_rotate_at_key_frames_and_play_back_to_back() {
         require("ffprobe");
         let rt = runtime();
-        let root = temp_dir("rotate");
+        let dir = TempDir::new("rec-rotate");
+        let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
         let rec = Recorder::start(
             media,
@@ -957,7 +937,6 @@ mod tests {
         assert_eq!(frames, stats.frames_written.load(Ordering::Relaxed));
         assert_eq!(stats.frames_dropped.load(Ordering::Relaxed), 0);
         assert_eq!(stats.state(), RecorderState::Stopped);
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     /// A storage whose writes block while `stalled` is set, and that can run out of space.
@@ -1011,7 +990,8 @@ mod tests {
     fn a_clock_step_cuts_the_segment_at_the_next_key_frame_and_the_run_goes_on() {
         require("ffprobe");
         let rt = runtime();
-        let root = temp_dir("clockstep");
+        let dir = TempDir::new("rec-clockstep");
+        let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
         let stepped = Arc::new(AtomicBool::new(false));
         let run_starts = Arc::new(Mutex::new(Vec::new()));
@@ -1056,14 +1036,14 @@ mod tests {
         let frames: u64 = segs.iter().map(|s| probe(s).0).sum();
         assert_eq!(frames, stats.frames_written.load(Ordering::Relaxed));
         assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn a_stalled_card_drops_to_the_next_key_frame_and_never_holds_up_the_stream() {
         require("ffprobe");
         let rt = runtime();
-        let root = temp_dir("stall");
+        let dir = TempDir::new("rec-stall");
+        let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
         let stalled = Arc::new(AtomicBool::new(false));
         let storage = FakeStorage {
@@ -1117,14 +1097,14 @@ mod tests {
         for s in &segs {
             probe(s);
         }
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn a_full_disk_pauses_recording_and_it_resumes_by_itself() {
         require("ffprobe");
         let rt = runtime();
-        let root = temp_dir("full");
+        let dir = TempDir::new("rec-full");
+        let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
         let full = Arc::new(AtomicBool::new(false));
         let storage = FakeStorage {
@@ -1173,6 +1153,5 @@ mod tests {
             crate::record::repair::repair(s).expect("repair");
             probe(s);
         }
-        let _ = std::fs::remove_dir_all(&root);
     }
 }
