@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::status::Status;
+use crate::status::{PathHealth, Status};
 
 /// A recorder's write error lights the storage warning for this long after it happened;
 /// a pause (storage full) lights it for as long as it lasts.
@@ -54,10 +54,13 @@ impl HealthTracker {
         for p in &status.paths {
             // A streaming path is judged once the monitor has measured its rate (its first
             // samples, ~1 s): until then it is still starting as far as a person can tell.
-            if p.state == "starting" || (p.state == "streaming" && p.fps.is_none()) {
-                h.starting = true;
-            } else if p.problem.is_some() {
-                h.camera_lost = true;
+            match p.health() {
+                PathHealth::Starting => h.starting = true,
+                PathHealth::Serving | PathHealth::Stalled(_) if p.fps.is_none() => {
+                    h.starting = true
+                }
+                PathHealth::Serving => {}
+                PathHealth::Stalled(_) | PathHealth::Reported(_) => h.camera_lost = true,
             }
             let Some(rec) = &p.recording else {
                 self.write_errors.remove(&p.name);

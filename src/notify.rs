@@ -2,9 +2,9 @@
 //! still works rather than merely runs.
 //!
 //! Owns: the sd_notify(3) datagram (`NotifySocket`, from `NOTIFY_SOCKET`: a path or an
-//! abstract `@name`), the watchdog interval (`WATCHDOG_USEC`, `WATCHDOG_PID`), the pure
-//! judgement of a status snapshot (`path_health`, `status_line`), the `Watchdog` that decides
-//! which messages go out when (time passed in, so tests fake it), and the thread "watchdog"
+//! abstract `@name`), the watchdog interval (`WATCHDOG_USEC`, `WATCHDOG_PID`), the status
+//! line (`status_line`, from `PathStatus::health`), the `Watchdog` that decides which
+//! messages go out when (time passed in, so tests fake it), and the thread "watchdog"
 //! that drives it (`Systemd::spawn`). Does not own: any counter or state (it reads
 //! `status::Monitor`), the unit file (`board/vigint.service`), the logger's journald format.
 //!
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::status::{Monitor, PathStatus, Status};
+use crate::status::{Monitor, PathHealth, Status};
 
 /// A path may show `starting` this long before the keep-alives stop (a camera whose open
 /// hangs). Opening a camera takes well under a second; an encoder's first frame as long.
@@ -119,30 +119,6 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Opti
     }
 }
 
-/// One path, as the watchdog sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathHealth {
-    /// Not yet streaming, no error yet.
-    Starting,
-    /// Frames flow.
-    Serving,
-    /// Failed and says so (`camera lost: ...`, `failed: ...`): a restart would not bring an
-    /// unplugged camera back, and the failure is visible in status.
-    Reported(String),
-    /// Claims to stream but no frame came: a wedged capture thread. Only a restart helps.
-    Stalled(String),
-}
-
-pub fn path_health(p: &PathStatus) -> PathHealth {
-    match (p.state.as_str(), &p.problem) {
-        ("starting", _) => PathHealth::Starting,
-        ("streaming", None) => PathHealth::Serving,
-        ("streaming", Some(why)) => PathHealth::Stalled(why.clone()),
-        // `camera lost: ...`, `failed: ...`, and `stopped` (a path being removed).
-        (state, _) => PathHealth::Reported(state.to_string()),
-    }
-}
-
 /// The line `systemctl status` shows, e.g. `2 paths streaming, recording cam, 1 viewer` or
 /// `1 of 2 paths streaming (door: camera lost: no such device), recording cam`.
 pub fn status_line(status: &Status, ready: bool) -> String {
@@ -154,7 +130,7 @@ pub fn status_line(status: &Status, ready: bool) -> String {
         let serving = status
             .paths
             .iter()
-            .filter(|p| path_health(p) == PathHealth::Serving)
+            .filter(|p| p.health() == PathHealth::Serving)
             .count();
         let mut head = if serving == n {
             format!("{n} path{} streaming", if n == 1 { "" } else { "s" })
@@ -164,7 +140,7 @@ pub fn status_line(status: &Status, ready: bool) -> String {
         let troubles: Vec<String> = status
             .paths
             .iter()
-            .filter_map(|p| match path_health(p) {
+            .filter_map(|p| match p.health() {
                 PathHealth::Serving => None,
                 PathHealth::Starting => Some(format!("{}: starting", p.name)),
                 PathHealth::Reported(why) | PathHealth::Stalled(why) => {
@@ -299,7 +275,7 @@ impl Watchdog {
             ));
         }
         for p in &status.paths {
-            match path_health(p) {
+            match p.health() {
                 PathHealth::Stalled(reason) => why.push(format!("path {}: {reason}", p.name)),
                 PathHealth::Starting => {
                     let since = *self.starting_since.entry(p.name.clone()).or_insert(now);
@@ -328,7 +304,7 @@ impl Watchdog {
         let ready = status
             .paths
             .iter()
-            .all(|p| path_health(p) != PathHealth::Starting);
+            .all(|p| p.health() != PathHealth::Starting);
         if ready && !self.ready_sent {
             self.ready_sent = true;
             lines.push("READY=1".to_string());
@@ -486,7 +462,7 @@ mod tests {
     fn status(paths: Vec<PathStatus>) -> Status {
         crate::status::tests::test_status(paths, true)
     }
-    use crate::status::{Clients, RecorderSample};
+    use crate::status::{Clients, PathStatus, RecorderSample};
 
     const STREAMING: (&str, Option<&str>) = ("streaming", None);
     const STALLED: (&str, Option<&str>) = ("streaming", Some("no frames for more than 3 s"));
@@ -544,22 +520,6 @@ mod tests {
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
         assert_eq!(watchdog_interval(None, Some("7"), 7), None);
-    }
-
-    #[test]
-    fn paths_are_judged_by_state_and_delivery() {
-        let h = |s: (&str, Option<&str>)| path_health(&path("cam", s.0, s.1));
-        assert_eq!(h(("starting", Some("starting"))), PathHealth::Starting);
-        assert_eq!(h(STREAMING), PathHealth::Serving);
-        assert_eq!(
-            h(STALLED),
-            PathHealth::Stalled("no frames for more than 3 s".into())
-        );
-        assert!(matches!(h(LOST), PathHealth::Reported(r) if r.starts_with("camera lost")));
-        assert!(matches!(
-            h(("failed: encoder", Some("failed: encoder"))),
-            PathHealth::Reported(_)
-        ));
     }
 
     #[test]

@@ -262,6 +262,32 @@ pub struct PathStatus {
     pub recording: Option<RecorderSample>,
 }
 
+/// One path, judged the same way by the watchdog, the systemd status line and the LED.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathHealth {
+    /// Not yet streaming, no error yet.
+    Starting,
+    /// Frames flow.
+    Serving,
+    /// Failed and says so (`camera lost: ...`, `failed: ...`, `stopped`): a restart would
+    /// not bring an unplugged camera back, and the failure is visible in status.
+    Reported(String),
+    /// Claims to stream but no frame came: a wedged capture thread. Only a restart helps.
+    Stalled(String),
+}
+
+impl PathStatus {
+    /// The path's health from its state and whether its frames flow (`problem`).
+    pub fn health(&self) -> PathHealth {
+        match (self.state.as_str(), &self.problem) {
+            ("starting", _) => PathHealth::Starting,
+            ("streaming", None) => PathHealth::Serving,
+            ("streaming", Some(why)) => PathHealth::Stalled(why.clone()),
+            (state, _) => PathHealth::Reported(state.to_string()),
+        }
+    }
+}
+
 /// The whole appliance.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
@@ -658,6 +684,27 @@ pub(crate) mod tests {
         assert_eq!(encode_bucket(1_000_001), 1);
         assert_eq!(encode_bucket(30_000_000), 5);
         assert_eq!(encode_bucket(5_000_000_000), ENCODE_BUCKETS_S.len());
+    }
+
+    #[test]
+    fn paths_are_judged_by_state_and_delivery() {
+        let h = |state: &str, problem: Option<&str>| test_path("cam", state, problem).health();
+        assert_eq!(h("starting", Some("starting")), PathHealth::Starting);
+        assert_eq!(h("streaming", None), PathHealth::Serving);
+        assert_eq!(
+            h("streaming", Some("no frames for more than 3 s")),
+            PathHealth::Stalled("no frames for more than 3 s".into())
+        );
+        let lost = "camera lost: /dev/video99: no such device";
+        assert_eq!(h(lost, Some(lost)), PathHealth::Reported(lost.into()));
+        assert_eq!(
+            h("failed: encoder", Some("failed: encoder")),
+            PathHealth::Reported("failed: encoder".into())
+        );
+        assert_eq!(
+            h("stopped", Some("stopped")),
+            PathHealth::Reported("stopped".into())
+        );
     }
 
     #[test]
