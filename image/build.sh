@@ -160,11 +160,13 @@ else
 fi
 t_base=$((SECONDS - t0))
 
-# Stage 2: vigint and its settings on top of the base system.
+# Stage 2: vigint and its settings on top of the base system. The base is unpacked without
+# its device nodes: a user namespace (unprivileged build) may not make them, and mmdebstrap
+# provides /dev itself. The image's /dev stays empty too: the kernel mounts devtmpfs there.
 note "installing vigint"
 # shellcheck disable=SC2016
 mmdebstrap --architectures=arm64 --variant=custom --skip=update --skip=cleanup/apt \
-  --setup-hook="tar-in $(printf %q "$base") /" \
+  --setup-hook="tar -C \"\$1\" -x -p --numeric-owner --xattrs --xattrs-include='*' --exclude='./dev/*' -f $(printf %q "$base")" \
   --customize-hook="$(printf %q "$repo/image/customize.sh") \"\$1\" $(printf '%q ' "$vigint" "$root_label" "$boot_label")" \
   --format=tar "$suite" "$work/rootfs.tar"
 t_rootfs=$((SECONDS - t0))
@@ -176,7 +178,7 @@ cat >"$work/mkroot.sh" <<'EOS'
 set -eu
 work=$1 label=$2
 mkdir "$work/root" "$work/firmware"
-tar -x -p --numeric-owner --xattrs --xattrs-include='*' -f "$work/rootfs.tar" -C "$work/root"
+tar -x -p --numeric-owner --xattrs --xattrs-include='*' --exclude='./dev/*' -f "$work/rootfs.tar" -C "$work/root"
 find "$work/root/boot/firmware" -mindepth 1 -maxdepth 1 -exec mv -t "$work/firmware" {} +
 mb=$(du -s --block-size=1M "$work/root" | cut -f1)
 # A third more than the files, plus 128 MiB: room for a kernel update before the first
@@ -211,7 +213,9 @@ EOF
 dd if="$fat" of="$img" bs=1M seek="$first_mib" conv=notrunc,sparse status=none
 dd if="$work/root.ext4" of="$img" bs=512 seek="$root_start" conv=notrunc,sparse status=none
 as_root rm -rf "$work/root"
-rm -rf "$work/firmware" "$fat" "$work/root.ext4" "$work/mkroot.sh"
+# The rest of the work directory (the 700 MB root tarball among it) is not needed again; after
+# a failure it stays for a look and the next build removes it.
+rm -rf "$work"
 t_total=$((SECONDS - t0))
 
 if [ "$xz" = 1 ]; then

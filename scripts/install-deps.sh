@@ -14,7 +14,7 @@
 #   image: image/build.sh (mmdebstrap with qemu-user for the arm64 root filesystem, sfdisk,
 #          mkfs.vfat, mtools, mkfs.ext4, xz; uidmap for unprivileged builds) and
 #          tests/image/boot-test.sh (qemu-system-arm, ffprobe, curl, socat, debugfs, python3)
-#   all:   everything but image (scripts/test-all.sh)
+#   all:   all of the above (scripts/test-all.sh)
 set -euo pipefail
 
 need_build=(libclang-dev nasm pkg-config)
@@ -49,7 +49,7 @@ case "$what" in
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
   vivid) pkgs=("${need_vivid[@]}") ;;
   image) pkgs=("${need_image[@]}") ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}"); arm=1; browser=1 ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}" "${need_image[@]}"); arm=1; browser=1 ;;
   *) echo "usage: $0 [build|test|arm|vivid|image|all]" >&2; exit 2 ;;
 esac
 # A node from elsewhere (NodeSource, nvm) brings its own npm and is kept: Debian's packages

@@ -5,14 +5,18 @@
 #   3. lint             cargo clippy --all-targets -- -D warnings; shellcheck on the scripts
 #   4. tests            cargo test --release   (unit + integration; the integration tests
 #                       drive real RTSP clients and want optimised builds)
-#   5. aarch64          scripts/build-arm.sh --test (cross build, unit tests under qemu-user)
-#   6. dist             scripts/build-arm.sh --dist: the stripped LTO binary users install,
-#                       its size reported (goal: under 4 MB)
+#   5. aarch64          scripts/build-arm.sh --test (cross-built unit tests under qemu-user)
+#   6. dist             scripts/build-arm.sh --dist: the stripped LTO aarch64 binary users
+#                       install, its size reported (goal: under 4 MB)
 #   7. armv7            scripts/build-arm.sh --target armv7: 32-bit Raspberry Pi OS builds
 #   8. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
-#                       aarch64 binary each in a QEMU board with Debian's kernel and the vivid
-#                       camera driver, played from the host (about 40 s each; the first run
-#                       also downloads the kernels into ~/.cache/vigint-vivid, cache it in CI)
+#                       aarch64 dist binary each in a QEMU board with Debian's kernel and the
+#                       vivid camera driver, played from the host (about 40 s each; the first
+#                       run also downloads the kernels into ~/.cache/vigint-vivid)
+#   9. image            cargo test --release --test image -- --ignored: the SD-card image built
+#                       with the dist binary (image/build.sh, about a minute with its base
+#                       system cached in ~/.cache/vigint-image, about 8 without) and booted in
+#                       QEMU with the vivid camera (1-2 minutes); keep ~/.cache in CI
 # Needs Debian 12 or Ubuntu with Rust (rustup) installed; root or sudo for step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,5 +72,7 @@ step test cargo test --release
 step aarch64 scripts/build-arm.sh --test
 step dist scripts/build-arm.sh --dist
 step armv7 scripts/build-arm.sh --target armv7
-# After the aarch64 build, which the aarch64 guest boots (build-arm.sh is a no-op by now).
+# After the dist build, which the aarch64 guest boots and the image holds (build-arm.sh
+# --dist is a no-op by then).
 step vivid cargo test --release --test vivid -- --ignored --nocapture
+step image cargo test --release --test image -- --ignored --nocapture

@@ -2,10 +2,11 @@
 //! virtual camera driver boots in QEMU (TCG), the project's binary runs inside and serves two
 //! vivid devices as two paths, and the host plays them over RTSP (forwarded to 127.0.0.1).
 //!
-//! For x86_64 (the binary cargo builds for this test) and aarch64 (the binary
-//! `scripts/build-arm.sh` builds, the one users put on a Pi). The guest is made by
-//! `tests/vivid/` (kernel from apt into a cache, initramfs, QEMU command line); the host drives
-//! it over a virtio serial port that runs shell commands in the guest (`tests/vivid/init`).
+//! For x86_64 (the binary cargo builds for this test) and aarch64 (the `dist` binary that
+//! `scripts/build-arm.sh --dist` builds: the one users put on a Pi, and the SD-card image's).
+//! The guest is made by `tests/vivid/` (kernel from apt into a cache, initramfs, QEMU command
+//! line); the host drives it over a virtio serial port that runs shell commands in the guest
+//! (`tests/vivid/init`).
 //!
 //! Checks, on each architecture: frames decode at the configured size from vivid's YUYV output
 //! (`pixel_format` YUYV) and, after a restart with NV12, from its NV12 output; `disconnect`,
@@ -16,7 +17,7 @@
 //!
 //! Both tests are `#[ignore]`d in a plain `cargo test`: each boots a virtual machine and takes
 //! about 40 s (plus, once, the kernel download, cached). `scripts/test-all.sh` (CI) runs them
-//! after the aarch64 build:
+//! after the aarch64 `dist` build:
 //!   cargo test --release --test vivid -- --ignored --nocapture
 //! Set VIGINT_VIVID_AARCH64_BIN to test an aarch64 binary built elsewhere (e.g. with cross);
 //! VIGINT_TEST_LOG=1 echoes the guest's console.
@@ -741,20 +742,22 @@ fn vivid_x86_64() {
     scenario("x86_64", Path::new(env!("CARGO_BIN_EXE_vigint")));
 }
 
-/// The aarch64 binary: VIGINT_VIVID_AARCH64_BIN, else what `scripts/build-arm.sh` builds
-/// (it is a no-op when that build is current, as in scripts/test-all.sh right after it).
+/// The aarch64 binary: VIGINT_VIVID_AARCH64_BIN, else what `scripts/build-arm.sh --dist`
+/// builds (it is a no-op when that build is current, as in scripts/test-all.sh after it).
 fn aarch64_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("VIGINT_VIVID_AARCH64_BIN") {
         return PathBuf::from(p);
     }
     let root = manifest_dir();
     let r = run(
-        Command::new(root.join("scripts/build-arm.sh")).current_dir(&root),
+        Command::new(root.join("scripts/build-arm.sh"))
+            .arg("--dist")
+            .current_dir(&root),
         Duration::from_secs(1800),
     );
     assert!(
         r.ok,
-        "scripts/build-arm.sh failed:\n{}\n{}",
+        "scripts/build-arm.sh --dist failed:\n{}\n{}",
         r.stdout, r.stderr
     );
     // Its report line: "build-arm: PATH: ELF 64-bit LSB pie executable, ARM aarch64, ..."

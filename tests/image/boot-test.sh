@@ -206,7 +206,7 @@ else
   fail "root partition not grown: $root_size_before -> $root_size_after sectors, disk $disk_sectors"
 fi
 # The config the first-boot file went into: the camera's mode, the password only as a hash.
-dd if="$disk" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_size_after" status=none
+dd if="$disk" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_size_after" conv=sparse status=none
 saved=$(debugfs -R 'cat /etc/vigint/vigint.json' "$work/root.ext4" 2>/dev/null || true)
 if echo "$saved" | python3 -c '
 import json, sys
