@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -138,41 +138,27 @@ fn latency() {
     require("ffmpeg");
     let s = Server::start(config());
     std::thread::sleep(Duration::from_secs(1));
-    let mut child = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-fflags",
-            "nobuffer",
-            "-flags",
-            "low_delay",
-        ])
-        .args([
-            "-probesize",
-            "32",
-            "-analyzeduration",
-            "0",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-        ])
-        .arg(s.url("cam"))
-        .args([
-            "-t",
-            "8",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
+    let url = s.url("cam");
+    let mut child = ffmpeg_gray_command(&[
+        "-fflags",
+        "nobuffer",
+        "-flags",
+        "low_delay",
+        "-probesize",
+        "32",
+        "-analyzeduration",
+        "0",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        &url,
+        "-t",
+        "8",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("ffmpeg");
     let mut out = child.stdout.take().expect("stdout");
     let mut frame = vec![0u8; (W * H) as usize];
     let mut lat = Vec::new();

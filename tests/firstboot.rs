@@ -109,6 +109,15 @@ fn a_valid_file_sets_the_admin_password_merges_and_is_removed() {
     assert!(s.log_text().contains("first boot: applied "));
 }
 
+/// The status's `first_boot` report for a file that was not applied, whose error `error_ok`
+/// accepts.
+fn not_applied(status: &serde_json::Value, error_ok: impl Fn(&str) -> bool) -> &serde_json::Value {
+    let fb = &status["first_boot"];
+    assert_eq!(fb["applied"], false, "{fb}");
+    assert!(fb["error"].as_str().is_some_and(error_ok), "{fb}");
+    fb
+}
+
 /// Starts vigint with `first_boot` holding `content`; returns the server, the status seen
 /// (open: no admin password is set) and the config as written before the start.
 fn start_invalid(tag: &str, content: &[u8]) -> (Server, serde_json::Value, TempDir, Vec<u8>) {
@@ -141,16 +150,11 @@ fn an_invalid_file_is_kept_and_changes_nothing() {
     })
     .to_string();
     let (s, status, _dir, _) = start_invalid("fb-field", bad.as_bytes());
-    let fb = &status["first_boot"];
-    assert_eq!(fb["applied"], false, "{fb}");
+    let fb = not_applied(&status, |e| {
+        e.starts_with("paths.cam.fps: ") && e.contains("1 to 120")
+    });
     assert_eq!(fb["removed"], false);
     assert_eq!(fb["field"], "paths.cam.fps");
-    assert!(
-        fb["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("paths.cam.fps: ") && e.contains("1 to 120")),
-        "{fb}"
-    );
     // Not half applied: no admin password either.
     let http = s.http.expect("HTTP");
     assert_eq!(get(http, "/api/v1/session").json()["setup_required"], true);
@@ -168,15 +172,8 @@ fn an_invalid_file_is_kept_and_changes_nothing() {
 #[test]
 fn a_file_that_is_not_json_is_kept_and_changes_nothing() {
     let (_s, status, _dir, _) = start_invalid("fb-json", b"{\"log_level\": \"debug\",}");
-    let fb = &status["first_boot"];
-    assert_eq!(fb["applied"], false, "{fb}");
+    let fb = not_applied(&status, |e| e.starts_with("not valid JSON"));
     assert!(fb["field"].is_null());
-    assert!(
-        fb["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("not valid JSON")),
-        "{fb}"
-    );
 }
 
 #[test]
@@ -198,14 +195,7 @@ fn a_directory_in_its_place_is_a_clear_error_and_vigint_serves() {
     std::fs::create_dir(&file).expect("mkdir");
     let mut s = Server::start_with(config(&dir), with_first_boot(&file));
     let status = streaming(&s, "", 1);
-    let fb = &status["first_boot"];
-    assert_eq!(fb["applied"], false, "{fb}");
-    assert!(
-        fb["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("is a directory")),
-        "{fb}"
-    );
+    not_applied(&status, |e| e.contains("is a directory"));
     assert!(file.is_dir());
     std::thread::sleep(Duration::from_millis(200));
     assert!(s.alive());
@@ -234,14 +224,9 @@ fn a_file_vigint_cannot_remove_is_not_applied() {
     let written = serde_json::to_vec_pretty(&cfg).expect("json");
     let s = Server::start_with(cfg, read_only_first_boot(&file));
     let status = streaming(&s, "", 1);
-    let fb = &status["first_boot"];
-    assert_eq!(fb["applied"], false, "{fb}");
-    assert!(
-        fb["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("cannot be removed after use") && e.contains("ead-only")),
-        "{fb}"
-    );
+    not_applied(&status, |e| {
+        e.starts_with("cannot be removed after use") && e.contains("ead-only")
+    });
     assert_eq!(std::fs::read_to_string(&file).expect("kept"), content);
     assert_eq!(std::fs::read(&s.config_path).expect("config"), written);
     let http = s.http.expect("HTTP");

@@ -345,6 +345,25 @@ pub fn ffmpeg_gray_frames(
     (frames, stderr)
 }
 
+/// The ffmpeg command that decodes `input` (options up to and including `-i`, and any after
+/// it) to raw luma frames on its standard output, every frame as decoded.
+pub fn ffmpeg_gray_command(input: &[&str]) -> Command {
+    require("ffmpeg");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-loglevel", "error"])
+        .args(input)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ]);
+    cmd
+}
+
 /// Decodes the input that `input` names (ffmpeg options up to and including `-i`, and any
 /// after it) to `w`x`h` luma frames, every frame as decoded (none dropped or duplicated by
 /// ffmpeg). Returns whether ffmpeg succeeded in `limit`, the frames, and its error output.
@@ -354,22 +373,7 @@ pub fn ffmpeg_gray(
     w: u32,
     h: u32,
 ) -> (bool, Vec<Vec<u8>>, String) {
-    require("ffmpeg");
-    let (ok, bytes, stderr) = run_bytes(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error"])
-            .args(input)
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "gray",
-                "-",
-            ]),
-        limit,
-    );
+    let (ok, bytes, stderr) = run_bytes(&mut ffmpeg_gray_command(input), limit);
     let frame = (w * h) as usize;
     let frames = bytes.chunks_exact(frame).map(|c| c.to_vec()).collect();
     (ok, frames, stderr)

@@ -16,6 +16,8 @@
 #   - ffprobe decodes the RTSP stream of the vivid camera at the first-boot file's size
 #   - the root partition was grown to the end of the (enlarged) disk on first boot
 #   - the system powers off cleanly (QEMU's power button; systemd-logind)
+#   - SD-card care on the disk after the boot: no SSH server, root noatime, no swap, nothing
+#     written to /var/log/journal (the journal stays in RAM)
 # and figures: seconds from QEMU's start to READY, to /healthz, to the first RTSP frame.
 # All ports are on 127.0.0.1. Needs scripts/install-deps.sh image (qemu-system-arm, mtools,
 # fdisk, e2fsprogs, ffmpeg, curl).
@@ -217,6 +219,29 @@ sys.exit(0 if ok else 1)' 2>/dev/null; then
   say "ok /etc/vigint/vigint.json holds the first-boot settings (password as a hash only)"
 else
   fail "/etc/vigint/vigint.json: $saved"
+fi
+# SD-card care, as the card holds it after a boot: no SSH server, root mounted noatime, no
+# swap, the journal kept in RAM (nothing written under /var/log/journal during the boot).
+in_root() { debugfs -R "$1" "$work/root.ext4" 2>/dev/null; }
+if in_root 'stat /usr/sbin/sshd' | grep -q '^Inode:'; then
+  fail "an SSH server is installed (/usr/sbin/sshd)"
+else
+  say "ok no SSH server (/usr/sbin/sshd absent)"
+fi
+fstab=$(in_root 'cat /etc/fstab')
+if echo "$fstab" | grep -Eq '^[^#]*[[:space:]]/[[:space:]]+ext4[[:space:]]+[^[:space:]]*noatime' &&
+  ! echo "$fstab" | grep -Eq '^[^#]*[[:space:]]swap[[:space:]]'; then
+  say "ok fstab: root noatime, no swap"
+else
+  fail "fstab: $fstab"
+fi
+journald=$(in_root 'cat /etc/systemd/journald.conf.d/50-vigint-image.conf')
+# `ls -p` prints /inode/mode/uid/gid/name/size/ per entry.
+journal_files=$(in_root 'ls -p /var/log/journal' | awk -F/ 'NF > 5 && $6 != "." && $6 != ".." { print $6 }')
+if echo "$journald" | grep -qx 'Storage=volatile' && [ -z "$journal_files" ]; then
+  say "ok journal in RAM (Storage=volatile; /var/log/journal empty after the boot)"
+else
+  fail "journal: config: $journald; files: $journal_files"
 fi
 fs_blocks=$(debugfs -R stats "$work/root.ext4" 2>/dev/null | sed -n 's/^Block count: *//p')
 say "root file system: ${fs_blocks:-?} blocks after the first boot"
