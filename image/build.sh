@@ -2,12 +2,14 @@
 # Builds the Vigint SD-card image for Raspberry Pi boards (arm64): Debian 12 from Debian's
 # packages, Vigint installed as a service. No loop devices, no mounts.
 #
-#   image/build.sh [--vigint BIN] [--out DIR] [--xz]
+#   image/build.sh [--vigint BIN] [--out DIR] [--xz] [--refresh] [--base-only]
 #     --vigint BIN  the aarch64 vigint to install (default: $VIGINT_BIN, else
 #                   `scripts/build-arm.sh --dist` is run and its binary used)
 #     --out DIR     where vigint-arm64.img goes (default: target/image)
 #     --xz          also write vigint-arm64.img.xz (what to publish; flash either)
 #     --refresh     rebuild the cached base system even if it is recent (see below)
+#     --base-only   only make sure the cached base system is there and recent (CI prepares
+#                   it next to other work), no image
 #
 # Steps: mmdebstrap builds the root filesystem as a tarball in two stages: the Debian base
 # system (arm64 maintainer scripts run under qemu-user through binfmt_misc;
@@ -32,12 +34,14 @@ vigint=${VIGINT_BIN:-}
 out=target/image
 xz=0
 refresh=0
+base_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vigint) vigint=${2:-}; shift ;;
     --out) out=${2:-}; shift ;;
     --xz) xz=1 ;;
     --refresh) refresh=1 ;;
+    --base-only) base_only=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown option $1 (--help)" ;;
   esac
@@ -75,14 +79,16 @@ if ! arch-test arm64 >/dev/null 2>&1; then
   fi
 fi
 
-if [ -z "$vigint" ]; then
-  note "no --vigint: building it (scripts/build-arm.sh --dist)"
-  scripts/build-arm.sh --dist
-  vigint=${CARGO_TARGET_DIR:-target}/aarch64-debian/aarch64-unknown-linux-gnu/dist/vigint
+if [ "$base_only" = 0 ]; then
+  if [ -z "$vigint" ]; then
+    note "no --vigint: building it (scripts/build-arm.sh --dist)"
+    scripts/build-arm.sh --dist
+    vigint=${CARGO_TARGET_DIR:-target}/aarch64-debian/aarch64-unknown-linux-gnu/dist/vigint
+  fi
+  [ -f "$vigint" ] || die "no vigint binary at $vigint"
+  vigint=$(cd "$(dirname "$vigint")" && pwd)/$(basename "$vigint")
+  file -b "$vigint" | grep -q 'ARM aarch64' || die "$vigint is not an aarch64 program: $(file -b "$vigint")"
 fi
-[ -f "$vigint" ] || die "no vigint binary at $vigint"
-vigint=$(cd "$(dirname "$vigint")" && pwd)/$(basename "$vigint")
-file -b "$vigint" | grep -q 'ARM aarch64' || die "$vigint is not an aarch64 program: $(file -b "$vigint")"
 
 mkdir -p "$out" "$cache/debs"
 out=$(cd "$out" && pwd)
@@ -159,6 +165,10 @@ else
   find "$cache/debs" -name '*.deb' -mtime +30 -delete
 fi
 t_base=$((SECONDS - t0))
+if [ "$base_only" = 1 ]; then
+  note "base system ready in $t_base s: $base"
+  exit 0
+fi
 
 # Stage 2: vigint and its settings on top of the base system. The base is unpacked without
 # its device nodes: a user namespace (unprivileged build) may not make them, and mmdebstrap
