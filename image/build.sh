@@ -132,8 +132,13 @@ dpkgopts=(
   'path-exclude=/usr/share/locale/*'
   'path-include=/usr/share/locale/locale.alias'
 )
+# The key covers what goes into the base; vigint's own files (vigint.json*) come later.
+base_inputs=("$repo/image/customize-base.sh")
+for f in "$repo"/image/files/*; do
+  case "${f##*/}" in vigint.json*) ;; *) base_inputs+=("$f") ;; esac
+done
 key=$(printf '%s\n' "$suite" "${packages[@]}" "${sources[@]}" "${dpkgopts[@]}" |
-  cat - "$repo/image/customize-base.sh" "$repo"/image/files/* | sha256sum | cut -c1-16)
+  cat - "${base_inputs[@]}" | sha256sum | cut -c1-16)
 base=$cache/base-arm64-$key.tar
 max_days=${VIGINT_IMAGE_BASE_DAYS:-7}
 if [ "$refresh" = 0 ] && [ -f "$base" ] && [ -n "$(find "$base" -mtime "-$max_days")" ]; then

@@ -50,7 +50,7 @@ step() {
   echo "==== $current"
   local t0=$SECONDS
   "$@"
-  results+=("$(printf '%-8s %4d s  %s' "$name" $((SECONDS - t0)) "$*")")
+  results+=("$(printf '%-10s %4d s  %s' "$name" $((SECONDS - t0)) "$*")")
   current=""
 }
 
@@ -80,7 +80,7 @@ wait_background() {
     return "$rc"
   fi
   tail -n 3 "$bg_log"
-  results+=("$(printf '%-8s %4d s  %s (in the background)' "$bg_name" $((SECONDS - bg_t0)) "$bg_cmd")")
+  results+=("$(printf '%-10s %4d s  %s (in the background)' "$bg_name" $((SECONDS - bg_t0)) "$bg_cmd")")
   current=""
 }
 

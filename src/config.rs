@@ -672,6 +672,12 @@ impl Config {
                     "must be non-empty, without control characters",
                 ));
             }
+            if crate::http::login::is_placeholder(&u.password) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].password"),
+                    "is the example's placeholder (CHANGE-ME): choose your own",
+                ));
+            }
             if !seen.insert(&u.name) {
                 return Err(ConfigError::new(
                     format!("users[{i}].name"),
@@ -997,6 +1003,10 @@ mod tests {
             ),
             (
                 r#"{"users":[{"name":"a","password":""}]}"#,
+                "users[0].password",
+            ),
+            (
+                r#"{"users":[{"name":"a","password":"CHANGE-ME too"}]}"#,
                 "users[0].password",
             ),
             (r#"{"rtsp":{"udp_rtp_port":8001}}"#, "rtsp.udp_rtp_port"),

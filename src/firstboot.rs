@@ -446,6 +446,12 @@ mod tests {
                 Some("admin.password"),
                 "at least 8",
             ),
+            // The example the image puts on the boot partition, renamed but not edited.
+            (
+                include_str!("../image/files/vigint.json.example"),
+                Some("admin.password"),
+                "placeholder",
+            ),
             (r#"{"log_level": "debug",}"#, None, "not valid JSON"),
             ("", None, "not valid JSON"),
             ("\0\0\0\0", None, "zero bytes"),

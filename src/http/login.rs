@@ -33,8 +33,22 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(900);
 /// Addresses tracked at most (the oldest are forgotten first): bounded memory under attack.
 const MAX_TRACKED: usize = 4096;
 
+/// Marks the passwords in shipped examples (docs/CONFIG.md, the image's
+/// `vigint.json.example`): a copy used unedited must not set a password everyone knows.
+pub const PLACEHOLDER_MARK: &str = "CHANGE-ME";
+
+/// Whether `password` is an example's placeholder (contains `CHANGE-ME`, any case).
+pub fn is_placeholder(password: &str) -> bool {
+    password.to_ascii_uppercase().contains(PLACEHOLDER_MARK)
+}
+
 /// Checks a new admin password; the reason is shown to the person choosing it.
 pub fn check_new_password(password: &str) -> Result<(), String> {
+    if is_placeholder(password) {
+        return Err(format!(
+            "is the example's placeholder ({PLACEHOLDER_MARK}): choose your own"
+        ));
+    }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
     }
@@ -293,6 +307,9 @@ mod tests {
         assert!(check_new_password("long enough").is_ok());
         assert!(check_new_password("with\nnewline").is_err());
         assert!(check_new_password(&"x".repeat(2000)).is_err());
+        // The examples' placeholder, in any case, is never a password.
+        assert!(check_new_password("CHANGE-ME to a long passphrase").is_err());
+        assert!(check_new_password("my change-me password").is_err());
     }
 
     #[test]

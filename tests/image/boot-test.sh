@@ -10,7 +10,8 @@
 #
 # Checks, each printed as "image-test: ok ..." or "image-test: FAIL ..." (exit 1):
 #   - a first-boot vigint.json put on the boot partition (mcopy) before the boot is applied
-#     (GET /api/v1/status `first_boot`, and the admin password it set works) and removed
+#     (GET /api/v1/status `first_boot`, and the admin password it set works) and removed;
+#     the example file beside it stays
 #   - systemd reports vigint.service started (Type=notify: after vigint's READY=1)
 #   - GET /healthz answers 200 through the forwarded port
 #   - ffprobe decodes the RTSP stream of the vivid camera at the first-boot file's size
@@ -198,6 +199,11 @@ if mdir -i "$fat" ::vigint.json >/dev/null 2>&1; then
   fail "vigint.json is still on the boot partition"
 else
   say "ok vigint.json is gone from the boot partition"
+fi
+if mcopy -n -i "$fat" ::vigint.json.example - 2>/dev/null | python3 -c 'import json, sys; json.load(sys.stdin)'; then
+  say "ok vigint.json.example (JSON) is on the boot partition for the user to copy"
+else
+  fail "no readable vigint.json.example on the boot partition"
 fi
 root_size_after=$(sfdisk -d "$disk" | sed -n "s|^${disk}2 : .*size= *\([0-9]*\),.*|\1|p")
 disk_sectors=$(($(stat -c %s "$disk") / 512))
