@@ -64,8 +64,14 @@ start_background() {
   mkdir -p target
   echo
   echo "==== $bg_name (in the background, output in $bg_log): $bg_cmd"
-  bg_t0=$SECONDS
-  "$@" >"$bg_log" 2>&1 &
+  # Its own duration, not the time until it is waited for.
+  (
+    t0=$SECONDS
+    rc=0
+    "$@" || rc=$?
+    echo "$((SECONDS - t0))" >"$bg_log.seconds"
+    exit "$rc"
+  ) >"$bg_log" 2>&1 &
   bg_pid=$!
 }
 wait_background() {
@@ -80,7 +86,7 @@ wait_background() {
     return "$rc"
   fi
   tail -n 3 "$bg_log"
-  results+=("$(printf '%-10s %4d s  %s (in the background)' "$bg_name" $((SECONDS - bg_t0)) "$bg_cmd")")
+  results+=("$(printf '%-10s %4d s  %s (in the background)' "$bg_name" "$(cat "$bg_log.seconds")" "$bg_cmd")")
   current=""
 }
 
