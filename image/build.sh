@@ -19,8 +19,9 @@
 # table made by sfdisk on the image file.
 #
 # Cache: $VIGINT_IMAGE_CACHE (default ~/.cache/vigint-image): the base system's tarball and
-# the downloaded .debs (a base rebuild downloads only the package lists and what changed). Mirror: $VIGINT_IMAGE_MIRROR (default
-# http://deb.debian.org/debian; security updates from .../debian-security next to it).
+# the downloaded .debs (a base rebuild downloads only the package lists and what changed).
+# Mirror: $VIGINT_IMAGE_MIRROR (default http://deb.debian.org/debian; security updates from
+# .../debian-security next to it).
 # Needs: scripts/install-deps.sh image, and qemu-aarch64 registered in binfmt_misc (done
 # here when run as root; see image/README.md).
 set -euo pipefail
@@ -90,11 +91,7 @@ if [ "$base_only" = 0 ]; then
   file -b "$vigint" | grep -q 'ARM aarch64' || die "$vigint is not an aarch64 program: $(file -b "$vigint")"
 fi
 
-mkdir -p "$out" "$cache/debs"
-out=$(cd "$out" && pwd)
-work=$out/work
-rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$cache/debs"
 t0=$SECONDS
 
 # Root's ownership must survive unpacking and mkfs.ext4 -d: as root directly, otherwise in a
@@ -174,6 +171,12 @@ if [ "$base_only" = 1 ]; then
   note "base system ready in $t_base s: $base"
   exit 0
 fi
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$out/work
+rm -rf "$work"
+mkdir -p "$work"
 
 # Stage 2: vigint and its settings on top of the base system. The base is unpacked without
 # its device nodes: a user namespace (unprivileged build) may not make them, and mmdebstrap

@@ -672,12 +672,8 @@ impl Config {
                     "must be non-empty, without control characters",
                 ));
             }
-            if crate::http::login::is_placeholder(&u.password) {
-                return Err(ConfigError::new(
-                    format!("users[{i}].password"),
-                    "is the example's placeholder (CHANGE-ME): choose your own",
-                ));
-            }
+            crate::http::login::refuse_placeholder(&u.password)
+                .map_err(|why| ConfigError::new(format!("users[{i}].password"), why))?;
             if !seen.insert(&u.name) {
                 return Err(ConfigError::new(
                     format!("users[{i}].name"),

@@ -37,18 +37,20 @@ const MAX_TRACKED: usize = 4096;
 /// `vigint.json.example`): a copy used unedited must not set a password everyone knows.
 pub const PLACEHOLDER_MARK: &str = "CHANGE-ME";
 
-/// Whether `password` is an example's placeholder (contains `CHANGE-ME`, any case).
-pub fn is_placeholder(password: &str) -> bool {
-    password.to_ascii_uppercase().contains(PLACEHOLDER_MARK)
-}
-
-/// Checks a new admin password; the reason is shown to the person choosing it.
-pub fn check_new_password(password: &str) -> Result<(), String> {
-    if is_placeholder(password) {
+/// Refuses an example's placeholder (a password containing `CHANGE-ME`, any case), for the
+/// admin password and the RTSP users' alike.
+pub fn refuse_placeholder(password: &str) -> Result<(), String> {
+    if password.to_ascii_uppercase().contains(PLACEHOLDER_MARK) {
         return Err(format!(
             "is the example's placeholder ({PLACEHOLDER_MARK}): choose your own"
         ));
     }
+    Ok(())
+}
+
+/// Checks a new admin password; the reason is shown to the person choosing it.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    refuse_placeholder(password)?;
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
     }

@@ -564,7 +564,8 @@ pub(crate) mod tests {
         file
     }
 
-    /// Fails with the install line when a tool is missing (never a silent skip).
+    /// Runs an installed tool (failing with the install line when it is missing) and
+    /// returns its trimmed output and error output.
     fn run(tool: &str, args: &[&str]) -> (String, String) {
         require(tool);
         let out = Command::new(tool).args(args).output().unwrap();

@@ -215,7 +215,9 @@ else
 fi
 # The config the first-boot file went into: the camera's mode, the password only as a hash.
 dd if="$disk" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_size_after" conv=sparse status=none
-saved=$(debugfs -R 'cat /etc/vigint/vigint.json' "$work/root.ext4" 2>/dev/null || true)
+# A debugfs request on the root file system as the card holds it after the boot.
+in_root() { debugfs -R "$1" "$work/root.ext4" 2>/dev/null; }
+saved=$(in_root 'cat /etc/vigint/vigint.json' || true)
 if echo "$saved" | python3 -c '
 import json, sys
 c = json.load(sys.stdin)
@@ -228,7 +230,6 @@ else
 fi
 # SD-card care, as the card holds it after a boot: no SSH server, root mounted noatime, no
 # swap, the journal kept in RAM (nothing written under /var/log/journal during the boot).
-in_root() { debugfs -R "$1" "$work/root.ext4" 2>/dev/null; }
 if in_root 'stat /usr/sbin/sshd' | grep -q '^Inode:'; then
   fail "an SSH server is installed (/usr/sbin/sshd)"
 else
@@ -249,7 +250,7 @@ if echo "$journald" | grep -qx 'Storage=volatile' && [ -z "$journal_files" ]; th
 else
   fail "journal: config: $journald; files: $journal_files"
 fi
-fs_blocks=$(debugfs -R stats "$work/root.ext4" 2>/dev/null | sed -n 's/^Block count: *//p')
+fs_blocks=$(in_root stats | sed -n 's/^Block count: *//p')
 say "root file system: ${fs_blocks:-?} blocks after the first boot"
 
 if [ "$failed" = 0 ]; then
