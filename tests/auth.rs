@@ -1,13 +1,14 @@
-//! Authentication with real clients: Basic and Digest each accepted by ffprobe and retina
-//! with the right credentials, rejected (401) with wrong or missing ones; passwords never
-//! appear in the log.
+//! Authentication with real clients: Basic and Digest each accepted by ffprobe, GStreamer and
+//! retina with the right credentials, rejected (401) with wrong or missing ones; passwords
+//! never appear in the log. live555's request shapes (VLC) replayed on a raw socket.
 
 mod common;
 
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
+use common::raw_rtsp::{digest_challenge, digest_header, is_h264_rtp, udp_packets, RawClient};
 use common::*;
 
 const USER: &str = "viewer";
@@ -52,6 +53,32 @@ fn retina(url: &str, user: &str, pass: &str) -> Result<Vec<i64>, String> {
     ))
 }
 
+/// GStreamer's rtspsrc with `user-id`/`user-pw`: true when it played 30 frames to EOS.
+fn gstreamer_plays(url: &str, user: &str, pass: &str) -> (bool, String) {
+    require("gst-launch-1.0");
+    let r = run(
+        Command::new("gst-launch-1.0").args([
+            "rtspsrc",
+            &format!("location={url}"),
+            &format!("user-id={user}"),
+            &format!("user-pw={pass}"),
+            "protocols=tcp",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "fakesink",
+            "num-buffers=30",
+        ]),
+        Duration::from_secs(30),
+    );
+    (
+        r.stdout.contains("Got EOS from element"),
+        format!("{}\n{}", r.stdout, r.stderr),
+    )
+}
+
 fn check_method(method: &str) {
     let s = server(&[method]);
     // The challenge offers exactly the configured scheme.
@@ -86,6 +113,14 @@ fn check_method(method: &str) {
     let none = ffprobe_ok(&s.url("cam"));
     assert!(!none.ok, "ffprobe without credentials must fail ({method})");
 
+    let (played, out) = gstreamer_plays(&s.url("cam"), USER, PASS);
+    assert!(played, "GStreamer with {method}: {out}");
+    let (played, out) = gstreamer_plays(&s.url("cam"), USER, TRIED);
+    assert!(
+        !played && out.contains("Unauthorized"),
+        "GStreamer with a wrong password ({method}): {out}"
+    );
+
     let frames =
         retina(&s.url("cam"), USER, PASS).unwrap_or_else(|e| panic!("retina with {method}: {e}"));
     assert!(
@@ -112,12 +147,12 @@ fn check_method(method: &str) {
 }
 
 #[test]
-fn digest_with_ffprobe_and_retina() {
+fn digest_with_ffprobe_gstreamer_and_retina() {
     check_method("digest");
 }
 
 #[test]
-fn basic_with_ffprobe_and_retina() {
+fn basic_with_ffprobe_gstreamer_and_retina() {
     check_method("basic");
 }
 
@@ -160,4 +195,205 @@ fn both_challenges_by_default_and_credentials_in_urls_are_not_logged() {
         "the password leaked:\n{}",
         s.log_text()
     );
+}
+
+/// The transport a live555 client asks for, and how media reaches the test.
+enum Live555Transport {
+    Tcp,
+    /// RTP and RTCP sockets (RTCP only held, so the port pair stays ours).
+    Udp(UdpSocket, #[allow(dead_code)] UdpSocket),
+}
+
+impl Live555Transport {
+    fn udp() -> Live555Transport {
+        // live555 takes an even port for RTP and the next one for RTCP.
+        loop {
+            let rtp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+            let port = rtp.local_addr().expect("addr").port();
+            if port.is_multiple_of(2) {
+                if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+                    return Live555Transport::Udp(rtp, rtcp);
+                }
+            }
+        }
+    }
+
+    /// The Transport header exactly as live555's RTSPClient::setRequestFields writes it.
+    fn header(&self) -> String {
+        match self {
+            Live555Transport::Tcp => "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n".into(),
+            Live555Transport::Udp(rtp, _) => {
+                let port = rtp.local_addr().expect("addr").port();
+                format!(
+                    "Transport: RTP/AVP;unicast;client_port={port}-{}\r\n",
+                    port + 1
+                )
+            }
+        }
+    }
+
+    fn expect_media(&self, c: &mut RawClient) {
+        let packets = match self {
+            Live555Transport::Tcp => c.rtp_packets(0, 10, Duration::from_secs(10)),
+            Live555Transport::Udp(rtp, _) => udp_packets(rtp, 10, Duration::from_secs(10)),
+        };
+        assert!(packets.iter().all(|p| is_h264_rtp(p)), "not H.264 RTP");
+    }
+}
+
+/// One connection after live555's OPTIONS and DESCRIBE: the URL it was given, the
+/// Content-Base it now computes every digest over, and the nonce.
+struct Live555 {
+    c: RawClient,
+    base: String,
+    realm: String,
+    nonce: String,
+}
+
+impl Live555 {
+    fn start(s: &Server) -> Live555 {
+        let url = s.url("cam");
+        let mut c = RawClient::connect(s.rtsp);
+        let r = c.request("OPTIONS", &url, "");
+        assert_eq!(status_of(&r), 401, "{r}");
+        let (realm, nonce) = digest_challenge(&r);
+        let auth = |method: &str| {
+            format!(
+                "Authorization: {}\r\n",
+                digest_header(USER, PASS, &realm, &nonce, method, &url, &url)
+            )
+        };
+        assert_eq!(c.status("OPTIONS", &url, &auth("OPTIONS")), 200);
+        let r = c.request(
+            "DESCRIBE",
+            &url,
+            &format!("{}Accept: application/sdp\r\n", auth("DESCRIBE")),
+        );
+        assert_eq!(status_of(&r), 200, "{r}");
+        let base = header_of(&r, "Content-Base")
+            .expect("Content-Base")
+            .to_string();
+        assert_eq!(base, format!("{url}/"));
+        Live555 {
+            c,
+            base,
+            realm,
+            nonce,
+        }
+    }
+
+    /// An Authorization header: the response over `digest_uri` with `password`, sent with
+    /// `uri` = `sent_uri`.
+    fn auth(&self, method: &str, password: &str, digest_uri: &str, sent_uri: &str) -> String {
+        format!(
+            "Authorization: {}\r\n",
+            digest_header(
+                USER,
+                password,
+                &self.realm,
+                &self.nonce,
+                method,
+                digest_uri,
+                sent_uri
+            )
+        )
+    }
+
+    /// live555's own digest: the right password, over the base URL.
+    fn good(&self, method: &str) -> String {
+        self.auth(method, PASS, &self.base, &self.base)
+    }
+
+    fn track(&self) -> String {
+        format!("{}trackID=0", self.base)
+    }
+
+    fn setup(&mut self, transport: &Live555Transport, auth: &str) -> String {
+        let track = self.track();
+        self.c
+            .request("SETUP", &track, &format!("{auth}{}", transport.header()))
+    }
+}
+
+/// The exact request shapes of live555 (VLC), with Digest: DESCRIBE over the request URL,
+/// then SETUP, PLAY, GET_PARAMETER and TEARDOWN with `uri` = the Content-Base. Right
+/// password: played; wrong password, a `uri` of another path, or a response computed over
+/// another uri than the one sent: 401.
+fn live555_exchange(transport: fn() -> Live555Transport) {
+    let s = Server::start(serde_json::json!({
+        "users": [ { "name": USER, "password": PASS } ],
+        "paths": {
+            "cam": pattern_path(320, 240, 15, 300),
+            "other": pattern_path(320, 240, 15, 300)
+        }
+    }));
+    let other_base = format!("{}/", s.url("other"));
+
+    // The whole session as live555 plays it.
+    let t = transport();
+    let mut l = Live555::start(&s);
+    let r = l.setup(&t, &l.good("SETUP"));
+    assert_eq!(status_of(&r), 200, "SETUP with uri=base:\n{r}");
+    let session = header_of(&r, "Session")
+        .and_then(|v| v.split(';').next())
+        .expect("Session")
+        .to_string();
+    let base = l.base.clone();
+    let play = format!(
+        "{}Session: {session}\r\nRange: npt=0.000-\r\n",
+        l.good("PLAY")
+    );
+    let r = l.c.request("PLAY", &base, &play);
+    assert_eq!(status_of(&r), 200, "PLAY:\n{r}");
+    t.expect_media(&mut l.c);
+    let keepalive = format!("{}Session: {session}\r\n", l.good("GET_PARAMETER"));
+    assert_eq!(l.c.status("GET_PARAMETER", &base, &keepalive), 200);
+    // A PLAY whose digest names another path, or was computed for another uri: refused.
+    let wrong_path = format!(
+        "{}Session: {session}\r\n",
+        l.auth("PLAY", PASS, &other_base, &other_base)
+    );
+    assert_eq!(l.c.status("PLAY", &base, &wrong_path), 401);
+    let teardown = format!("{}Session: {session}\r\n", l.good("TEARDOWN"));
+    assert_eq!(l.c.status("TEARDOWN", &base, &teardown), 200);
+
+    // SETUP refused: wrong password; uri of another path (right password); uri of this
+    // path with a response computed over the track URL; no Authorization.
+    let refused = |what: &str, auth: &dyn Fn(&Live555) -> String| {
+        let t = transport();
+        let mut l = Live555::start(&s);
+        let header = auth(&l);
+        let r = l.setup(&t, &header);
+        assert_eq!(status_of(&r), 401, "SETUP with {what}:\n{r}");
+    };
+    refused("a wrong password", &|l| {
+        l.auth("SETUP", TRIED, &l.base, &l.base)
+    });
+    refused("the uri of another path", &|l| {
+        l.auth("SETUP", PASS, &other_base, &other_base)
+    });
+    refused("a response over another uri than the one sent", &|l| {
+        l.auth("SETUP", PASS, &l.track(), &l.base)
+    });
+    refused("a response over another path's uri", &|l| {
+        l.auth("SETUP", PASS, &other_base, &l.base)
+    });
+    refused("no credentials", &|_| String::new());
+    assert!(
+        s.log_text()
+            .contains("digest uri does not match the request"),
+        "the log names the refused uri:\n{}",
+        s.log_text()
+    );
+    assert!(!s.log_text().contains(PASS), "the password leaked");
+}
+
+#[test]
+fn live555_digest_over_the_base_url_tcp() {
+    live555_exchange(|| Live555Transport::Tcp);
+}
+
+#[test]
+fn live555_digest_over_the_base_url_udp() {
+    live555_exchange(Live555Transport::udp);
 }

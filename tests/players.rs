@@ -175,14 +175,17 @@ fn ffmpeg_udp_recording_decodes_cleanly() {
 }
 
 fn check_gstreamer(protocol: &str) {
-    require("gst-launch-1.0");
     let s = server();
+    gstreamer_gapless(&s.url("cam"), protocol);
+}
+
+fn gstreamer_gapless(url: &str, protocol: &str) {
+    require("gst-launch-1.0");
     let dir = TempDir::new("gst");
     let out = dir.path().join("frames.gray");
     let frames = 4 * FPS;
     let pipeline = format!(
-        "rtspsrc location={} protocols={protocol} latency=200 ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=GRAY8 ! identity eos-after={frames} ! filesink location={}",
-        s.url("cam"),
+        "rtspsrc location={url} protocols={protocol} latency=200 ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=GRAY8 ! identity eos-after={frames} ! filesink location={}",
         out.display()
     );
     let r = run(
@@ -194,7 +197,7 @@ fn check_gstreamer(protocol: &str) {
     // gst-launch may exit 1 on teardown noise after a good run: EOS is the verdict.
     assert!(
         r.stdout.contains("Got EOS from element"),
-        "GStreamer over {protocol} did not reach EOS:\n{}\n{}",
+        "GStreamer over {protocol} from {url} did not reach EOS:\n{}\n{}",
         r.stdout,
         r.stderr
     );
@@ -225,16 +228,19 @@ fn gstreamer_udp_decodes_gapless() {
 /// retina, a strict independent client: aborts on a broken FU-A or bad packets.
 fn check_retina(transport: &str) {
     let s = server();
-    let url = s.url("cam");
+    retina_consecutive(&s.url("cam"), transport);
+}
+
+fn retina_consecutive(url: &str, transport: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let stamps = rt
         .block_on(retina_client::frames(
-            &url,
+            url,
             transport,
             None,
             Duration::from_secs(4),
         ))
-        .unwrap_or_else(|e| panic!("retina over {transport}: {e}"));
+        .unwrap_or_else(|e| panic!("retina over {transport} from {url}: {e}"));
     assert!(
         stamps.len() as u32 >= 3 * FPS,
         "retina over {transport}: {} frames",
@@ -304,6 +310,60 @@ fn several_paths_serve_at_once() {
         back.stdout,
         back.stderr
     );
+}
+
+/// A server listening on `[::]` (dual stack): UDP to IPv4 clients (seen as
+/// `::ffff:127.0.0.1`) and to IPv6 clients.
+fn dual_stack_server() -> Server {
+    let s = Server::start(serde_json::json!({
+        "rtsp": { "listen": "[::]:0" },
+        "paths": { "cam": pattern_path(W, H, FPS, 1000) }
+    }));
+    assert!(
+        s.rtsp.ip().is_unspecified() && s.rtsp.is_ipv6(),
+        "{}",
+        s.rtsp
+    );
+    s
+}
+
+const LOOPBACKS: [&str; 2] = ["127.0.0.1", "::1"];
+
+#[test]
+fn dual_stack_udp_ffprobe() {
+    let s = dual_stack_server();
+    for host in LOOPBACKS {
+        let (frames, stderr) = ffprobe_frames(&s.url_via(host, "cam"), "udp");
+        assert!(frames >= 3 * FPS, "UDP from {host}: {frames} frames");
+        assert!(stderr.trim().is_empty(), "UDP from {host}: {stderr}");
+    }
+}
+
+#[test]
+fn dual_stack_udp_gstreamer() {
+    let s = dual_stack_server();
+    for host in LOOPBACKS {
+        gstreamer_gapless(&s.url_via(host, "cam"), "udp");
+    }
+}
+
+#[test]
+fn dual_stack_udp_retina() {
+    let s = dual_stack_server();
+    for host in LOOPBACKS {
+        retina_consecutive(&s.url_via(host, "cam"), "udp");
+    }
+}
+
+/// An IPv6-only listener (`[::1]`): UDP for IPv6 clients with every player.
+#[test]
+fn ipv6_only_udp_gstreamer_and_retina() {
+    let s = Server::start(serde_json::json!({
+        "rtsp": { "listen": "[::1]:0" },
+        "paths": { "cam": pattern_path(W, H, FPS, 1000) }
+    }));
+    gstreamer_gapless(&s.url("cam"), "udp");
+    retina_consecutive(&s.url("cam"), "udp");
 }
 
 #[test]

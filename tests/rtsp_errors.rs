@@ -345,3 +345,68 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
         s.log_text()
     );
 }
+
+/// Session requests in every URL and header form players send: live555 (VLC) uses its
+/// Content-Base with the trailing slash for PLAY, PAUSE, TEARDOWN and GET_PARAMETER, keeps
+/// alive with OPTIONS carrying a Session header, and resumes with a PLAY without Range;
+/// others use the URL without the slash or the track URL, and some echo the whole Session
+/// header (`id;timeout=60`). Each form must work, and the session must end at TEARDOWN.
+#[test]
+fn session_requests_in_every_url_form() {
+    use common::raw_rtsp::{is_h264_rtp, RawClient};
+    let s = server_with(serde_json::json!({}));
+    let url = s.url("cam");
+    let forms = [
+        (format!("{url}/"), "{id}"),
+        (url.clone(), "{id}"),
+        (format!("{url}/trackID=0"), "{id}"),
+        (format!("{url}/"), "{id};timeout=60"),
+    ];
+    for (session_url, session_form) in forms {
+        let what = format!("{session_url} with Session: {session_form}");
+        let mut c = RawClient::connect(s.rtsp);
+        assert_eq!(c.status("OPTIONS", &url, ""), 200, "{what}");
+        let r = c.request("DESCRIBE", &url, "Accept: application/sdp\r\n");
+        assert_eq!(status_of(&r), 200, "{what}: {r}");
+        let base = header_of(&r, "Content-Base")
+            .expect("Content-Base")
+            .to_string();
+        let r = c.request(
+            "SETUP",
+            &format!("{base}trackID=0"),
+            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+        );
+        assert_eq!(status_of(&r), 200, "{what}: {r}");
+        let id = header_of(&r, "Session")
+            .and_then(|v| v.split(';').next())
+            .expect("Session")
+            .to_string();
+        let session = format!("Session: {}\r\n", session_form.replace("{id}", &id));
+        let r = c.request(
+            "PLAY",
+            &session_url,
+            &format!("{session}Range: npt=0.000-\r\n"),
+        );
+        assert_eq!(status_of(&r), 200, "PLAY {what}: {r}");
+        let first = c.rtp_packets(0, 5, Duration::from_secs(10));
+        assert!(first.iter().all(|p| is_h264_rtp(p)), "{what}");
+        assert_eq!(c.status("OPTIONS", &url, &session), 200, "{what}");
+        assert_eq!(
+            c.status("GET_PARAMETER", &session_url, &session),
+            200,
+            "{what}"
+        );
+        assert_eq!(c.status("PAUSE", &session_url, &session), 200, "{what}");
+        // Resume as live555 does: no Range.
+        assert_eq!(c.status("PLAY", &session_url, &session), 200, "{what}");
+        c.media.clear();
+        let again = c.rtp_packets(0, 5, Duration::from_secs(10));
+        assert!(again.iter().all(|p| is_h264_rtp(p)), "{what}");
+        assert_eq!(c.status("TEARDOWN", &session_url, &session), 200, "{what}");
+        assert_eq!(
+            c.status("GET_PARAMETER", &session_url, &session),
+            454,
+            "{what}: the session ended"
+        );
+    }
+}

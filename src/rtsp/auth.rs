@@ -276,25 +276,63 @@ fn extended_username(v: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The path (and query) of an absolute `rtsp://host/path` URI; `None` if not absolute.
-fn uri_path(uri: &str) -> Option<&str> {
-    let after_scheme = &uri[uri.find("://")? + 3..];
-    Some(after_scheme.find('/').map_or("/", |i| &after_scheme[i..]))
+/// What a request URI or a Digest `uri` points at: the authority of an absolute URI
+/// (without user info), and the path split into the path name and the rest (a track's
+/// control, `*`), with the query and trailing slashes dropped. `None` for `*` and for
+/// anything that is neither an absolute URI nor an absolute path.
+#[derive(Debug, PartialEq, Eq)]
+struct Target<'a> {
+    authority: Option<&'a str>,
+    name: &'a str,
+    rest: &'a str,
 }
 
-/// Whether the Digest `uri` names the request URI. Clients send the request line URI
-/// verbatim; a request URI re-serialised by a URL parser may differ by a trailing slash, and
-/// RFC 7616 3.4.6 allows the absolute form against an abs-path and vice versa.
-fn uri_matches(digest_uri: &str, request_uri: &str) -> bool {
+impl<'a> Target<'a> {
+    fn parse(uri: &'a str) -> Option<Target<'a>> {
+        let (authority, path) = match uri.find("://") {
+            Some(i) => {
+                let after = &uri[i + 3..];
+                let end = after.find(['/', '?']).unwrap_or(after.len());
+                let authority = &after[..end];
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                (Some(host), &after[end..])
+            }
+            None if uri.starts_with('/') => (None, uri),
+            None => return None,
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+        Some(Target {
+            authority,
+            name,
+            rest: rest.trim_end_matches('/'),
+        })
+    }
+}
+
+/// Whether the Digest `uri` names the same presentation as the request URI, so the digest
+/// (computed over the `uri` the client sent) may stand for this request. Accepted: the
+/// request URI itself (also with or without a trailing slash, and as an absolute path
+/// against an absolute URI, RFC 7616 3.4.6); and for a request inside a path, that path's
+/// base URL with or without the trailing slash, or its aggregate control (`*`). live555
+/// (VLC, many NVRs) computes every digest after DESCRIBE over the `Content-Base`, also for
+/// SETUP of `base/trackID=0`. Never another path, another track or another host.
+fn same_presentation(digest_uri: &str, request_uri: &str) -> bool {
     let norm = |u: &str| u.trim_end_matches('/').to_owned();
-    if digest_uri == request_uri || norm(digest_uri) == norm(request_uri) {
+    if norm(digest_uri) == norm(request_uri) {
         return true;
     }
-    match (uri_path(digest_uri), uri_path(request_uri)) {
-        (None, Some(p)) => norm(p) == norm(digest_uri),
-        (Some(p), None) => norm(p) == norm(request_uri),
-        _ => false,
+    let (Some(d), Some(r)) = (Target::parse(digest_uri), Target::parse(request_uri)) else {
+        return false;
+    };
+    if let (Some(da), Some(ra)) = (d.authority, r.authority) {
+        if !da.eq_ignore_ascii_case(ra) {
+            return false;
+        }
     }
+    d.name == r.name
+        && (d.rest == r.rest || (!r.name.is_empty() && (d.rest.is_empty() || d.rest == "*")))
 }
 
 /// A secret no client can guess. getrandom does not fail on supported systems; should it,
@@ -409,13 +447,13 @@ impl Authenticator {
 
     fn challenges_at(&self, stale: bool, now_secs: u64) -> Vec<String> {
         let realm = quote(&self.realm);
-        let mut digest = format!(
-            "Digest realm={realm}, nonce=\"{}\", algorithm=MD5",
-            self.make_nonce(now_secs)
+        // `stale` right after the nonce: live555 (VLC) reads a challenge with a fixed
+        // pattern and only sees `stale` there; elsewhere it gives up instead of retrying.
+        let digest = format!(
+            "Digest realm={realm}, nonce=\"{}\", {}algorithm=MD5",
+            self.make_nonce(now_secs),
+            if stale { "stale=TRUE, " } else { "" }
         );
-        if stale {
-            digest.push_str(", stale=TRUE");
-        }
         let mut out = Vec::with_capacity(2);
         if self.offer_digest {
             out.push(digest);
@@ -528,7 +566,7 @@ impl Authenticator {
             }
             Some(_) => return rejected(user, "unsupported qop"),
         };
-        if !uri_matches(uri, request_uri) {
+        if !same_presentation(uri, request_uri) {
             return rejected(user, "digest uri does not match the request");
         }
         let Some(u) = self.user(&name) else {
@@ -761,7 +799,13 @@ mod tests {
         );
         assert_eq!(c[1], "Basic realm=\"cam \\\"1\\\"\"");
         let stale = a.challenges(true);
-        assert!(stale[0].ends_with(", algorithm=MD5, stale=TRUE"));
+        assert_eq!(
+            stale[0],
+            format!(
+                "Digest realm=\"cam \\\"1\\\"\", nonce=\"{}\", stale=TRUE, algorithm=MD5",
+                nonce_of(&stale[0])
+            )
+        );
         assert_ne!(
             nonce_of(&stale[0]),
             nonce,
@@ -885,8 +929,80 @@ mod tests {
                 "{digest_uri} vs {request_uri}"
             );
         }
-        assert!(!uri_matches("/camera", "rtsp://h/cam"));
-        assert!(!uri_matches("rtsp://h/cam", "rtsp://h/cam2"));
+        assert!(!same_presentation("/camera", "rtsp://h/cam"));
+        assert!(!same_presentation("rtsp://h/cam", "rtsp://h/cam2"));
+    }
+
+    #[test]
+    fn digest_uri_may_be_the_base_url_of_the_same_path_only() {
+        let req = "rtsp://127.0.0.1:8554/cam/trackID=0";
+        // live555: SETUP of the track, digest over the Content-Base; aggregate forms.
+        for d in [
+            "rtsp://127.0.0.1:8554/cam/",
+            "rtsp://127.0.0.1:8554/cam",
+            "rtsp://127.0.0.1:8554/cam/*",
+            "/cam/",
+            "rtsp://viewer@127.0.0.1:8554/cam/",
+            "RTSP://127.0.0.1:8554/cam/trackID=0",
+        ] {
+            assert!(same_presentation(d, req), "{d} for {req}");
+        }
+        for d in [
+            "rtsp://127.0.0.1:8554/cam2/",
+            "rtsp://127.0.0.1:8554/ca",
+            "rtsp://127.0.0.1:8554/",
+            "rtsp://127.0.0.1:8554",
+            "rtsp://127.0.0.1:9999/cam/",
+            "rtsp://10.0.0.1:8554/cam/",
+            "rtsp://127.0.0.1:8554/cam/trackID=1",
+            "rtsp://127.0.0.1:8554/other/cam/",
+            "*",
+            "cam/",
+        ] {
+            assert!(!same_presentation(d, req), "{d} for {req}");
+        }
+        // A request for the base or the aggregate URL: the base in any form, not a track.
+        assert!(same_presentation("rtsp://h/cam/", "rtsp://h/cam"));
+        assert!(!same_presentation(
+            "rtsp://h/cam/trackID=0",
+            "rtsp://h/cam/"
+        ));
+        // A request outside any path accepts only itself.
+        assert!(!same_presentation("rtsp://h/cam/", "rtsp://h/"));
+        assert!(!same_presentation("rtsp://h/cam/", "*"));
+    }
+
+    #[test]
+    fn live555_setup_digest_over_the_base_url() {
+        let a = auth();
+        let nonce = nonce_of(&a.challenges(false)[0]);
+        let base = "rtsp://127.0.0.1:18565/cam/";
+        let track = "rtsp://127.0.0.1:18565/cam/trackID=0";
+        let h = gstreamer_header("alice", "s3cr3t pass", "SETUP", base, &nonce);
+        assert_eq!(a.check("SETUP", track, Some(&h)), allowed("alice"));
+        // The response computed over another uri than the one sent: wrong.
+        let forged = gstreamer_header("alice", "s3cr3t pass", "SETUP", track, &nonce)
+            .replace(&format!("uri=\"{track}\""), &format!("uri=\"{base}\""));
+        assert_eq!(
+            a.check("SETUP", track, Some(&forged)),
+            rej(Some("alice"), "wrong password", false)
+        );
+        // A digest for another path never opens this one.
+        let other = gstreamer_header(
+            "alice",
+            "s3cr3t pass",
+            "SETUP",
+            "rtsp://127.0.0.1:18565/cam2/",
+            &nonce,
+        );
+        assert_eq!(
+            a.check("SETUP", track, Some(&other)),
+            rej(
+                Some("alice"),
+                "digest uri does not match the request",
+                false
+            )
+        );
     }
 
     #[test]

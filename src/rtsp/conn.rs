@@ -7,7 +7,7 @@
 //! skips whole frames to the next key frame. Malformed input closes this connection only.
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,6 +191,9 @@ enum End {
 pub struct Conn {
     ctx: Arc<ServerContext>,
     peer: SocketAddr,
+    /// The address the client reached us on (for SDP `o=`): with a `[::]` listener, the
+    /// one address of this connection rather than the wildcard.
+    local: IpAddr,
     /// The user this connection authenticated as, once it has.
     user: Option<String>,
     tx: mpsc::Sender<WriterMsg>,
@@ -199,8 +202,13 @@ pub struct Conn {
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {
+    // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d: logged as plain IPv4.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let _ = stream.set_nodelay(true);
     limit_send_buffer(&stream);
+    let local = stream
+        .local_addr()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(16);
     let stall = ctx.stall_timeout();
@@ -209,6 +217,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     let mut conn = Conn {
         ctx,
         peer,
+        local,
         user: None,
         tx,
         session: None,
@@ -516,8 +525,7 @@ impl Conn {
             );
             return Reply::new(503).header("Retry-After", "5");
         };
-        let ip = self.ctx.local_ip();
-        let body = sdp::describe(&info, &name, ip, session_id_number());
+        let body = sdp::describe(&info, &name, self.local, session_id_number());
         let mut base = Self::clean_url(req);
         if !base.ends_with('/') {
             base.push('/');
@@ -579,16 +587,20 @@ impl Conn {
             let Some(pair) = self.ctx.udp.as_ref() else {
                 return Reply::new(461);
             };
-            let local_v4 = self.ctx.local_ip().is_ipv4() || self.ctx.local_ip().is_unspecified();
-            if self.peer.is_ipv4() != local_v4 {
+            let Some(client_ip) = pair.reach.address_for(self.peer.ip()) else {
+                log::info!(
+                    "rtsp: {} SETUP {name}: the UDP ports ({:?}) cannot reach this client; it must use TCP",
+                    self.peer,
+                    pair.reach
+                );
                 return Reply::new(461);
-            }
+            };
             server_ports = Some(pair.ports());
-            let rtcp_dest = SocketAddr::new(self.peer.ip(), rtcp_port);
+            let rtcp_dest = SocketAddr::new(client_ip, rtcp_port);
             let live = Liveness::new();
             pair.register(rtcp_dest, live.clone());
             udp_session = Some(UdpSession {
-                rtp_dest: SocketAddr::new(self.peer.ip(), rtp_port),
+                rtp_dest: SocketAddr::new(client_ip, rtp_port),
                 rtcp_dest,
                 live,
                 task: None,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,7 +35,6 @@ pub struct ServerContext {
     pub udp: Option<Arc<UdpPair>>,
     /// Changed live by `apply_settings` (new values apply to new connections and sessions).
     settings: RwLock<RtspConfig>,
-    local_ip: IpAddr,
     local_port: u16,
     pub stats: ServerStats,
 }
@@ -81,10 +80,6 @@ impl ServerContext {
     pub fn local_port(&self) -> u16 {
         self.local_port
     }
-    /// The address clients reach us on (for SDP `o=`).
-    pub fn local_ip(&self) -> IpAddr {
-        self.local_ip
-    }
 }
 
 /// A bound RTSP server; `run` serves it.
@@ -121,7 +116,6 @@ impl RtspServer {
             auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
             udp,
             settings: RwLock::new(cfg.clone()),
-            local_ip: ip,
             local_port,
             stats: ServerStats::default(),
         });

@@ -41,10 +41,70 @@ impl Liveness {
     }
 }
 
+/// Which peers a socket can send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// An IPv4 socket: IPv4 peers only.
+    V4,
+    /// An IPv6 socket that also serves IPv4 through v4-mapped addresses (`[::]` with
+    /// `IPV6_V6ONLY` off, Linux's default).
+    DualStack,
+    /// An IPv6 socket for IPv6 peers only (a specific IPv6 address, or `IPV6_V6ONLY`).
+    V6Only,
+}
+
+impl Reach {
+    /// The address to send a peer's media to, in the form this socket sends to and
+    /// receives from (so RTCP from the peer is recognised), or `None` when it cannot
+    /// reach the peer. A dual-stack RTSP listener reports IPv4 peers as `::ffff:a.b.c.d`.
+    pub fn address_for(self, peer: IpAddr) -> Option<IpAddr> {
+        let mapped_v4 = match peer {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        };
+        match (self, mapped_v4) {
+            (Reach::V4, Some(v4)) => Some(IpAddr::V4(v4)),
+            (Reach::V4, None) => None,
+            (Reach::DualStack, Some(v4)) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            (Reach::DualStack | Reach::V6Only, None) => Some(peer),
+            (Reach::V6Only, Some(_)) => None,
+        }
+    }
+
+    fn of(sock: &UdpSocket) -> io::Result<Reach> {
+        if sock.local_addr()?.is_ipv4() {
+            return Ok(Reach::V4);
+        }
+        let mut v6only: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt on a valid socket fd into a c_int of the stated size.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                &mut v6only as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let unspecified = sock.local_addr()?.ip().is_unspecified();
+        Ok(if v6only == 0 && unspecified {
+            Reach::DualStack
+        } else {
+            Reach::V6Only
+        })
+    }
+}
+
 /// The server's RTP and RTCP sockets.
 pub struct UdpPair {
     pub rtp: Arc<UdpSocket>,
     pub rtcp: Arc<UdpSocket>,
+    /// Which clients the pair can send to (both sockets are bound alike).
+    pub reach: Reach,
     /// Client RTCP address -> that session's liveness, refreshed by its receiver reports.
     clients: Mutex<HashMap<SocketAddr, Arc<Liveness>>>,
 }
@@ -72,7 +132,9 @@ impl UdpPair {
             }
             found.ok_or_else(|| io::Error::other("no free even/odd UDP port pair"))?
         };
+        let reach = Reach::of(&rtp)?;
         let pair = Arc::new(UdpPair {
+            reach,
             rtp: Arc::new(rtp),
             rtcp: Arc::new(rtcp),
             clients: Mutex::new(HashMap::new()),
@@ -229,4 +291,46 @@ pub async fn send_frame(sock: &UdpSocket, frame: &RtpFrame, dest: &Destination) 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn reach_maps_peers_to_the_sockets_family() {
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(Reach::V4.address_for(v4), Some(v4));
+        assert_eq!(Reach::V4.address_for(mapped), Some(v4));
+        assert_eq!(Reach::V4.address_for(v6), None);
+        assert_eq!(Reach::DualStack.address_for(v4), Some(mapped));
+        assert_eq!(Reach::DualStack.address_for(mapped), Some(mapped));
+        assert_eq!(Reach::DualStack.address_for(v6), Some(v6));
+        assert_eq!(Reach::V6Only.address_for(v6), Some(v6));
+        assert_eq!(Reach::V6Only.address_for(mapped), None);
+        assert_eq!(Reach::V6Only.address_for(v4), None);
+    }
+
+    #[tokio::test]
+    async fn reach_of_bound_sockets() {
+        let any4 = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        assert_eq!(Reach::of(&any4).unwrap(), Reach::V4);
+        // IPv6 on loopback is part of what vigint serves: its absence is a failure here.
+        let any6 = UdpSocket::bind("[::]:0").await.expect("IPv6 socket");
+        {
+            let expect = if std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+                .is_ok_and(|v| v.trim() == "1")
+            {
+                Reach::V6Only
+            } else {
+                Reach::DualStack
+            };
+            assert_eq!(Reach::of(&any6).unwrap(), expect);
+        }
+        let lo6 = UdpSocket::bind("[::1]:0").await.expect("::1 socket");
+        assert_eq!(Reach::of(&lo6).unwrap(), Reach::V6Only);
+    }
 }

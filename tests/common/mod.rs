@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod raw_rtsp;
 pub mod retina_util;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -234,6 +235,13 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://{}/{path}", self.rtsp)
+    }
+
+    /// The URL of `path` through `host` (an IP address), for a server listening on a
+    /// wildcard address such as `[::]`.
+    pub fn url_via(&self, host: &str, path: &str) -> String {
+        let ip: std::net::IpAddr = host.parse().expect("an IP address");
+        format!("rtsp://{}/{path}", SocketAddr::new(ip, self.rtsp.port()))
     }
 
     pub fn url_with_user(&self, path: &str, user: &str, pass: &str) -> String {
