@@ -8,11 +8,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use vigint::capture::pattern::{FrameCode, TestPattern};
 use vigint::encode::convert::{
     i420_len, nv12_to_i420, uyvy_to_i420, ycbcr444_to_i420, yuyv_to_i420,
 };
 use vigint::encode::mjpeg::MjpegDecoder;
+use vigint::source::pattern::{FrameCode, TestPattern};
 use yuvutils_rs::{
     uyvy422_to_yuv420, yuyv422_to_yuv420, BufferStoreMut, YuvPackedImage, YuvPlanarImageMut,
 };

@@ -167,7 +167,7 @@ fn latency() {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        if let Some(code) = vigint::capture::pattern::read_code(&frame, W as usize, W, H) {
+        if let Some(code) = vigint::source::pattern::read_code(&frame, W as usize, W, H) {
             lat.push(now_ms.saturating_sub(code.capture_ms) as f64);
         }
     }

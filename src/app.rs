@@ -5,28 +5,24 @@
 //! shared between paths, so two cameras serve two paths at once), the RTSP server, the
 //! status monitor and the HTTP server (wired to each other only here), and the mapping from a path's `source` to a frame source (resolving `auto` once at start). Does not own: any protocol or media logic.
 
-use crate::capture::format::ModeRequest;
-use crate::capture::pattern::TestPattern;
-use crate::capture::v4l2::{self, V4l2Source};
-use crate::capture::{CaptureError, FrameSource, PixelFormat};
 use crate::config::{
     Config, ConfigFile, FsyncInterval, HttpConfig, Overrides, PathConfig, RecordingConfig,
-    RtspConfig, SourceSpec,
+    RtspConfig,
 };
 use crate::control::{
     Applied, Change, Control, ControlError, PathRecordings, RecordingError, Recordings,
     SegmentEntry,
 };
-use crate::encode::EncoderSettings;
 use crate::http::login::Login;
 use crate::http::{HttpContext, HttpServer};
 use crate::hub::MediaPath;
-use crate::pipeline::{Pipeline, SourceFactory};
 use crate::record::library;
 use crate::record::recorder::{FsyncCadence, Recorder, RecorderSettings};
 use crate::record::store::{PathStore, SystemClock};
 use crate::rtsp::server::RtspServer;
 use crate::rtsp::server::ServerContext;
+use crate::source::pipeline::Pipeline;
+use crate::source::v4l2;
 use crate::status::{Monitor, PathProbe};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -56,57 +52,6 @@ impl std::fmt::Display for AppError {
 }
 
 impl std::error::Error for AppError {}
-
-/// Builds the frame source factory for a path. `auto` is resolved here, once: the first
-/// capture-capable camera, or the test pattern (logged loudly) when there is none at start.
-/// A camera that vanishes later is retried by the pipeline, never silently replaced.
-fn source_factory(name: &str, cfg: &PathConfig) -> SourceFactory {
-    let (w, h, fps) = cfg.geometry();
-    // Validated before we get here.
-    let spec = cfg.source_spec().unwrap_or(SourceSpec::Auto);
-    let spec = match spec {
-        SourceSpec::Auto => match v4l2::first_camera() {
-            Some(dev) => {
-                log::info!("path {name}: source auto: using camera {}", dev.display());
-                SourceSpec::Device(dev)
-            }
-            None => {
-                log::warn!(
-                    "path {name}: source auto: NO CAMERA FOUND, serving the test pattern ({w}x{h}@{fps}) instead"
-                );
-                SourceSpec::TestPattern { size: None }
-            }
-        },
-        other => other,
-    };
-    match spec {
-        SourceSpec::Device(dev) => {
-            let req = ModeRequest {
-                width: w,
-                height: h,
-                fps,
-                pixel_format: cfg.pixel_format.as_deref().and_then(PixelFormat::from_name),
-            };
-            Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                Ok(Box::new(V4l2Source::open(&dev, &req)?))
-            })
-        }
-        _ => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
-            Ok(Box::new(TestPattern::new(w, h, fps)?))
-        }),
-    }
-}
-
-fn encoder_settings(cfg: &PathConfig) -> EncoderSettings {
-    let (width, height, fps) = cfg.geometry();
-    EncoderSettings {
-        width,
-        height,
-        fps,
-        bitrate_kbps: cfg.bitrate_kbps,
-        idr_interval_frames: cfg.idr_interval_frames(),
-    }
-}
 
 /// Addresses a person can paste into a player: the listen address, or every interface's
 /// address when listening on all of them.
@@ -410,8 +355,8 @@ impl Supervisor {
         let media = MediaPath::new(name);
         let pipeline = Pipeline::spawn(
             media.clone(),
-            source_factory(name, cfg),
-            encoder_settings(cfg),
+            crate::source::factory(name, cfg),
+            crate::source::encoder_settings(cfg),
         )?;
         {
             // RTP streams run on the runtime; this may be called from an HTTP thread.
@@ -522,12 +467,15 @@ impl Supervisor {
             let encoder_changed =
                 old.bitrate_kbps != cfg.bitrate_kbps || old.idr_interval_s != cfg.idr_interval_s;
             if source_changed {
-                served
-                    .pipeline
-                    .reconfigure(Some(source_factory(name, cfg)), encoder_settings(cfg));
+                served.pipeline.reconfigure(
+                    Some(crate::source::factory(name, cfg)),
+                    crate::source::encoder_settings(cfg),
+                );
                 done.applied.push(format!("paths.{name} source reopened"));
             } else if encoder_changed {
-                served.pipeline.reconfigure(None, encoder_settings(cfg));
+                served
+                    .pipeline
+                    .reconfigure(None, crate::source::encoder_settings(cfg));
                 done.applied.push(format!("paths.{name} encoder restarted"));
             }
             let recording_config = cfg.recording.over(&next.recording);

@@ -3,7 +3,6 @@
 
 pub mod app;
 pub mod board;
-pub mod capture;
 pub mod config;
 pub mod control;
 pub mod encode;
@@ -17,9 +16,9 @@ pub mod led;
 pub mod logger;
 pub mod media;
 pub mod notify;
-pub mod pipeline;
 pub mod record;
 pub mod rtsp;
+pub mod source;
 pub mod status;
 #[cfg(test)]
 mod test_util;

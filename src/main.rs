@@ -250,7 +250,7 @@ fn main() -> ExitCode {
 
 /// `--list-cameras`: a table for people, or JSON for scripts.
 fn list_cameras(json: bool) -> ExitCode {
-    let cameras = vigint::capture::v4l2::list_cameras();
+    let cameras = vigint::source::v4l2::list_cameras();
     if json {
         match serde_json::to_string_pretty(&cameras) {
             Ok(text) => println!("{text}"),

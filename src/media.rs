@@ -1,12 +1,16 @@
 //! Media types shared by every stage: encoded frames, stream descriptions and media time.
 //!
-//! Owns: `EncodedFrame`, `StreamInfo`, the 90 kHz clock. Does not own: how frames are made
-//! (capture, encode) or sent (rtsp, record).
+//! Owns: `RawFrame` and `PixelFormat` (pictures before encoding), `EncodedFrame`,
+//! `StreamInfo` (and reading it from an IDR access unit), the 90 kHz clock. Does not own:
+//! how frames are made (source, encode) or sent (rtsp, record).
 
+use std::fmt;
 use std::ops::Range;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+
+use crate::h264::{self, NAL_PPS, NAL_SPS};
 
 /// RTP/H.264 media clock rate. Media time is counted in these ticks from the source start.
 pub const CLOCK_RATE: u32 = 90_000;
@@ -14,6 +18,132 @@ pub const CLOCK_RATE: u32 = 90_000;
 /// Converts a frame index at `fps` frames per second to 90 kHz media time.
 pub fn frame_pts_90k(index: u64, fps: u32) -> i64 {
     (index as i128 * CLOCK_RATE as i128 / fps.max(1) as i128) as i64
+}
+
+/// Pixel layouts a source can deliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Planar 4:2:0: Y (stride = width), then U, then V (stride = width / 2).
+    I420,
+    /// Packed 4:2:2: Y0 U Y1 V.
+    Yuyv,
+    /// Packed 4:2:2: U Y0 V Y1.
+    Uyvy,
+    /// Semi-planar 4:2:0: Y plane, then interleaved U V plane.
+    Nv12,
+    /// One JPEG image per frame.
+    Mjpeg,
+    /// One H.264 access unit (Annex-B) per frame, from a camera that encodes.
+    H264,
+}
+
+impl PixelFormat {
+    /// Every format, in the order `--list-cameras` and the docs name them.
+    pub const ALL: [PixelFormat; 6] = [
+        PixelFormat::H264,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+        PixelFormat::Yuyv,
+        PixelFormat::Uyvy,
+        PixelFormat::Mjpeg,
+    ];
+
+    /// The V4L2 four-character code.
+    pub fn fourcc(self) -> &'static str {
+        match self {
+            PixelFormat::I420 => "YU12",
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::Uyvy => "UYVY",
+            PixelFormat::Nv12 => "NV12",
+            PixelFormat::Mjpeg => "MJPG",
+            PixelFormat::H264 => "H264",
+        }
+    }
+
+    /// The format for a V4L2 four-character code; `None` for formats Vigint cannot use.
+    pub fn from_fourcc(fourcc: &str) -> Option<PixelFormat> {
+        match fourcc {
+            "YU12" => Some(PixelFormat::I420),
+            "YUYV" => Some(PixelFormat::Yuyv),
+            "UYVY" => Some(PixelFormat::Uyvy),
+            "NV12" => Some(PixelFormat::Nv12),
+            // Some UVC cameras call their MJPEG stream JPEG.
+            "MJPG" | "JPEG" => Some(PixelFormat::Mjpeg),
+            "H264" => Some(PixelFormat::H264),
+            _ => None,
+        }
+    }
+
+    /// A format named in the config: its fourcc or a common alias, any case.
+    pub fn from_name(name: &str) -> Option<PixelFormat> {
+        match name.to_ascii_uppercase().as_str() {
+            "I420" | "YUV420" => Some(PixelFormat::I420),
+            "MJPEG" => Some(PixelFormat::Mjpeg),
+            other => PixelFormat::from_fourcc(other),
+        }
+    }
+
+    /// Bytes of one tightly packed frame, for the raw formats; `None` for compressed ones.
+    pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
+        let (w, h) = (width as usize, height as usize);
+        match self {
+            PixelFormat::I420 | PixelFormat::Nv12 => {
+                Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2)))
+            }
+            PixelFormat::Yuyv | PixelFormat::Uyvy => Some(w * h * 2),
+            PixelFormat::Mjpeg | PixelFormat::H264 => None,
+        }
+    }
+}
+
+impl fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            PixelFormat::I420 => "I420",
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::Uyvy => "UYVY",
+            PixelFormat::Nv12 => "NV12",
+            PixelFormat::Mjpeg => "MJPEG",
+            PixelFormat::H264 => "H264",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One captured picture. For I420: Y plane (stride = width) then U then V (stride width/2).
+/// Packed and semi-planar formats are tightly packed too (no row padding).
+#[derive(Debug)]
+pub struct RawFrame {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+    /// Media time in 90 kHz ticks from the source start (monotonic).
+    pub pts_90k: i64,
+    /// Wall clock at capture.
+    pub wall: SystemTime,
+    /// Frame counter from the source; a gap means the source dropped frames.
+    pub sequence: u64,
+}
+
+impl RawFrame {
+    /// The Y, U and V planes of an I420 frame; `None` for other formats or a short buffer.
+    pub fn i420_planes(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        if self.format != PixelFormat::I420
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
+            return None;
+        }
+        let y_len = self.width as usize * self.height as usize;
+        let c_len = y_len / 4;
+        if self.data.len() < y_len + 2 * c_len {
+            return None;
+        }
+        let (y, rest) = self.data.split_at(y_len);
+        let (u, rest) = rest.split_at(c_len);
+        Some((y, u, &rest[..c_len]))
+    }
 }
 
 /// One encoded access unit (one picture) as it leaves the encoder or a passthrough camera.
@@ -84,9 +214,31 @@ impl StreamInfo {
     }
 }
 
+/// Picks the SPS and PPS NAL units out of an IDR access unit and reads the size from the SPS.
+/// `None` if either is missing or the SPS cannot be parsed.
+pub fn stream_info_from_idr(frame: &EncodedFrame, fps: u32) -> Option<StreamInfo> {
+    let find = |t: u8| {
+        frame
+            .nals
+            .iter()
+            .find(|r| h264::nal_type(&frame.data[(*r).clone()]) == Some(t))
+            .map(|r| frame.data.slice(r.clone()))
+    };
+    let (sps, pps) = (find(NAL_SPS)?, find(NAL_PPS)?);
+    let parsed = h264::parse_sps(&sps).ok()?;
+    Some(StreamInfo {
+        width: parsed.width,
+        height: parsed.height,
+        fps,
+        sps,
+        pps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn info(w: u32, sps: &'static [u8]) -> StreamInfo {
         StreamInfo {
@@ -104,5 +256,65 @@ mod tests {
         assert!(base.same_picture_format(&info(320, &[0x67, 0x42, 0xc0, 0x14, 0x8d])));
         assert!(!base.same_picture_format(&info(640, &[0x67, 0x42, 0xc0, 0x0c, 0x8c])));
         assert!(!base.same_picture_format(&info(320, &[0x67, 0x4d, 0x40, 0x0c, 0x8c])));
+    }
+
+    #[test]
+    fn stream_info_needs_sps_and_pps() {
+        use bytes::Bytes;
+        use std::time::SystemTime;
+        let sps = [
+            0x67, 0x42, 0xC0, 0x1F, 0xD9, 0x00, 0x50, 0x05, 0xBB, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x83, 0x24, 0x80,
+        ];
+        let mut au = vec![0, 0, 0, 1];
+        au.extend_from_slice(&sps);
+        au.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]);
+        let idr_only = [0, 0, 0, 1, 0x65, 0x88, 0x84];
+        au.extend_from_slice(&idr_only);
+        let f = EncodedFrame::from_annexb(Bytes::from(au), 0, SystemTime::UNIX_EPOCH);
+        let info = stream_info_from_idr(&f, 25).expect("info");
+        assert_eq!((info.width, info.height, info.fps), (1280, 720, 25));
+        assert_eq!(&info.sps[..], &sps[..]);
+        assert_eq!(&info.pps[..], &[0x68, 0xCE, 0x3C, 0x80]);
+        let f =
+            EncodedFrame::from_annexb(Bytes::copy_from_slice(&idr_only), 0, SystemTime::UNIX_EPOCH);
+        assert_eq!(stream_info_from_idr(&f, 25), None);
+    }
+
+    #[test]
+    fn frame_lengths() {
+        assert_eq!(PixelFormat::I420.frame_len(4, 2), Some(12));
+        assert_eq!(PixelFormat::Nv12.frame_len(4, 2), Some(12));
+        assert_eq!(PixelFormat::Yuyv.frame_len(4, 2), Some(16));
+        assert_eq!(PixelFormat::Mjpeg.frame_len(4, 2), None);
+    }
+
+    #[test]
+    fn i420_planes_split() {
+        let f = RawFrame {
+            format: PixelFormat::I420,
+            width: 4,
+            height: 2,
+            data: (0..12).collect(),
+            pts_90k: 0,
+            wall: SystemTime::UNIX_EPOCH,
+            sequence: 0,
+        };
+        let (y, u, v) = f.i420_planes().expect("valid I420");
+        assert_eq!((y.len(), u, v), (8, &[8, 9][..], &[10, 11][..]));
+    }
+
+    #[test]
+    fn fourcc_names() {
+        for f in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
+            assert_eq!(PixelFormat::from_name(&f.fourcc().to_lowercase()), Some(f));
+        }
+        assert_eq!(PixelFormat::from_name("I420"), Some(PixelFormat::I420));
+        assert_eq!(PixelFormat::from_name("mjpeg"), Some(PixelFormat::Mjpeg));
+        assert_eq!(PixelFormat::from_fourcc("RGB3"), None);
+        for name in crate::config::PIXEL_FORMAT_NAMES {
+            assert!(PixelFormat::from_name(name).is_some(), "{name}");
+        }
     }
 }

@@ -55,6 +55,30 @@ pub fn bucket_of(bounds: &[f64], ns: u64) -> usize {
         .unwrap_or(bounds.len())
 }
 
+/// What the path's source is doing, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    Starting,
+    Streaming,
+    /// A camera failed or vanished; retried with backoff until it is back.
+    CameraLost(String),
+    /// Another kind of source failed (retried the same way).
+    Failed(String),
+    Stopped,
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceState::Starting => f.write_str("starting"),
+            SourceState::Streaming => f.write_str("streaming"),
+            SourceState::CameraLost(r) => write!(f, "camera lost: {r}"),
+            SourceState::Failed(r) => write!(f, "failed: {r}"),
+            SourceState::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
 /// What a path's source reports: the pipeline's counters and state at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {

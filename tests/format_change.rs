@@ -10,13 +10,13 @@ use retina::client::{
     PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
 };
 use retina::codec::{CodecItem, ParametersRef};
-use vigint::capture::pattern::TestPattern;
-use vigint::capture::{CaptureError, FrameSource};
 use vigint::config::RtspConfig;
 use vigint::encode::EncoderSettings;
 use vigint::hub::MediaPath;
-use vigint::pipeline::Pipeline;
 use vigint::rtsp::server::RtspServer;
+use vigint::source::pattern::TestPattern;
+use vigint::source::pipeline::Pipeline;
+use vigint::source::{CaptureError, FrameSource};
 
 fn pattern_pipeline(media: Arc<MediaPath>, w: u32, h: u32) -> Pipeline {
     let factory = Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {

@@ -58,7 +58,7 @@ fn segments(data: &Path) -> Vec<PathBuf> {
 }
 
 /// Asserts a file plays cleanly; returns its decoded frames' burned-in codes.
-fn play(file: &Path) -> Vec<vigint::capture::pattern::FrameCode> {
+fn play(file: &Path) -> Vec<vigint::source::pattern::FrameCode> {
     require("ffprobe");
     let probe = run(
         Command::new("ffprobe").args(["-v", "error"]).arg(file),
@@ -316,12 +316,12 @@ fn the_recordings_api_lists_serves_ranges_and_deletes_without_escaping() {
 }
 
 /// The burned-in codes of `files` played one after another.
-fn codes_of_files(files: &[PathBuf]) -> Vec<Vec<vigint::capture::pattern::FrameCode>> {
+fn codes_of_files(files: &[PathBuf]) -> Vec<Vec<vigint::source::pattern::FrameCode>> {
     files.iter().map(|f| play(f)).collect()
 }
 
 /// Frame numbers missing between consecutive files (0 where one continues the other).
-fn gaps_between(per_file: &[Vec<vigint::capture::pattern::FrameCode>]) -> Vec<u64> {
+fn gaps_between(per_file: &[Vec<vigint::source::pattern::FrameCode>]) -> Vec<u64> {
     per_file
         .windows(2)
         .filter_map(|w| Some(u64::from(w[1].first()?.frame - w[0].last()?.frame - 1)))

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::mjpeg::MjpegDecoder;
-use crate::capture::{PixelFormat, RawFrame};
+use crate::media::{PixelFormat, RawFrame};
 
 /// Why a frame could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,9 +12,8 @@ pub mod openh264;
 
 use std::fmt;
 
-use crate::capture::RawFrame;
-use crate::h264::{self, NAL_PPS, NAL_SPS};
-use crate::media::{EncodedFrame, StreamInfo};
+use crate::media::EncodedFrame;
+use crate::media::RawFrame;
 
 pub use self::convert::ConvertError;
 pub use self::openh264::OpenH264Encoder;
@@ -123,27 +122,6 @@ pub trait Encoder: Send {
     ) -> Result<Option<EncodedFrame>, EncodeError>;
 }
 
-/// Picks the SPS and PPS NAL units out of an IDR access unit and reads the size from the SPS.
-/// `None` if either is missing or the SPS cannot be parsed.
-pub fn stream_info_from_idr(frame: &EncodedFrame, fps: u32) -> Option<StreamInfo> {
-    let find = |t: u8| {
-        frame
-            .nals
-            .iter()
-            .find(|r| h264::nal_type(&frame.data[(*r).clone()]) == Some(t))
-            .map(|r| frame.data.slice(r.clone()))
-    };
-    let (sps, pps) = (find(NAL_SPS)?, find(NAL_PPS)?);
-    let parsed = h264::parse_sps(&sps).ok()?;
-    Some(StreamInfo {
-        width: parsed.width,
-        height: parsed.height,
-        fps,
-        sps,
-        pps,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,28 +165,5 @@ mod tests {
             let e = s.validate().expect_err("invalid");
             assert!(e.to_string().starts_with("invalid encoder settings"), "{e}");
         }
-    }
-
-    #[test]
-    fn stream_info_needs_sps_and_pps() {
-        use bytes::Bytes;
-        use std::time::SystemTime;
-        let sps = [
-            0x67, 0x42, 0xC0, 0x1F, 0xD9, 0x00, 0x50, 0x05, 0xBB, 0x01, 0x10, 0x00, 0x00, 0x03,
-            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x83, 0x24, 0x80,
-        ];
-        let mut au = vec![0, 0, 0, 1];
-        au.extend_from_slice(&sps);
-        au.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]);
-        let idr_only = [0, 0, 0, 1, 0x65, 0x88, 0x84];
-        au.extend_from_slice(&idr_only);
-        let f = EncodedFrame::from_annexb(Bytes::from(au), 0, SystemTime::UNIX_EPOCH);
-        let info = stream_info_from_idr(&f, 25).expect("info");
-        assert_eq!((info.width, info.height, info.fps), (1280, 720, 25));
-        assert_eq!(&info.sps[..], &sps[..]);
-        assert_eq!(&info.pps[..], &[0x68, 0xCE, 0x3C, 0x80]);
-        let f =
-            EncodedFrame::from_annexb(Bytes::copy_from_slice(&idr_only), 0, SystemTime::UNIX_EPOCH);
-        assert_eq!(stream_info_from_idr(&f, 25), None);
     }
 }

@@ -14,8 +14,8 @@ use ::openh264::{OpenH264API, Timestamp};
 use bytes::Bytes;
 
 use super::{EncodeError, Encoder, EncoderSettings};
-use crate::capture::{PixelFormat, RawFrame};
 use crate::media::EncodedFrame;
+use crate::media::{PixelFormat, RawFrame};
 
 /// H.264 level limits (Table A-1): level_idc, max macroblocks per second, max frame size in
 /// macroblocks, max bitrate (kbit/s, Baseline).
@@ -251,10 +251,10 @@ pub(crate) mod test_decoder {
 mod tests {
     use super::test_decoder::TestDecoder;
     use super::*;
-    use crate::capture::pattern::{FrameCode, TestPattern};
-    use crate::encode::stream_info_from_idr;
     use crate::h264::{self, NAL_IDR, NAL_PPS, NAL_SPS};
     use crate::media::frame_pts_90k;
+    use crate::media::stream_info_from_idr;
+    use crate::source::pattern::{FrameCode, TestPattern};
     use std::time::{Duration, Instant, SystemTime};
 
     fn settings(width: u32, height: u32, kbps: u32, idr: u32) -> EncoderSettings {
@@ -268,7 +268,7 @@ mod tests {
     }
 
     fn pattern_frame(p: &TestPattern, n: u64, fps: u32) -> RawFrame {
-        let (width, height) = crate::capture::FrameSource::size(p);
+        let (width, height) = crate::source::FrameSource::size(p);
         let mut data = Vec::new();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + n * 33);
         let code = FrameCode {

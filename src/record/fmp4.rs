@@ -455,9 +455,9 @@ pub(crate) mod tests {
     pub(crate) fn encoded() -> &'static (StreamInfo, Vec<EncodedFrame>) {
         static ENCODED: OnceLock<(StreamInfo, Vec<EncodedFrame>)> = OnceLock::new();
         ENCODED.get_or_init(|| {
-            use crate::capture::pattern::{FrameCode, TestPattern};
-            use crate::capture::{PixelFormat, RawFrame};
             use crate::encode::{Encoder, EncoderSettings, OpenH264Encoder};
+            use crate::media::{PixelFormat, RawFrame};
+            use crate::source::pattern::{FrameCode, TestPattern};
             let settings = EncoderSettings {
                 width: 320,
                 height: 240,
@@ -486,7 +486,7 @@ pub(crate) mod tests {
                 };
                 frames.push(encoder.encode(&raw, false).unwrap().unwrap());
             }
-            let info = crate::encode::stream_info_from_idr(&frames[0], FPS).unwrap();
+            let info = crate::media::stream_info_from_idr(&frames[0], FPS).unwrap();
             for (n, f) in frames.iter().enumerate() {
                 assert_eq!(f.is_idr, n % 30 == 0, "frame {n}");
             }

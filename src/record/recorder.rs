@@ -460,7 +460,7 @@ impl Writer {
         // The IDR carries its own SPS/PPS: the init segment must describe exactly these.
         let info = if frame.is_idr {
             let fps = self.media.info().map_or(30, |i| i.fps);
-            crate::encode::stream_info_from_idr(&frame, fps)
+            crate::media::stream_info_from_idr(&frame, fps)
                 .map(Arc::new)
                 .or_else(|| self.media.info())
         } else {
@@ -812,10 +812,10 @@ impl Storage for DiskStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::pattern::TestPattern;
-    use crate::capture::FrameSource;
     use crate::encode::EncoderSettings;
-    use crate::pipeline::Pipeline;
+    use crate::source::pattern::TestPattern;
+    use crate::source::pipeline::Pipeline;
+    use crate::source::FrameSource;
     use crate::test_util::{require, TempDir};
     use std::sync::atomic::AtomicBool;
 

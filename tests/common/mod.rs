@@ -438,19 +438,19 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Run {
 }
 
 /// Reads the burned-in codes of decoded gray frames; asserts every frame carries one.
-pub fn codes_of(frames: &[Vec<u8>], w: u32, h: u32) -> Vec<vigint::capture::pattern::FrameCode> {
+pub fn codes_of(frames: &[Vec<u8>], w: u32, h: u32) -> Vec<vigint::source::pattern::FrameCode> {
     frames
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            vigint::capture::pattern::read_code(f, w as usize, w, h)
+            vigint::source::pattern::read_code(f, w as usize, w, h)
                 .unwrap_or_else(|| panic!("frame {i} of {} has no readable code", frames.len()))
         })
         .collect()
 }
 
 /// Asserts frame numbers increase by exactly one: no gap, no repeat.
-pub fn assert_gapless(codes: &[vigint::capture::pattern::FrameCode], what: &str) {
+pub fn assert_gapless(codes: &[vigint::source::pattern::FrameCode], what: &str) {
     assert!(!codes.is_empty(), "{what}: no frames");
     for w in codes.windows(2) {
         assert_eq!(

@@ -1,145 +1,31 @@
-//! Where raw pictures come from.
+//! Everything that feeds a path's hub.
 //!
-//! Owns: the `FrameSource` trait every picture source implements (V4L2 camera, test pattern),
-//! the `RawFrame` it yields, pixel format names and `CaptureError`. The test pattern lives in
-//! `pattern.rs`, the V4L2 camera in `v4l2.rs` (the only file naming the v4l crate), the pure
-//! mode choice in `format.rs` and kernel timestamps/sequence numbers in `clock.rs`.
-//! Does not own: pixel conversion or encoding (`encode`), nor the thread that drives a
-//! source and restarts it (`pipeline`).
+//! Owns: the `FrameSource` trait every raw picture source implements (V4L2 camera, test
+//! pattern) and `CaptureError`; the test pattern in `pattern.rs`, the V4L2 camera in
+//! `v4l2.rs` (the only file naming the v4l crate), the pure mode choice in `format.rs`,
+//! kernel timestamps and sequence numbers in `clock.rs`; the supervised capture + encode
+//! thread in `pipeline.rs` (with its state and counters in `state.rs`); and `factory`, which
+//! turns a path's `SourceSpec` into the source its pipeline opens.
+//! Does not own: the frame types (`media`), pixel conversion or encoding (`encode`), the
+//! path's hub (`hub`), nor what readers do with the frames.
 
 pub mod clock;
 pub mod format;
 pub mod pattern;
+pub mod pipeline;
+pub mod stats;
 pub mod v4l2;
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// Pixel layouts a source can deliver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PixelFormat {
-    /// Planar 4:2:0: Y (stride = width), then U, then V (stride = width / 2).
-    I420,
-    /// Packed 4:2:2: Y0 U Y1 V.
-    Yuyv,
-    /// Packed 4:2:2: U Y0 V Y1.
-    Uyvy,
-    /// Semi-planar 4:2:0: Y plane, then interleaved U V plane.
-    Nv12,
-    /// One JPEG image per frame.
-    Mjpeg,
-    /// One H.264 access unit (Annex-B) per frame, from a camera that encodes.
-    H264,
-}
-
-impl PixelFormat {
-    /// Every format, in the order `--list-cameras` and the docs name them.
-    pub const ALL: [PixelFormat; 6] = [
-        PixelFormat::H264,
-        PixelFormat::I420,
-        PixelFormat::Nv12,
-        PixelFormat::Yuyv,
-        PixelFormat::Uyvy,
-        PixelFormat::Mjpeg,
-    ];
-
-    /// The V4L2 four-character code.
-    pub fn fourcc(self) -> &'static str {
-        match self {
-            PixelFormat::I420 => "YU12",
-            PixelFormat::Yuyv => "YUYV",
-            PixelFormat::Uyvy => "UYVY",
-            PixelFormat::Nv12 => "NV12",
-            PixelFormat::Mjpeg => "MJPG",
-            PixelFormat::H264 => "H264",
-        }
-    }
-
-    /// The format for a V4L2 four-character code; `None` for formats Vigint cannot use.
-    pub fn from_fourcc(fourcc: &str) -> Option<PixelFormat> {
-        match fourcc {
-            "YU12" => Some(PixelFormat::I420),
-            "YUYV" => Some(PixelFormat::Yuyv),
-            "UYVY" => Some(PixelFormat::Uyvy),
-            "NV12" => Some(PixelFormat::Nv12),
-            // Some UVC cameras call their MJPEG stream JPEG.
-            "MJPG" | "JPEG" => Some(PixelFormat::Mjpeg),
-            "H264" => Some(PixelFormat::H264),
-            _ => None,
-        }
-    }
-
-    /// A format named in the config: its fourcc or a common alias, any case.
-    pub fn from_name(name: &str) -> Option<PixelFormat> {
-        match name.to_ascii_uppercase().as_str() {
-            "I420" | "YUV420" => Some(PixelFormat::I420),
-            "MJPEG" => Some(PixelFormat::Mjpeg),
-            other => PixelFormat::from_fourcc(other),
-        }
-    }
-
-    /// Bytes of one tightly packed frame, for the raw formats; `None` for compressed ones.
-    pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
-        let (w, h) = (width as usize, height as usize);
-        match self {
-            PixelFormat::I420 | PixelFormat::Nv12 => {
-                Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2)))
-            }
-            PixelFormat::Yuyv | PixelFormat::Uyvy => Some(w * h * 2),
-            PixelFormat::Mjpeg | PixelFormat::H264 => None,
-        }
-    }
-}
-
-impl fmt::Display for PixelFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            PixelFormat::I420 => "I420",
-            PixelFormat::Yuyv => "YUYV",
-            PixelFormat::Uyvy => "UYVY",
-            PixelFormat::Nv12 => "NV12",
-            PixelFormat::Mjpeg => "MJPEG",
-            PixelFormat::H264 => "H264",
-        };
-        f.write_str(s)
-    }
-}
-
-/// One captured picture. For I420: Y plane (stride = width) then U then V (stride width/2).
-/// Packed and semi-planar formats are tightly packed too (no row padding).
-#[derive(Debug)]
-pub struct RawFrame {
-    pub format: PixelFormat,
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<u8>,
-    /// Media time in 90 kHz ticks from the source start (monotonic).
-    pub pts_90k: i64,
-    /// Wall clock at capture.
-    pub wall: SystemTime,
-    /// Frame counter from the source; a gap means the source dropped frames.
-    pub sequence: u64,
-}
-
-impl RawFrame {
-    /// The Y, U and V planes of an I420 frame; `None` for other formats or a short buffer.
-    pub fn i420_planes(&self) -> Option<(&[u8], &[u8], &[u8])> {
-        if self.format != PixelFormat::I420
-            || !self.width.is_multiple_of(2)
-            || !self.height.is_multiple_of(2)
-        {
-            return None;
-        }
-        let y_len = self.width as usize * self.height as usize;
-        let c_len = y_len / 4;
-        if self.data.len() < y_len + 2 * c_len {
-            return None;
-        }
-        let (y, rest) = self.data.split_at(y_len);
-        let (u, rest) = rest.split_at(c_len);
-        Some((y, u, &rest[..c_len]))
-    }
-}
+use crate::config::{PathConfig, SourceSpec};
+use crate::encode::EncoderSettings;
+use crate::media::{PixelFormat, RawFrame};
+use format::ModeRequest;
+use pattern::TestPattern;
+use pipeline::SourceFactory;
+use v4l2::V4l2Source;
 
 /// What an OS error from a camera means for an operator (`None` when errno says it plainly).
 pub fn errno_meaning(e: &std::io::Error) -> Option<&'static str> {
@@ -282,32 +168,60 @@ pub trait FrameSource: Send {
     fn request_keyframe(&mut self) {}
 }
 
+/// Builds the frame source factory for a path. `auto` is resolved here, once: the first
+/// capture-capable camera, or the test pattern (logged loudly) when there is none at start.
+/// A camera that vanishes later is retried by the pipeline, never silently replaced.
+pub fn factory(name: &str, cfg: &PathConfig) -> SourceFactory {
+    let (w, h, fps) = cfg.geometry();
+    // Validated before we get here.
+    let spec = cfg.source_spec().unwrap_or(SourceSpec::Auto);
+    let spec = match spec {
+        SourceSpec::Auto => match v4l2::first_camera() {
+            Some(dev) => {
+                log::info!("path {name}: source auto: using camera {}", dev.display());
+                SourceSpec::Device(dev)
+            }
+            None => {
+                log::warn!(
+                    "path {name}: source auto: NO CAMERA FOUND, serving the test pattern ({w}x{h}@{fps}) instead"
+                );
+                SourceSpec::TestPattern { size: None }
+            }
+        },
+        other => other,
+    };
+    match spec {
+        SourceSpec::Device(dev) => {
+            let req = ModeRequest {
+                width: w,
+                height: h,
+                fps,
+                pixel_format: cfg.pixel_format.as_deref().and_then(PixelFormat::from_name),
+            };
+            Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                Ok(Box::new(V4l2Source::open(&dev, &req)?))
+            })
+        }
+        _ => Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
+            Ok(Box::new(TestPattern::new(w, h, fps)?))
+        }),
+    }
+}
+
+pub fn encoder_settings(cfg: &PathConfig) -> EncoderSettings {
+    let (width, height, fps) = cfg.geometry();
+    EncoderSettings {
+        width,
+        height,
+        fps,
+        bitrate_kbps: cfg.bitrate_kbps,
+        idr_interval_frames: cfg.idr_interval_frames(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_lengths() {
-        assert_eq!(PixelFormat::I420.frame_len(4, 2), Some(12));
-        assert_eq!(PixelFormat::Nv12.frame_len(4, 2), Some(12));
-        assert_eq!(PixelFormat::Yuyv.frame_len(4, 2), Some(16));
-        assert_eq!(PixelFormat::Mjpeg.frame_len(4, 2), None);
-    }
-
-    #[test]
-    fn i420_planes_split() {
-        let f = RawFrame {
-            format: PixelFormat::I420,
-            width: 4,
-            height: 2,
-            data: (0..12).collect(),
-            pts_90k: 0,
-            wall: SystemTime::UNIX_EPOCH,
-            sequence: 0,
-        };
-        let (y, u, v) = f.i420_planes().expect("valid I420");
-        assert_eq!((y.len(), u, v), (8, &[8, 9][..], &[10, 11][..]));
-    }
 
     #[test]
     fn error_names_the_device() {
@@ -336,19 +250,5 @@ mod tests {
             error: std::io::Error::from_raw_os_error(libc::EIO),
         };
         assert!(e.to_string().contains("driver I/O error"), "{e}");
-    }
-
-    #[test]
-    fn fourcc_names() {
-        for f in PixelFormat::ALL {
-            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
-            assert_eq!(PixelFormat::from_name(&f.fourcc().to_lowercase()), Some(f));
-        }
-        assert_eq!(PixelFormat::from_name("I420"), Some(PixelFormat::I420));
-        assert_eq!(PixelFormat::from_name("mjpeg"), Some(PixelFormat::Mjpeg));
-        assert_eq!(PixelFormat::from_fourcc("RGB3"), None);
-        for name in crate::config::PIXEL_FORMAT_NAMES {
-            assert!(PixelFormat::from_name(name).is_some(), "{name}");
-        }
     }
 }

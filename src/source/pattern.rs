@@ -22,8 +22,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{CaptureError, FrameSource, PixelFormat, RawFrame};
+use super::{CaptureError, FrameSource};
 use crate::media::frame_pts_90k;
+use crate::media::{PixelFormat, RawFrame};
 
 /// The number and capture time of one frame, as burned into its picture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

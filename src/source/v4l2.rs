@@ -34,8 +34,9 @@ use super::format::{
     choose_mode, stepwise_intervals, stepwise_sizes, FormatModes, Interval, Mode, ModeRequest,
     SizeModes,
 };
-use super::{CaptureError, FrameSource, PixelFormat, RawFrame};
+use super::{CaptureError, FrameSource};
 use crate::media::CLOCK_RATE;
+use crate::media::{PixelFormat, RawFrame};
 
 /// Buffers the driver fills while we copy one out: enough to ride out a slow frame.
 pub const BUFFERS: u32 = 4;

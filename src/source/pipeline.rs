@@ -5,9 +5,9 @@
 //! the JPEG decoder, `software-encode from <raw format>` through conversion), answers key
 //! frame requests from readers (forwarded to the camera on the passthrough route), keeps the
 //! path's stream description current, publishes frames to the path's hub with monotonic
-//! media time, and retries a failed source with backoff (`next_backoff`); the counters and
-//! state that show how it goes (`PipelineStats`), and the log lines an operator (and the
-//! emulated-board tests) follow: `camera <dev> opened: ...`, `camera lost: <reason>`,
+//! media time, and retries a failed source with backoff (`stats::next_backoff`); it keeps
+//! the counters and state that show how it goes (`stats::PipelineStats`) current, and writes
+//! the log lines an operator (and the emulated-board tests) follow: `camera <dev> opened: ...`, `camera lost: <reason>`,
 //! `camera back after <N> ms`, `camera dropped <N> frames in all`.
 //! Does not own: the path and its hub (the app creates them; stopping a pipeline leaves the
 //! hub open so a restarted pipeline can continue it), nor what readers do.
@@ -16,76 +16,29 @@
 //! resume at the next IDR, with media time continuing after the last frame they got); it is
 //! replaced only when the reopened source has another size.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::capture::{CaptureError, FrameSource, PixelFormat, RawFrame};
 use crate::encode::convert::{ConvertError, Converter};
-use crate::encode::{stream_info_from_idr, EncodeError, Encoder, EncoderSettings, OpenH264Encoder};
+use crate::encode::{EncodeError, Encoder, EncoderSettings, OpenH264Encoder};
 use crate::h264::{self, NAL_PPS, NAL_SPS};
 use crate::hub::MediaPath;
-use crate::media::{EncodedFrame, CLOCK_RATE};
+use crate::media::{stream_info_from_idr, EncodedFrame, PixelFormat, RawFrame, CLOCK_RATE};
+use crate::source::stats::{lock, next_backoff, route_for, PipelineStats};
+use crate::source::{CaptureError, FrameSource};
+use crate::status::SourceState;
 
 /// Opens the source anew (called at start and after every failure).
 pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, CaptureError> + Send>;
 
-/// First retry delay after a failure.
-pub const BACKOFF_START: Duration = Duration::from_millis(500);
-/// Longest delay between retries: a replugged camera is picked up within this.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A session that streamed this long was a good run: the next retry starts fast again.
-pub const GOOD_RUN: Duration = Duration::from_secs(10);
 /// How often a growing dropped-frame count is logged at most.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Undecodable frames in a row after which the source counts as failed.
 const MAX_BAD_FRAMES_IN_A_ROW: u32 = 30;
-
-/// Delay before the next attempt to open a source. `prev`: the delay used before the
-/// previous attempt (`None` after a success); `ran`: how long the failed session streamed.
-/// 0.5 s doubling up to 5 s; back to 0.5 s after a good run.
-pub fn next_backoff(prev: Option<Duration>, ran: Duration) -> Duration {
-    match prev {
-        Some(p) if ran < GOOD_RUN => (p * 2).min(BACKOFF_MAX),
-        _ => BACKOFF_START,
-    }
-}
-
-/// What the path's source is doing, as the status shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SourceState {
-    Starting,
-    Streaming,
-    /// A camera failed or vanished; retried with backoff until it is back.
-    CameraLost(String),
-    /// Another kind of source failed (retried the same way).
-    Failed(String),
-    Stopped,
-}
-
-impl std::fmt::Display for SourceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceState::Starting => f.write_str("starting"),
-            SourceState::Streaming => f.write_str("streaming"),
-            SourceState::CameraLost(r) => write!(f, "camera lost: {r}"),
-            SourceState::Failed(r) => write!(f, "failed: {r}"),
-            SourceState::Stopped => f.write_str("stopped"),
-        }
-    }
-}
-
-/// How frames of `format` become H.264, as the status names it.
-pub fn route_for(format: PixelFormat, camera: bool) -> String {
-    match (format, camera) {
-        (PixelFormat::H264, _) => "passthrough".to_string(),
-        (_, false) => "software-encode".to_string(),
-        (f, true) => format!("software-encode from {}", f.fourcc()),
-    }
-}
 
 /// An IDR access unit from a camera that sends SPS/PPS only now and then, made
 /// self-contained: the hub hands its cached key frame to every new reader, which needs
@@ -102,113 +55,6 @@ pub fn with_parameter_sets(frame: EncodedFrame, sps: &[u8], pps: &[u8]) -> Encod
     }
     data.extend_from_slice(&frame.data);
     EncodedFrame::from_annexb(Bytes::from(data), frame.pts_90k, frame.wall)
-}
-
-/// Counters of one pipeline, readable from any thread.
-#[derive(Default, Debug)]
-pub struct PipelineStats {
-    frames_captured: AtomicU64,
-    frames_encoded: AtomicU64,
-    bytes_encoded: AtomicU64,
-    idr_count: AtomicU64,
-    encode_ns_total: AtomicU64,
-    /// The encode-time histogram (`status::ENCODE_BUCKETS_S`).
-    encode_buckets: [AtomicU64; crate::status::ENCODE_BUCKETS_S.len() + 1],
-    restarts: AtomicU64,
-    /// Frames the encoder produced nothing for (should stay 0).
-    encoder_empty: AtomicU64,
-    /// Frames the camera lost (sequence gaps, failed buffers), over all sessions.
-    camera_dropped: AtomicU64,
-    /// Frames skipped because they could not be decoded or converted.
-    bad_frames: AtomicU64,
-    /// A source is open and frames are flowing.
-    streaming: AtomicBool,
-    last_error: Mutex<Option<String>>,
-    state: Mutex<Option<SourceState>>,
-    route: Mutex<String>,
-}
-
-impl PipelineStats {
-    pub fn frames_captured(&self) -> u64 {
-        self.frames_captured.load(Ordering::Relaxed)
-    }
-    /// Frames published (encoded, or passed through from an H.264 camera).
-    pub fn frames_encoded(&self) -> u64 {
-        self.frames_encoded.load(Ordering::Relaxed)
-    }
-    pub fn bytes_encoded(&self) -> u64 {
-        self.bytes_encoded.load(Ordering::Relaxed)
-    }
-    pub fn idr_count(&self) -> u64 {
-        self.idr_count.load(Ordering::Relaxed)
-    }
-    /// Total time spent in conversion and encoding, in nanoseconds.
-    pub fn encode_ns_total(&self) -> u64 {
-        self.encode_ns_total.load(Ordering::Relaxed)
-    }
-    /// How often the pipeline started over after an error (open, capture or encode).
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
-    }
-    pub fn encoder_empty(&self) -> u64 {
-        self.encoder_empty.load(Ordering::Relaxed)
-    }
-    /// Frames the camera dropped (kernel sequence gaps, buffers flagged as failed).
-    pub fn camera_dropped(&self) -> u64 {
-        self.camera_dropped.load(Ordering::Relaxed)
-    }
-    /// Frames skipped because they could not be decoded (e.g. a corrupt MJPEG picture).
-    pub fn bad_frames(&self) -> u64 {
-        self.bad_frames.load(Ordering::Relaxed)
-    }
-    /// True while a source is open and frames are being encoded.
-    pub fn streaming(&self) -> bool {
-        self.streaming.load(Ordering::Relaxed)
-    }
-    /// The most recent error (kept after recovery; see `state` for the current state).
-    pub fn last_error(&self) -> Option<String> {
-        lock(&self.last_error).clone()
-    }
-    /// `starting`, `streaming`, `camera lost: <reason>`, `failed: <reason>` or `stopped`.
-    pub fn state(&self) -> SourceState {
-        lock(&self.state).clone().unwrap_or(SourceState::Starting)
-    }
-    /// How frames become H.264: `passthrough`, `software-encode from YUYV`, ... (empty
-    /// before the first source opened).
-    pub fn route(&self) -> String {
-        lock(&self.route).clone()
-    }
-
-    fn set_error(&self, e: String) {
-        *lock(&self.last_error) = Some(e);
-    }
-    fn set_state(&self, s: SourceState) {
-        *lock(&self.state) = Some(s);
-    }
-}
-
-impl crate::status::SourceProbe for PipelineStats {
-    fn sample(&self) -> crate::status::SourceSample {
-        crate::status::SourceSample {
-            state: self.state().to_string(),
-            streaming: self.streaming(),
-            route: self.route(),
-            last_error: self.last_error(),
-            frames: self.frames_encoded(),
-            bytes: self.bytes_encoded(),
-            idr_frames: self.idr_count(),
-            encode_ns_total: self.encode_ns_total(),
-            encode_buckets: std::array::from_fn(|i| self.encode_buckets[i].load(Ordering::Relaxed)),
-            camera_dropped: self.camera_dropped(),
-            bad_frames: self.bad_frames(),
-            restarts: self.restarts(),
-        }
-    }
-}
-
-/// Locks a mutex whose data stays valid even if a holder panicked (plain values).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Handle of a running pipeline thread.
@@ -867,8 +713,9 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::pattern::TestPattern;
     use crate::hub::TryNext;
+    use crate::source::pattern::TestPattern;
+    use std::sync::atomic::AtomicU64;
 
     fn settings() -> EncoderSettings {
         EncoderSettings {
@@ -1085,7 +932,7 @@ mod tests {
         fn fps(&self) -> u32 {
             self.inner.fps()
         }
-        fn next_frame(&mut self) -> Result<crate::capture::RawFrame, CaptureError> {
+        fn next_frame(&mut self) -> Result<crate::media::RawFrame, CaptureError> {
             if self.left == 0 {
                 return Err(CaptureError::Stream {
                     device: "fake".into(),
@@ -1137,40 +984,6 @@ mod tests {
         assert_eq!(final_size, Some((320, 240)));
         assert_eq!(stats.restarts(), 2);
         assert!(stats.last_error().is_some_and(|e| e.contains("unplugged")));
-    }
-
-    #[test]
-    fn backoff_doubles_to_five_seconds_and_resets_after_a_good_run() {
-        let ms = Duration::from_millis;
-        let mut d = None;
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            let next = next_backoff(d, ms(100));
-            seen.push(next.as_millis());
-            d = Some(next);
-        }
-        assert_eq!(seen, [500, 1000, 2000, 4000, 5000, 5000]);
-        assert_eq!(next_backoff(d, GOOD_RUN), BACKOFF_START);
-        assert_eq!(next_backoff(None, Duration::ZERO), BACKOFF_START);
-    }
-
-    #[test]
-    fn routes_and_states_read_well() {
-        assert_eq!(route_for(PixelFormat::H264, true), "passthrough");
-        assert_eq!(
-            route_for(PixelFormat::Yuyv, true),
-            "software-encode from YUYV"
-        );
-        assert_eq!(
-            route_for(PixelFormat::Mjpeg, true),
-            "software-encode from MJPG"
-        );
-        assert_eq!(route_for(PixelFormat::I420, false), "software-encode");
-        assert_eq!(
-            SourceState::CameraLost("/dev/video0: gone".into()).to_string(),
-            "camera lost: /dev/video0: gone"
-        );
-        assert_eq!(SourceState::Streaming.to_string(), "streaming");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use super::PixelFormat;
+use crate::media::PixelFormat;
 
 /// Time between frames in seconds as a fraction, as V4L2 reports it (1/30 is 30 fps).
 /// Serialised as frames per second.
