@@ -672,7 +672,7 @@ impl Config {
                     "must be non-empty, without control characters",
                 ));
             }
-            crate::http::login::refuse_placeholder(&u.password)
+            crate::auth::password::refuse_placeholder(&u.password)
                 .map_err(|why| ConfigError::new(format!("users[{i}].password"), why))?;
             if !seen.insert(&u.name) {
                 return Err(ConfigError::new(

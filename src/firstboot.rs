@@ -124,7 +124,7 @@ pub fn plan(current: &Value, patch: Value) -> Result<Plan, ConfigError> {
             if admin.contains_key("password_hash") {
                 return Err(err("admin", "give password or password_hash, not both"));
             }
-            crate::http::login::check_new_password(&p).map_err(|r| err("admin.password", &r))?;
+            crate::auth::password::check_new_password(&p).map_err(|r| err("admin.password", &r))?;
             password = Some(p);
         }
     }
@@ -220,7 +220,7 @@ pub fn apply(first_boot: &Path, config: &Path) -> Option<FirstBootReport> {
         }
     };
     if let Some(password) = plan.password.take() {
-        let hash = match crate::http::login::hash_password(&password) {
+        let hash = match crate::auth::password::hash_password(&password) {
             Ok(h) => h,
             Err(e) => return failed("admin.password", e),
         };

@@ -2,6 +2,7 @@
 //! Source (V4L2 camera or test pattern) -> H.264 -> per-path hub -> RTSP clients.
 
 pub mod app;
+pub mod auth;
 pub mod board;
 pub mod config;
 pub mod control;
@@ -15,6 +16,7 @@ pub mod hub;
 pub mod led;
 pub mod logger;
 pub mod media;
+pub mod mux;
 pub mod notify;
 pub mod record;
 pub mod rtsp;

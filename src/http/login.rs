@@ -1,28 +1,24 @@
-//! The admin login: password hashing, checking a Basic `Authorization` header, and the
-//! per-address limit on failed attempts.
+//! The admin login: checking a Basic `Authorization` header, and the per-address limit on
+//! failed attempts.
 //!
-//! Owns: Argon2id hashing (the only file naming `argon2`), a cache so that a page polling
-//! with the same credentials is not re-hashed every request, and the rate limiter (pure,
-//! time passed in). Does not own: where the hash is stored (the config) or which routes need
-//! a login (`http`).
+//! Owns: a cache so that a page polling with the same credentials is not re-hashed every
+//! request, and the rate limiter (pure, time passed in). Does not own: hashing and the
+//! password rules (`auth::password`), where the hash is stored (the config) or which routes
+//! need a login (`http`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::Engine;
 use blake2::{Blake2b512, Digest};
 
 use super::play::PlayKey;
+use crate::auth::password::verify_password;
 
 /// The one admin account's user name in Basic credentials.
 pub const ADMIN_USER: &str = "admin";
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-
 /// Failed attempts allowed before an address must wait.
 pub const FREE_ATTEMPTS: u32 = 5;
 /// The first wait; it doubles with every further failure up to `MAX_WAIT`.
@@ -32,84 +28,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 pub const FORGET_AFTER: Duration = Duration::from_secs(900);
 /// Addresses tracked at most (the oldest are forgotten first): bounded memory under attack.
 const MAX_TRACKED: usize = 4096;
-
-/// Marks the passwords in shipped examples (docs/CONFIG.md, the image's
-/// `vigint.json.example`): a copy used unedited must not set a password everyone knows.
-pub const PLACEHOLDER_MARK: &str = "CHANGE-ME";
-
-/// Refuses an example's placeholder (a password containing `CHANGE-ME`, any case), for the
-/// admin password and the RTSP users' alike.
-pub fn refuse_placeholder(password: &str) -> Result<(), String> {
-    if password.to_ascii_uppercase().contains(PLACEHOLDER_MARK) {
-        return Err(format!(
-            "is the example's placeholder ({PLACEHOLDER_MARK}): choose your own"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a new admin password; the reason is shown to the person choosing it.
-pub fn check_new_password(password: &str) -> Result<(), String> {
-    refuse_placeholder(password)?;
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
-    }
-    if password.chars().any(|c| c.is_control()) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
-}
-
-/// Argon2id cost: 7 MiB and 5 passes, one of OWASP's equivalent settings; the low-memory
-/// one, for boards with 512 MB. Stored hashes carry their own cost, so this can change.
-fn argon2() -> Argon2<'static> {
-    match argon2::Params::new(7 * 1024, 5, 1, None) {
-        Ok(params) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
-        Err(_) => Argon2::default(),
-    }
-}
-
-/// One Argon2 run at a time: each needs its memory, and a burst of logins (five pages
-/// opening at once, or an attacker) must cost no more than one.
-static HASHING: Mutex<()> = Mutex::new(());
-
-/// Runs `f` as the only hashing job, then hands the freed memory back to the system (glibc
-/// would otherwise keep the 7 MiB in the arena of whichever thread ran it).
-fn exclusive<T>(f: impl FnOnce() -> T) -> T {
-    let _one = HASHING.lock().unwrap_or_else(|e| e.into_inner());
-    let out = f();
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free heap memory to the OS.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    out
-}
-
-/// Hashes a password as an Argon2id PHC string with a random salt (about 30 ms on a laptop,
-/// a few hundred on a Pi Zero 2 W).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|e| format!("no random numbers: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    exclusive(|| {
-        argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| format!("cannot hash: {e}"))
-    })
-}
-
-fn verify_password(hash: &str, password: &str) -> bool {
-    let Ok(h) = PasswordHash::new(hash) else {
-        return false;
-    };
-    // The hash's own parameters are used, whatever `argon2()` says today.
-    exclusive(|| argon2().verify_password(password.as_bytes(), &h).is_ok())
-}
 
 /// The password of a Basic `Authorization` header for `ADMIN_USER`; `None` when the header
 /// is not Basic, not decodable or names another user.
@@ -237,9 +155,10 @@ impl Login {
     /// True when another thread verified these credentials while this one waited for the
     /// hashing lock (five pages logging in at once cost one Argon2 run).
     fn cached_after_wait(&self, hash: &str, digest: &[u8]) -> bool {
-        let _one = HASHING.lock().unwrap_or_else(|e| e.into_inner());
-        let v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        v.as_ref().is_some_and(|(h, d)| h == hash && d == digest)
+        crate::auth::password::when_no_hash_runs(|| {
+            let v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            v.as_ref().is_some_and(|(h, d)| h == hash && d == digest)
+        })
     }
 
     /// Judges a request's `Authorization` header from `ip` against `admin_hash`.
@@ -295,23 +214,13 @@ impl Login {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::password::hash_password;
 
     fn basic(user: &str, password: &str) -> String {
         format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         )
-    }
-
-    #[test]
-    fn new_passwords_are_checked() {
-        assert!(check_new_password("short").is_err());
-        assert!(check_new_password("long enough").is_ok());
-        assert!(check_new_password("with\nnewline").is_err());
-        assert!(check_new_password(&"x".repeat(2000)).is_err());
-        // The examples' placeholder, in any case, is never a password.
-        assert!(check_new_password("CHANGE-ME to a long passphrase").is_err());
-        assert!(check_new_password("my change-me password").is_err());
     }
 
     #[test]

@@ -208,9 +208,9 @@ fn new_admin_hash(req: &Request) -> Result<String, Response> {
         .get("password")
         .and_then(|p| p.as_str())
         .ok_or_else(|| field_error(400, "invalid", "a password is needed", Some("password")))?;
-    login::check_new_password(password)
+    crate::auth::password::check_new_password(password)
         .map_err(|why| field_error(400, "invalid", &why, Some("password")))?;
-    login::hash_password(password).map_err(|e| error(500, "internal", &e))
+    crate::auth::password::hash_password(password).map_err(|e| error(500, "internal", &e))
 }
 
 fn session(setup_required: bool, logged_in: bool) -> serde_json::Value {

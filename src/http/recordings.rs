@@ -302,7 +302,7 @@ mod tests {
         });
         let mut config = crate::config::Config::default();
         config.admin.password_hash =
-            Some(crate::http::login::hash_password("long enough").unwrap());
+            Some(crate::auth::password::hash_password("long enough").unwrap());
         let ctx = HttpContext {
             monitor: crate::status::tests::fake_monitor(),
             cameras: Arc::new(|| serde_json::json!([])),
@@ -612,7 +612,7 @@ mod tests {
             .update(&mut |cur| {
                 let mut next = cur.clone();
                 next.admin.password_hash =
-                    Some(crate::http::login::hash_password("another password").unwrap());
+                    Some(crate::auth::password::hash_password("another password").unwrap());
                 Ok(next)
             })
             .unwrap();

@@ -1,7 +1,6 @@
 //! Recording to the SD card as fragmented MP4 segments.
 //!
-//! Owns: the MP4 layer (`fmp4`: init segment, fragments, AVCC sample data; the only file
-//! naming the `mp4-atom` crate) and crash repair (`repair`), both pure of threads and config;
+//! Owns: crash repair (`repair`, pure of threads and config, on `mux::fmp4`'s boxes);
 //! the writer (`recorder`: a hub tap, a bounded queue and thread "rec-<path>" that cuts
 //! segments at IDRs, writes fragments every `part_duration` and fsyncs them) and its
 //! counters (`meter`); names (`naming`) and retention (`retention`), both pure; one path's
@@ -13,7 +12,6 @@
 //! fragment (`moof`) next to the samples (`mdat`), so everything up to the last complete
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
-pub mod fmp4;
 pub mod library;
 pub mod meter;
 pub mod naming;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::hub::MediaPath;
 use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
-use crate::record::fmp4;
+use crate::mux::fmp4;
 use crate::record::meter::WriteMeter;
 use crate::status::FSYNC_BUCKETS_S;
 

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::fmp4::{self, BoxHeader, TrackInfo, FTYP, MAX_HEADER_LEN, MDAT, MOOF, MOOV};
+use crate::mux::fmp4::{self, BoxHeader, TrackInfo, FTYP, MAX_HEADER_LEN, MDAT, MOOF, MOOV};
 
 /// Larger `moov`/`moof` boxes are damage, not ours: ours are a few hundred bytes (a moof
 /// holds 12 bytes per sample, about 30 KB for 10 s at 240 fps).
@@ -223,7 +223,11 @@ pub fn repair(path: &Path) -> io::Result<Repaired> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::fmp4::tests::{assert_plays, encoded, require, segment, TempDir, TICKS};
+    use crate::mux::fmp4::tests::{
+        assert_evenly_spaced, assert_plays, concat_pts, encoded, require, segment, segment_with,
+        TempDir, TICKS,
+    };
+    use crate::mux::fmp4::TIMESCALE;
     use std::process::Command;
 
     /// A good segment: 90 frames in 3 fragments of 1 s, and the end offsets of the ftyp,
@@ -494,5 +498,40 @@ mod tests {
         let dir = TempDir::new("missing");
         assert!(summarize(&dir.file("nope.mp4")).is_err());
         assert!(repair(&dir.file("nope.mp4")).is_err());
+    }
+
+    /// More than two segments: ffmpeg's concat demuxer moves each file by the previous
+    /// files' durations, and ffmpeg 5.1 takes a fragmented file's end time (tfdt included)
+    /// as its duration. Continuing tfdt therefore needs the segments' real durations in the
+    /// list (from `repair::summarize`); tfdt from zero in each segment needs nothing.
+    #[test]
+    fn three_segments_concatenate_without_a_gap() {
+        let (_, frames) = encoded();
+        let dir = TempDir::new("concat3");
+        let parts = [0..60, 60..90, 90..150];
+        let mut continuing = String::new();
+        let mut from_zero = String::new();
+        for (i, r) in parts.iter().enumerate() {
+            let path = dir.file(&format!("media-time-{i}.mp4"));
+            std::fs::write(&path, segment(&frames[r.clone()], 30).0).unwrap();
+            let summary = summarize(&path).unwrap();
+            assert_eq!(summary.first_decode_time, Some(r.start as u64 * TICKS));
+            assert_eq!(summary.duration_90k, r.len() as u64 * TICKS);
+            continuing += &format!(
+                "file '{}'\nduration {}\n",
+                path.display(),
+                summary.duration_90k as f64 / f64::from(TIMESCALE)
+            );
+            let path = dir.file(&format!("from-zero-{i}.mp4"));
+            std::fs::write(&path, segment_with(&frames[r.clone()], 30, true).0).unwrap();
+            assert_plays(&path, r.len() as u64);
+            from_zero += &format!("file '{}'\n", path.display());
+        }
+        for (name, text) in [("continuing.txt", continuing), ("from-zero.txt", from_zero)] {
+            let pts = concat_pts(&dir, name, &text);
+            assert_eq!(pts.len(), 150, "{name}");
+            assert_eq!(pts[0], 0.0, "{name}");
+            assert_evenly_spaced(&pts, name);
+        }
     }
 }

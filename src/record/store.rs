@@ -489,7 +489,7 @@ impl Storage for PathStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::fmp4::tests::{segment_lasting, TempDir};
+    use crate::mux::fmp4::tests::{segment_lasting, TempDir};
     use crate::record::retention::FakeClock;
     use crate::units::{Amount, Bytes, Seconds};
     use std::sync::atomic::AtomicU64;

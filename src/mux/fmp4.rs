@@ -676,7 +676,7 @@ pub(crate) mod tests {
 
     /// Writes `text` as an ffmpeg concat list in `dir` and checks that ffmpeg decodes it
     /// without an error; returns the packets' pts (seconds).
-    fn concat_pts(dir: &TempDir, name: &str, text: &str) -> Vec<f64> {
+    pub(crate) fn concat_pts(dir: &TempDir, name: &str, text: &str) -> Vec<f64> {
         let list = dir.file(name);
         std::fs::write(&list, text).unwrap();
         let l = list.to_str().unwrap();
@@ -694,7 +694,7 @@ pub(crate) mod tests {
     }
 
     /// Every packet one frame after the one before: no gap, no overlap.
-    fn assert_evenly_spaced(pts: &[f64], what: &str) {
+    pub(crate) fn assert_evenly_spaced(pts: &[f64], what: &str) {
         for (i, w) in pts.windows(2).enumerate() {
             assert!(
                 (w[1] - w[0] - 1.0 / FPS as f64).abs() < 1e-3,
@@ -742,41 +742,6 @@ pub(crate) mod tests {
             pts[90]
         );
         assert_evenly_spaced(&pts, "a + b");
-    }
-
-    /// More than two segments: ffmpeg's concat demuxer moves each file by the previous
-    /// files' durations, and ffmpeg 5.1 takes a fragmented file's end time (tfdt included)
-    /// as its duration. Continuing tfdt therefore needs the segments' real durations in the
-    /// list (from `repair::summarize`); tfdt from zero in each segment needs nothing.
-    #[test]
-    fn three_segments_concatenate_without_a_gap() {
-        let (_, frames) = encoded();
-        let dir = TempDir::new("concat3");
-        let parts = [0..60, 60..90, 90..150];
-        let mut continuing = String::new();
-        let mut from_zero = String::new();
-        for (i, r) in parts.iter().enumerate() {
-            let path = dir.file(&format!("media-time-{i}.mp4"));
-            std::fs::write(&path, segment(&frames[r.clone()], 30).0).unwrap();
-            let summary = super::super::repair::summarize(&path).unwrap();
-            assert_eq!(summary.first_decode_time, Some(r.start as u64 * TICKS));
-            assert_eq!(summary.duration_90k, r.len() as u64 * TICKS);
-            continuing += &format!(
-                "file '{}'\nduration {}\n",
-                path.display(),
-                summary.duration_90k as f64 / f64::from(TIMESCALE)
-            );
-            let path = dir.file(&format!("from-zero-{i}.mp4"));
-            std::fs::write(&path, segment_with(&frames[r.clone()], 30, true).0).unwrap();
-            assert_plays(&path, r.len() as u64);
-            from_zero += &format!("file '{}'\n", path.display());
-        }
-        for (name, text) in [("continuing.txt", continuing), ("from-zero.txt", from_zero)] {
-            let pts = concat_pts(&dir, name, &text);
-            assert_eq!(pts.len(), 150, "{name}");
-            assert_eq!(pts[0], 0.0, "{name}");
-            assert_evenly_spaced(&pts, name);
-        }
     }
 
     fn info() -> StreamInfo {
