@@ -131,7 +131,7 @@ pub fn plan(current: &Value, patch: Value) -> Result<Plan, ConfigError> {
     let keys: Vec<String> = patch.keys().cloned().collect();
     let mut doc = current.clone();
     let patch = Value::Object(patch);
-    crate::http::merge_patch::apply(&mut doc, &patch);
+    crate::config::merge_patch::apply(&mut doc, &patch);
     Config::from_json(&doc.to_string())?;
     Ok(Plan {
         doc,

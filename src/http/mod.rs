@@ -9,7 +9,6 @@
 //! `pipeline` or `record`.
 
 pub mod login;
-pub mod merge_patch;
 pub mod metrics;
 pub mod play;
 pub mod recordings;
@@ -423,7 +422,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                 200,
                 ctx.control.update(&mut |cur| {
                     let mut doc = config::to_public_json(cur);
-                    merge_patch::apply(&mut doc, &patch);
+                    config::merge_patch::apply(&mut doc, &patch);
                     Ok(config::from_public_json(doc, cur)?)
                 }),
             )
