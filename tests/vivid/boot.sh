@@ -45,7 +45,8 @@ if [ -z "$work" ]; then
 fi
 mkdir -p "$work"
 prepared=$("$here/prepare.sh" "$arch")
-VIVID_PREPARED=$prepared "$here/mkinitramfs.sh" "$arch" "$vigint" "$work/initramfs.cpio" ${config:+"$config"}
+# Stdout is the guest's console: the scripts' own output goes to stderr.
+VIVID_PREPARED=$prepared "$here/mkinitramfs.sh" "$arch" "$vigint" "$work/initramfs.cpio" ${config:+"$config"} >&2
 rm -f "$work/ctl.sock"
 
 common=(

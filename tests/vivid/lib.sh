@@ -33,12 +33,13 @@ vivid_sudo() {
 }
 
 # apt-get download PKG... into the cache's debs directory. As root apt would drop to the
-# `_apt` user, who cannot write into $HOME: download as root instead (no warning).
+# `_apt` user, who cannot write into $HOME: download as root instead (no warning). Its
+# progress ("Get:1 http://...", "Fetched ...") goes to stderr: callers' stdout is for results.
 vivid_download() {
   local opts=()
   [ "$(id -u)" -eq 0 ] && opts=(-o APT::Sandbox::User=root)
   mkdir -p "$VIVID_CACHE/debs"
-  (cd "$VIVID_CACHE/debs" && apt-get download -q "${opts[@]}" "$@")
+  (cd "$VIVID_CACHE/debs" && apt-get download -q "${opts[@]}" "$@") >&2
 }
 
 # The .deb file of PKG (name without :arch) at VERSION for DARCH in the cache, if present.

@@ -24,6 +24,7 @@ done
 
 # boot.sh has prepared already and says where.
 prepared=${VIVID_PREPARED:-$("$here/prepare.sh" "$1")}
+[ -f "$prepared/modules/order" ] || vivid_die "not a prepared directory (from prepare.sh's stdout): '$prepared'"
 
 machine=$(readelf -h "$vigint" | sed -n 's/^ *Machine: *//p')
 case "$DARCH:$machine" in

@@ -4,6 +4,9 @@
 #
 #   tests/vivid/prepare.sh x86_64|aarch64      prints the prepared directory on stdout
 #
+# Stdout is that one line and nothing else, whatever the cache holds (callers capture it);
+# everything else goes to stderr. tests/vivid/check-cold-cache.sh checks it on an empty cache.
+#
 # The prepared directory holds `kernel` (x86_64: the uncompressed vmlinux, which QEMU boots
 # through its PVH entry; aarch64: the uncompressed Image), `modules/*.ko` with `modules/order`
 # (insmod order from the kernel's own dependency data, made with depmod), `kver`, and for
@@ -15,6 +18,10 @@
 # ${XDG_CACHE_HOME:-~/.cache}/vigint-vivid (about 65 MB of .debs and 10 MB prepared per
 # architecture). Needs apt-get, dpkg-deb, depmod/modprobe (kmod), xz (scripts/install-deps.sh vivid).
 set -euo pipefail
+# From here on stdout is stderr: what apt-get download ("Get:1 http://..." on an empty cache),
+# apt-get update, dpkg-deb, depmod... print must not reach the caller, who reads the prepared
+# directory from stdout. Fd 3 is the real stdout, for the last line only.
+exec 3>&1 >&2
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/vivid/lib.sh
 . "$here/lib.sh"
@@ -66,7 +73,7 @@ prepare_kernel() {
     vivid_note "downloading $pkg:$DARCH $version"
     if ! vivid_download "$pkg:$DARCH=$version"; then
       vivid_note "download failed; refreshing the package lists once"
-      vivid_sudo apt-get update -qq
+      vivid_sudo apt-get update -qq >&2
       vivid_download "$pkg:$DARCH=$version"
     fi
     deb=$(vivid_deb_path "$pkg" "$version") || vivid_die "apt-get download left no .deb for $pkg"
@@ -179,4 +186,4 @@ if [ "$(cat "$out/ready" 2>/dev/null)" != "${want_modules[*]}" ]; then
   done
 fi
 [ "$DARCH" = arm64 ] && prepare_userland
-echo "$out"
+echo "$out" >&3
