@@ -1,10 +1,15 @@
 //! The RTSP server (RFC 2326): listener, connections, sessions, SDP, RTP/RTCP, auth.
 //!
-//! Pure pieces (auth, rtp, rtcp, sdp, session, transport) have no I/O; `server`, `conn`,
-//! `stream` and `udp` do the networking.
+//! Pure pieces (auth, reply, rtp, rtcp, sdp, session, transport) have no I/O. `server`
+//! accepts; `conn` frames one connection's requests, authenticates and routes them; `play`
+//! answers a viewer's requests and owns its session (no socket: testable with a channel);
+//! `writer` puts answers and media on the socket; `stream` packetises a path once for every
+//! viewer; `udp` is the shared RTP/RTCP socket pair.
 
 pub mod auth;
 pub mod conn;
+mod play;
+pub mod reply;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
@@ -13,3 +18,4 @@ pub mod session;
 pub mod stream;
 pub mod transport;
 pub mod udp;
+mod writer;

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::{AuthMethod, RtspConfig, User};
 use crate::hub::MediaPath;
 use crate::rtsp::auth::{Authenticator, Credentials};
-use crate::rtsp::conn::{self, Reply};
+use crate::rtsp::conn;
+use crate::rtsp::reply::{Reply, StatusCode};
 use crate::rtsp::stream::RtpStream;
 use crate::rtsp::udp::UdpPair;
 
@@ -56,6 +57,24 @@ fn authenticator(users: &[User], methods: &[AuthMethod]) -> Authenticator {
 }
 
 impl ServerContext {
+    /// What every connection shares; `udp` is `None` when UDP is off (or in handler tests,
+    /// which need no sockets).
+    pub fn new(
+        cfg: &RtspConfig,
+        users: &[User],
+        udp: Option<Arc<UdpPair>>,
+        local_port: u16,
+    ) -> Arc<ServerContext> {
+        Arc::new(ServerContext {
+            paths: RwLock::new(HashMap::new()),
+            auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
+            udp,
+            settings: RwLock::new(cfg.clone()),
+            local_port,
+            stats: ServerStats::default(),
+        })
+    }
+
     pub fn path(&self, name: &str) -> Option<Arc<RtpStream>> {
         self.paths
             .read()
@@ -111,14 +130,7 @@ impl RtspServer {
                 None
             }
         };
-        let ctx = Arc::new(ServerContext {
-            paths: RwLock::new(HashMap::new()),
-            auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
-            udp,
-            settings: RwLock::new(cfg.clone()),
-            local_port,
-            stats: ServerStats::default(),
-        });
+        let ctx = ServerContext::new(cfg, users, udp, local_port);
         Ok(RtspServer { ctx, listener })
     }
 
@@ -200,7 +212,7 @@ async fn refuse(mut stream: TcpStream) {
                 .then(|| value.trim().to_string())
         })
         .filter(|c| c.len() < 16);
-    let reply = Reply::new(503).header("Retry-After", "10");
+    let reply = Reply::new(StatusCode::ServiceUnavailable).header("Retry-After", "10");
     use tokio::io::AsyncWriteExt;
     let _ = stream.write_all(&reply.to_bytes(cseq.as_deref())).await;
 }
