@@ -72,25 +72,7 @@ pub struct LedDefaults {
     pub active_low: bool,
 }
 
-/// A path's picture and bitrate when its config does not set them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoDefaults {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-}
-
-impl VideoDefaults {
-    /// Vigint's defaults where no board profile is in force (library users, unit tests).
-    pub const BUILT_IN: VideoDefaults = VideoDefaults {
-        width: 1280,
-        height: 720,
-        fps: 30,
-        bitrate_kbps: 2000,
-    };
-}
+pub use crate::config::VideoDefaults;
 
 /// How frames can become H.264 on a board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::status::{PathHealth, Status};
+use crate::status::{PathHealth, RecorderState, Status};
 
 /// A recorder's write error lights the storage warning for this long after it happened;
 /// a pause (storage full) lights it for as long as it lasts.
@@ -66,10 +66,10 @@ impl HealthTracker {
                 self.write_errors.remove(&p.name);
                 continue;
             };
-            if rec.state == "recording" {
+            if rec.state == RecorderState::Recording {
                 h.recording = true;
             }
-            if rec.state.starts_with("paused") {
+            if matches!(rec.state, RecorderState::Paused(_)) {
                 h.storage_problem = true;
             }
             // A count first seen non-zero counts as new: the tracker starts with the process.

@@ -22,6 +22,7 @@ pub mod record;
 pub mod rtsp;
 pub mod source;
 pub mod status;
+pub mod supervisor;
 #[cfg(test)]
 mod test_util;
 pub mod units;

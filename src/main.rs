@@ -114,40 +114,40 @@ fn overrides(args: &Args) -> Result<Overrides, ConfigError> {
     })
 }
 
-/// Loads the config file (a missing one means defaults: it is created on the first change
-/// saved from the API) and checks the overrides against it. The board profile is chosen
-/// first (its defaults fill what the file leaves unset), so the file is read twice.
+/// Loads the config file once (a missing one means defaults: it is created on the first
+/// change saved from the API), chooses the board profile (`--board`, the file's `board`,
+/// the device tree), and builds this run's config in one step: the file, the profile's
+/// defaults for what its paths leave unset, then the command-line overrides.
 fn load(
     args: &Args,
 ) -> Result<(ConfigFile, Overrides, Config, vigint::board::BoardReport), ConfigError> {
     let path = config_file(args);
-    let exists = path.exists();
-    let configured = if exists {
-        Config::load(&path)?.board
-    } else {
-        None
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(ConfigError::new(
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
+    };
+    let file = match &text {
+        Some(t) => Config::from_json(t)?,
+        None => Config::default(),
     };
     let choice = vigint::board::choose(
         args.board.as_deref(),
-        configured.as_deref(),
+        file.board.as_deref(),
         &vigint::board::DeviceTreeModel::default(),
         std::env::consts::ARCH,
     )
-    .map_err(|reason| ConfigError {
-        field: String::new(),
-        reason,
-    })?;
-    vigint::config::set_video_defaults(choice.profile.video);
-    let file = if exists {
-        Config::load(&path)?
-    } else {
-        Config::default()
-    };
+    .map_err(|reason| ConfigError::new("", reason))?;
     let overrides = overrides(args)?;
-    let run = overrides.apply(&file)?;
-    let doc = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    let run = overrides.apply(&file.with_defaults(&choice.profile.video))?;
+    let doc = text
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
     let sources: Vec<(String, String)> = run
         .paths

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::status::{Monitor, PathHealth, Status};
+use crate::status::{Monitor, PathHealth, RecorderState, Status};
 
 /// A path may show `starting` this long before the keep-alives stop (a camera whose open
 /// hangs). Opening a camera takes well under a second; an encoder's first frame as long.
@@ -156,7 +156,11 @@ pub fn status_line(status: &Status, ready: bool) -> String {
     let recording: Vec<&str> = status
         .paths
         .iter()
-        .filter(|p| p.recording.as_ref().is_some_and(|r| r.state == "recording"))
+        .filter(|p| {
+            p.recording
+                .as_ref()
+                .is_some_and(|r| r.state == RecorderState::Recording)
+        })
         .map(|p| p.name.as_str())
         .collect();
     if !recording.is_empty() {

@@ -56,8 +56,9 @@ pub fn bucket_of(bounds: &[f64], ns: u64) -> usize {
 }
 
 /// What the path's source is doing, as the status shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SourceState {
+    #[default]
     Starting,
     Streaming,
     /// A camera failed or vanished; retried with backoff until it is back.
@@ -79,11 +80,76 @@ impl std::fmt::Display for SourceState {
     }
 }
 
+/// What the recorder is doing, for status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RecorderState {
+    /// Waiting for the first key frame (or the stream description).
+    #[default]
+    Waiting,
+    Recording,
+    /// Storage refused writes; retried until it has room.
+    Paused(String),
+    Stopped,
+}
+
+impl std::fmt::Display for RecorderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecorderState::Waiting => write!(f, "waiting for a key frame"),
+            RecorderState::Recording => write!(f, "recording"),
+            RecorderState::Paused(why) => write!(f, "paused: {why}"),
+            RecorderState::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// JSON shows a state as the text people read (`camera lost: unplugged`): the one place
+/// source and recorder states become strings for the API (metrics match on the variants).
+impl Serialize for SourceState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Serialize for RecorderState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Test fixtures name states as status shows them.
+#[cfg(test)]
+impl From<&str> for SourceState {
+    fn from(s: &str) -> Self {
+        match s {
+            "starting" => SourceState::Starting,
+            "streaming" => SourceState::Streaming,
+            "stopped" => SourceState::Stopped,
+            other => match other.split_once(": ") {
+                Some(("camera lost", why)) => SourceState::CameraLost(why.into()),
+                Some(("failed", why)) => SourceState::Failed(why.into()),
+                _ => SourceState::Failed(other.into()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for RecorderState {
+    fn from(s: &str) -> Self {
+        match s {
+            "recording" => RecorderState::Recording,
+            "stopped" => RecorderState::Stopped,
+            "waiting for a key frame" => RecorderState::Waiting,
+            other => RecorderState::Paused(other.trim_start_matches("paused: ").into()),
+        }
+    }
+}
+
 /// What a path's source reports: the pipeline's counters and state at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
-    /// `starting`, `streaming`, `camera lost: ...`, `failed: ...`, `stopped`.
-    pub state: String,
+    pub state: SourceState,
     pub streaming: bool,
     /// How frames become H.264 (`passthrough`, `software-encode from YUYV`, ...).
     pub route: String,
@@ -264,7 +330,7 @@ pub struct PathStatus {
     /// The configured source (`auto`, `/dev/video0`, `test-pattern`, ...).
     pub source: String,
     pub route: String,
-    pub state: String,
+    pub state: SourceState,
     /// `None` when the path delivers frames; otherwise why not.
     pub problem: Option<String>,
     /// Measured over the last few seconds; `None` until measured.
@@ -303,10 +369,10 @@ pub enum PathHealth {
 impl PathStatus {
     /// The path's health from its state and whether its frames flow (`problem`).
     pub fn health(&self) -> PathHealth {
-        match (self.state.as_str(), &self.problem) {
-            ("starting", _) => PathHealth::Starting,
-            ("streaming", None) => PathHealth::Serving,
-            ("streaming", Some(why)) => PathHealth::Stalled(why.clone()),
+        match (&self.state, &self.problem) {
+            (SourceState::Starting, _) => PathHealth::Starting,
+            (SourceState::Streaming, None) => PathHealth::Serving,
+            (SourceState::Streaming, Some(why)) => PathHealth::Stalled(why.clone()),
             (state, _) => PathHealth::Reported(state.to_string()),
         }
     }
@@ -370,8 +436,8 @@ pub fn board_model() -> Option<String> {
 }
 
 /// Why a path is not healthy, from its state and whether its frames still flow.
-pub fn problem_of(state: &str, delivering: bool) -> Option<String> {
-    if state != "streaming" {
+pub fn problem_of(state: &SourceState, delivering: bool) -> Option<String> {
+    if *state != SourceState::Streaming {
         Some(state.to_string())
     } else if !delivering {
         Some(format!(
@@ -396,8 +462,7 @@ pub struct PathProbe {
 /// What a path's recorder reports (implemented in `record`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RecorderSample {
-    /// `recording`, `waiting for a key frame`, `paused: storage full ...`, `stopped`.
-    pub state: String,
+    pub state: RecorderState,
     /// The segment being written, relative to the recordings directory.
     pub segment: Option<String>,
     pub segments_written: u64,
@@ -733,13 +798,13 @@ pub(crate) mod tests {
 
     #[test]
     fn problems_name_the_state_or_the_stall() {
-        assert_eq!(problem_of("streaming", true), None);
+        assert_eq!(problem_of(&SourceState::Streaming, true), None);
         assert_eq!(
-            problem_of("camera lost: unplugged", true).as_deref(),
+            problem_of(&"camera lost: unplugged".into(), true).as_deref(),
             Some("camera lost: unplugged")
         );
         assert_eq!(
-            problem_of("streaming", false).as_deref(),
+            problem_of(&SourceState::Streaming, false).as_deref(),
             Some("no frames for more than 3 s")
         );
     }

@@ -96,7 +96,7 @@ fn a_valid_file_sets_the_admin_password_merges_and_is_removed() {
     let cfg = Config::load(&s.config_path).expect("the saved config is valid");
     assert_eq!(cfg.log_level, "debug");
     assert_eq!(cfg.paths["cam"].source, "test-pattern:160x120@5");
-    assert_eq!(cfg.paths["cam"].bitrate_kbps, 300);
+    assert_eq!(cfg.paths["cam"].bitrate_kbps, Some(300));
     assert!(cfg.paths.contains_key("side"));
     assert!(cfg
         .admin

@@ -263,7 +263,7 @@ fn a_bitrate_change_on_one_path_leaves_the_other_path_gapless() {
         r.json()["applied"],
         serde_json::json!(["paths.a encoder restarted"])
     );
-    assert_eq!(file_config(&s).paths["a"].bitrate_kbps, 1200);
+    assert_eq!(file_config(&s).paths["a"].bitrate_kbps, Some(1200));
     assert!(s.wait_log("path a: encoder now at 1200 kbit/s", Duration::from_secs(5)));
     for (name, player) in ["a", "b"].into_iter().zip(players) {
         let (frames, stderr) = player.join().expect("player");
@@ -333,7 +333,7 @@ fn concurrent_patches_serialise_and_the_file_stays_valid() {
     let live = request(http, "GET", "/api/v1/config", &admin(PASSWORD)).json();
     for i in 0..4u32 {
         let last = 100 + i * 1000 + 90;
-        assert_eq!(file.paths[&format!("p{i}")].bitrate_kbps, last);
+        assert_eq!(file.paths[&format!("p{i}")].bitrate_kbps, Some(last));
         assert_eq!(live["paths"][format!("p{i}")]["bitrate_kbps"], last);
     }
 }
@@ -378,7 +378,7 @@ fn a_kill_during_saves_leaves_the_old_or_the_new_file() {
         let last_ok = writer.join().unwrap_or(None);
         let cfg = Config::load(&s.config_path)
             .unwrap_or_else(|e| panic!("round {round}: config broken after kill -9: {e}"));
-        let kbps = cfg.paths["cam"].bitrate_kbps;
+        let kbps = cfg.paths["cam"].bitrate();
         // The last acknowledged save or the one in flight: never older, never a mix.
         let ok = match last_ok {
             Some(v) => kbps == v || kbps == v + 1,

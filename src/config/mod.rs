@@ -33,7 +33,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
             field: field.into(),
             reason: reason.into(),
@@ -430,10 +430,16 @@ impl fmt::Debug for User {
 pub struct PathConfig {
     /// `auto`, `test-pattern[:WIDTHxHEIGHT@FPS]` or a V4L2 device path.
     pub source: String,
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
+    /// Picture and bitrate; unset: the board profile's (`VideoDefaults`, merged by
+    /// `Config::with_defaults`). Unset fields stay unset in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitrate_kbps: Option<u32>,
     pub idr_interval_s: f64,
     /// Readers (RTSP sessions) allowed at once on this path; 0 means no limit of its own.
     pub max_readers: usize,
@@ -450,29 +456,35 @@ pub const PIXEL_FORMAT_NAMES: [&str; 8] = [
     "H264", "YU12", "I420", "NV12", "YUYV", "UYVY", "MJPG", "MJPEG",
 ];
 
-/// The board profile's picture and bitrate defaults, set once at start before any config is
-/// read. A process-wide value because serde's `default` takes no arguments, and the file, the
-/// API and the first-boot file must all see the same defaults. Unset: the built-in ones.
-static VIDEO_DEFAULTS: std::sync::OnceLock<crate::board::VideoDefaults> =
-    std::sync::OnceLock::new();
+/// A path's picture and bitrate when its config does not set them: the board profile's
+/// (`board`), merged into the config in one step (`Config::with_defaults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoDefaults {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+}
 
-/// Makes `d` the defaults of every path read from now on; false if they were already set.
-pub fn set_video_defaults(d: crate::board::VideoDefaults) -> bool {
-    VIDEO_DEFAULTS.set(d).is_ok()
+impl VideoDefaults {
+    /// Vigint's defaults where no board profile is in force (library users, unit tests).
+    pub const BUILT_IN: VideoDefaults = VideoDefaults {
+        width: 1280,
+        height: 720,
+        fps: 30,
+        bitrate_kbps: 2000,
+    };
 }
 
 impl Default for PathConfig {
     fn default() -> Self {
-        let v = VIDEO_DEFAULTS
-            .get()
-            .copied()
-            .unwrap_or(crate::board::VideoDefaults::BUILT_IN);
         PathConfig {
             source: "auto".to_string(),
-            width: v.width,
-            height: v.height,
-            fps: v.fps,
-            bitrate_kbps: v.bitrate_kbps,
+            width: None,
+            height: None,
+            fps: None,
+            bitrate_kbps: None,
             idr_interval_s: 2.0,
             max_readers: 0,
             pixel_format: None,
@@ -526,10 +538,36 @@ impl PathConfig {
     }
 
     /// Width, height and rate this path asks for (a test-pattern spec with a size wins).
+    /// Fields still unset (a config not merged with a board's defaults) read as the
+    /// built-in defaults.
     pub fn geometry(&self) -> (u32, u32, u32) {
         match self.source_spec() {
             Ok(SourceSpec::TestPattern { size: Some(s) }) => s,
-            _ => (self.width, self.height, self.fps),
+            _ => {
+                let d = VideoDefaults::BUILT_IN;
+                (
+                    self.width.unwrap_or(d.width),
+                    self.height.unwrap_or(d.height),
+                    self.fps.unwrap_or(d.fps),
+                )
+            }
+        }
+    }
+
+    /// The encoder's bitrate in kbit/s (built-in default when unset and not merged).
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate_kbps
+            .unwrap_or(VideoDefaults::BUILT_IN.bitrate_kbps)
+    }
+
+    /// This path with `d` in the fields it leaves unset.
+    pub fn with_defaults(&self, d: &VideoDefaults) -> PathConfig {
+        PathConfig {
+            width: self.width.or(Some(d.width)),
+            height: self.height.or(Some(d.height)),
+            fps: self.fps.or(Some(d.fps)),
+            bitrate_kbps: self.bitrate_kbps.or(Some(d.bitrate_kbps)),
+            ..self.clone()
         }
     }
 
@@ -573,6 +611,17 @@ fn check_geometry(field: &str, w: u32, h: u32, fps: u32) -> Result<(), ConfigErr
 }
 
 impl Config {
+    /// The effective config: every path's unset picture and bitrate fields from `d` (the
+    /// board profile's defaults). The one place defaults are merged; the file keeps what it
+    /// had, so a later board sees the fields a path left unset.
+    pub fn with_defaults(&self, d: &VideoDefaults) -> Config {
+        let mut cfg = self.clone();
+        for p in cfg.paths.values_mut() {
+            *p = p.with_defaults(d);
+        }
+        cfg
+    }
+
     /// The LED this run uses: the file's `led`, else `board_default` (a board profile's),
     /// else none.
     pub fn led_or(&self, board_default: Option<&LedConfig>) -> LedConfig {
@@ -714,7 +763,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("vigint.json");
         let mut c = Config::default();
-        c.paths.get_mut("cam").unwrap().fps = 15;
+        c.paths.get_mut("cam").unwrap().fps = Some(15);
         c.save(&file).unwrap();
         assert_eq!(Config::load(&file).unwrap(), c);
         assert!(!dir.join(".vigint.json.tmp").exists());

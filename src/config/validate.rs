@@ -151,17 +151,24 @@ impl Config {
                 .map_err(|e| ConfigError::new(format!("{field}.source"), e))?;
             // The fields themselves always: a sized test pattern overrides them for the run,
             // but a nonsense value must not sit in the file waiting for a source change.
-            check_geometry(&field, p.width, p.height, p.fps)?;
+            // Unset fields come from a board profile, whose values are valid.
+            let d = VideoDefaults::BUILT_IN;
+            check_geometry(
+                &field,
+                p.width.unwrap_or(d.width),
+                p.height.unwrap_or(d.height),
+                p.fps.unwrap_or(d.fps),
+            )?;
             if let SourceSpec::TestPattern {
                 size: Some((w, h, fps)),
             } = spec
             {
                 check_geometry(&format!("{field}.source"), w, h, fps)?;
             }
-            if !(50..=50_000).contains(&p.bitrate_kbps) {
+            if let Some(kbps) = p.bitrate_kbps.filter(|k| !(50..=50_000).contains(k)) {
                 return Err(ConfigError::new(
                     format!("{field}.bitrate_kbps"),
-                    format!("{} must be from 50 to 50000", p.bitrate_kbps),
+                    format!("{kbps} must be from 50 to 50000"),
                 ));
             }
             if !(p.idr_interval_s.is_finite() && (0.1..=60.0).contains(&p.idr_interval_s)) {

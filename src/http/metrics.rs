@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::status::{Status, ENCODE_BUCKETS_S, FSYNC_BUCKETS_S};
+use crate::status::{RecorderState, Status, ENCODE_BUCKETS_S, FSYNC_BUCKETS_S};
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
@@ -270,7 +270,7 @@ fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
             "vigint_recorder_recording",
             "gauge",
             "1 while the path's recorder writes, else 0 (waiting, paused, stopped).",
-            |r| (r.state == "recording") as u8 as f64,
+            |r| (r.state == RecorderState::Recording) as u8 as f64,
         ),
         (
             "vigint_recorder_bytes_total",

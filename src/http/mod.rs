@@ -779,7 +779,7 @@ pub(crate) mod tests {
         assert_eq!(body(&a)["error"]["field"], "paths.cam.bitrate_kbps");
         assert_eq!(
             c.control.config().paths["cam"].bitrate_kbps,
-            2000,
+            None,
             "nothing changed"
         );
         let a = send("PATCH", "/api/v1/config", "{not json");

@@ -12,6 +12,7 @@
 //! fragment (`moof`) next to the samples (`mdat`), so everything up to the last complete
 //! fragment stays playable, and `repair` only has to cut off the torn tail.
 
+pub mod attach;
 pub mod library;
 pub mod meter;
 pub mod naming;

@@ -22,7 +22,7 @@ use crate::hub::MediaPath;
 use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
 use crate::mux::fmp4;
 use crate::record::meter::WriteMeter;
-use crate::status::FSYNC_BUCKETS_S;
+use crate::status::{RecorderState, FSYNC_BUCKETS_S};
 
 /// Frames the queue holds: about 4 s at 30 fps; a longer stall drops to the next IDR.
 pub const QUEUE_FRAMES: usize = 128;
@@ -77,28 +77,6 @@ pub trait Storage: Send + Sync {
     fn has_room(&self) -> bool;
     /// `rel` is no longer being written (closed, or ended early): retention may take it.
     fn closed(&self, _rel: &Path) {}
-}
-
-/// What the recorder is doing, for status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecorderState {
-    /// Waiting for the first key frame (or the stream description).
-    Waiting,
-    Recording,
-    /// Storage refused writes; retried until it has room.
-    Paused(String),
-    Stopped,
-}
-
-impl std::fmt::Display for RecorderState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RecorderState::Waiting => write!(f, "waiting for a key frame"),
-            RecorderState::Recording => write!(f, "recording"),
-            RecorderState::Paused(why) => write!(f, "paused: {why}"),
-            RecorderState::Stopped => write!(f, "stopped"),
-        }
-    }
 }
 
 /// Counters of one recorder, readable from any thread.
@@ -173,7 +151,7 @@ impl RecorderStats {
             (meter.rate(now), meter.last_day(now))
         };
         crate::status::RecorderSample {
-            state: self.state().to_string(),
+            state: self.state(),
             segment: self.current().map(|p| p.display().to_string()),
             segments_written: get(&self.segments),
             bytes_written: get(&self.bytes_written),

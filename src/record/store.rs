@@ -123,6 +123,9 @@ pub struct StoreSummary {
     /// Oldest and newest by sequence number (the only order).
     pub oldest: Option<SegmentBrief>,
     pub newest: Option<SegmentBrief>,
+    /// Free space of the recordings filesystem at that pass (`statvfs`), when known: status
+    /// reads it from here, so a hung card never blocks a status read.
+    pub free_bytes: Option<u64>,
 }
 
 /// A path's recordings directory.
@@ -186,7 +189,8 @@ impl PathStore {
             crate::record::naming::next_sequence(segments.iter().map(|s| s.name.sequence)),
             Ordering::Relaxed,
         );
-        store.set_summary(&segments);
+        let free = store.volume.disk(&store.root).ok().map(|d| d.free);
+        store.set_summary(&segments, free);
         Ok(store)
     }
 
@@ -218,7 +222,7 @@ impl PathStore {
             .clone()
     }
 
-    fn set_summary(&self, segments: &[Segment]) {
+    fn set_summary(&self, segments: &[Segment], free_bytes: Option<u64>) {
         let dir = self.scan_dir();
         let brief = |s: &Segment| SegmentBrief {
             file: s.path.strip_prefix(&dir).unwrap_or(&s.path).to_path_buf(),
@@ -231,6 +235,7 @@ impl PathStore {
             bytes: segments.iter().map(|s| s.bytes).sum(),
             oldest: segments.iter().min_by_key(by_seq).map(brief),
             newest: segments.iter().max_by_key(by_seq).map(brief),
+            free_bytes,
         };
         *self.summary.lock().unwrap_or_else(|e| e.into_inner()) = summary;
     }
@@ -364,9 +369,9 @@ impl PathStore {
         }
     }
 
-    /// Free space of the recordings filesystem.
+    /// Free space of the recordings filesystem as of the last retention pass (no I/O).
     pub fn free_bytes(&self) -> Option<u64> {
-        self.volume.disk(&self.root).ok().map(|d| d.free)
+        self.summary().free_bytes
     }
 
     fn set_writing(&self, rel: Option<PathBuf>) {
@@ -391,7 +396,7 @@ impl PathStore {
                     "recordings: cannot read free space of {}: {e}",
                     self.root.display()
                 );
-                self.set_summary(&segments);
+                self.set_summary(&segments, None);
                 return 0;
             }
         };
@@ -414,7 +419,12 @@ impl PathStore {
                 .collect::<Vec<_>>(),
         );
         segments.retain(|s| !deleted.contains(&s.path));
-        self.set_summary(&segments);
+        let free = if deleted.is_empty() {
+            Some(disk.free)
+        } else {
+            self.volume.disk(&self.root).ok().map(|d| d.free)
+        };
+        self.set_summary(&segments, free);
         deleted.len()
     }
 
@@ -964,7 +974,16 @@ mod tests {
         };
         let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(7), false);
         let mut b = Bench::new("summary", settings, clock);
-        assert_eq!(b.store.summary(), StoreSummary::default());
+        // The free space is read at open and at every pass (status reads it from here).
+        let free_at_open = b.volume.disk(&b.root).ok().map(|d| d.free);
+        assert!(free_at_open.is_some());
+        assert_eq!(
+            b.store.summary(),
+            StoreSummary {
+                free_bytes: free_at_open,
+                ..StoreSummary::default()
+            }
+        );
         assert_eq!(b.store.scan_dir(), Path::new("rec/cam"));
         b.start(HOUR);
         b.clock.set_wall(t0());
@@ -984,6 +1003,7 @@ mod tests {
                 start: Some(t0()),
                 clock_trusted: true,
             }),
+            free_bytes: b.volume.disk(&b.root).ok().map(|d| d.free),
         };
         assert_eq!(b.store.summary(), want);
         assert!(b

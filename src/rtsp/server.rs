@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -336,4 +336,46 @@ impl crate::status::ClientProbe for ServerContext {
             auth_failures: s.auth_failures.load(Ordering::Relaxed),
         }
     }
+}
+/// Addresses a person can paste into a player: the listen address, or every interface's
+/// address when listening on all of them.
+pub fn reachable_urls(listen: SocketAddr, path: &str) -> Vec<String> {
+    let ips: Vec<IpAddr> = if listen.ip().is_unspecified() {
+        let mut ips = local_ipv4s();
+        if ips.is_empty() {
+            ips.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        ips
+    } else {
+        vec![listen.ip()]
+    };
+    ips.into_iter()
+        .map(|ip| format!("rtsp://{}/{path}", SocketAddr::new(ip, listen.port())))
+        .collect()
+}
+
+/// Non-loopback IPv4 addresses of this machine's interfaces.
+fn local_ipv4s() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below; we only read entries it gave us.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() && (*addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    out.push(IpAddr::V4(ip));
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
 }

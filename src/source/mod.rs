@@ -214,7 +214,7 @@ pub fn encoder_settings(cfg: &PathConfig) -> EncoderSettings {
         width,
         height,
         fps,
-        bitrate_kbps: cfg.bitrate_kbps,
+        bitrate_kbps: cfg.bitrate(),
         idr_interval_frames: cfg.idr_interval_frames(),
     }
 }

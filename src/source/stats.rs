@@ -122,7 +122,7 @@ impl PipelineStats {
 impl crate::status::SourceProbe for PipelineStats {
     fn sample(&self) -> crate::status::SourceSample {
         crate::status::SourceSample {
-            state: self.state().to_string(),
+            state: self.state(),
             streaming: self.streaming(),
             route: self.route(),
             last_error: self.last_error(),
