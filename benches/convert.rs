@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench --bench convert`. Prints ms/frame and ns/pixel; asserts only that the
 //! alternatives agree on the picture (timing goals live here, not in tests).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

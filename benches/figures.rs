@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench --bench figures` (needs ffmpeg: `scripts/install-deps.sh test`).
 //! Prints figures; asserts nothing about speed (timing goals live here, not in tests).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -4,6 +4,7 @@
 //! - latency of `GET /api/v1/status` (logged in) with 0 and with 50 RTSP clients playing.
 //!
 //! Run: `cargo bench --bench http_figures`. Prints figures; asserts nothing about speed.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -5,6 +5,7 @@
 //! - CPU cost of recording one such path: process CPU with recording on minus off.
 //!
 //! Run: `cargo bench --bench record_figures`. Prints figures; asserts nothing about speed.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -72,7 +72,26 @@ pub struct LedDefaults {
     pub active_low: bool,
 }
 
-pub use crate::config::VideoDefaults;
+/// A path's picture and bitrate when its config does not set them: the board profile's
+/// (`board`), merged into the config in one step (`Config::with_defaults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoDefaults {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+}
+
+impl VideoDefaults {
+    /// Vigint's defaults where no board profile is in force (library users, unit tests).
+    pub const BUILT_IN: VideoDefaults = VideoDefaults {
+        width: 1280,
+        height: 720,
+        fps: 30,
+        bitrate_kbps: 2000,
+    };
+}
 
 /// How frames can become H.264 on a board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +180,11 @@ pub fn profiles() -> &'static [Profile] {
             .filter_map(|(file, text)| match parse(file, text) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    eprintln!("vigint: board/profiles/{e}");
+                    // The board is chosen before the logger starts: straight to stderr.
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!("vigint: board/profiles/{e}");
+                    }
                     None
                 }
             })

@@ -17,6 +17,7 @@ pub mod led;
 pub mod logger;
 pub mod media;
 pub mod mux;
+pub mod naming;
 pub mod notify;
 pub mod record;
 pub mod rtsp;

@@ -1,4 +1,6 @@
 //! `vigint`: command line, logger, exit codes. Everything else lives in the library.
+// The command line talks to its user on stdout and stderr (before and beside the logger).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -421,8 +421,9 @@ pub struct ClockStatus {
 /// Reads the kernel's clock synchronisation state (what `timedatectl` shows as "System
 /// clock synchronized").
 pub fn clock_synchronized() -> bool {
-    // SAFETY: adjtimex with modes = 0 only reads the kernel's state into `tx`.
+    // SAFETY: timex is plain old data; all-zero is a valid value (modes = 0: read only).
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: adjtimex with modes = 0 only reads the kernel's state into `tx`.
     let state = unsafe { libc::adjtimex(&mut tx) };
     state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
 }

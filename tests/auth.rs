@@ -1,6 +1,7 @@
 //! Authentication with real clients: Basic and Digest each accepted by ffprobe, GStreamer and
 //! retina with the right credentials, rejected (401) with wrong or missing ones; passwords
 //! never appear in the log. live555's request shapes (VLC) replayed on a raw socket.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

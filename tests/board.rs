@@ -1,6 +1,7 @@
 //! Board profiles against the real binary: `--board` and the config's `board` choose the
 //! profile (the command line wins), its defaults fill only what a path leaves unset, status
 //! shows the profile and what came from it, and an unknown board is a usage error.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

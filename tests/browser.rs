@@ -9,6 +9,7 @@
 //! `failure.png` on failure).
 //! Needs node, /usr/bin/chromium and `tests/browser/node_modules` (`scripts/install-deps.sh
 //! test` installs all three); fails, never skips, without them. About 30 s.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The command line: config checking, exit codes, defaults without a config file.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! (standing in for `/boot/firmware/vigint.json`, given with `--first-boot`) that is valid
 //! (merged, password hashed and usable for login, file removed), invalid (kept, config byte
 //! for byte as it was, the field in status), absent, or a directory.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! A source that comes back with another picture size: viewers are disconnected cleanly so
 //! they reconnect, and the next DESCRIBE describes the new size. In-process: the library's
 //! RTSP server and pipeline, played by retina.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The HTTP API of the real binary, over a plain HTTP/1.1 client on `TcpStream`: every route,
 //! every error case, client counts while a real player (ffmpeg) plays, health of a path whose
 //! camera is missing, `promtool check metrics` on /metrics, and RTSP surviving a taken port.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

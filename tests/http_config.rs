@@ -2,6 +2,7 @@
 //! that changes nothing, atomic saves, live apply (a bitrate change on one path while real
 //! players watch both), path add/delete, users applied to RTSP at once, rate-limited
 //! logins, cross-site refusals, concurrent PATCHes and a kill -9 during saves.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! Timeouts are short here; upper bounds on elapsed time are generous (the machine may be
 //! loaded) and only check that something happens at all, not how fast.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

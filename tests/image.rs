@@ -9,6 +9,7 @@
 //! system cached, about 8 minutes without; VIGINT_IMAGE=FILE tests that image instead) and
 //! boots a full Debian under TCG (1-2 minutes). `scripts/test-all.sh` (CI) runs it last:
 //!   cargo test --release --test image -- --ignored --nocapture
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

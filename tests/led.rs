@@ -1,6 +1,7 @@
 //! The status LED in the real binary: a `gpio` LED on a machine that is not a Raspberry Pi
 //! is a clear error at start while video goes on, and status shows the pattern the health
 //! calls for (starting, recording, camera lost, streaming or clock not synchronised).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

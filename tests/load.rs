@@ -2,6 +2,7 @@
 //! every frame; a TCP client that stops reading is dropped after the stall timeout without
 //! disturbing the others; a client that pauses reading resumes at a key frame with whole
 //! frames only; server memory stays bounded.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

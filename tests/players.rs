@@ -1,6 +1,7 @@
 //! Real, independently written players against the real server on loopback: ffprobe, ffmpeg,
 //! GStreamer and retina, over TCP and UDP. Each must receive at least 3 s of frames at the
 //! configured rate; decoded output must carry gapless burned-in frame numbers.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

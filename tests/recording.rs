@@ -2,6 +2,7 @@
 //! burned-in frame numbers across files), power cuts (`kill -9`) at 20 moments (after a
 //! restart every file plays and the video lost per cut is bounded), a card that stalls and a
 //! disk that fills up while an RTSP viewer watches (the viewer sees no gap), and the API.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Every status code the server promises, provoked on a raw socket; and a fuzz-style test:
 //! random and truncated requests never disturb other clients.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! (`hang-capture`) or a card that stopped answering (`stall-storage`) while its path or
 //! recorder is being stopped must not hold up status, /healthz, the API's reads or the next
 //! change. Driven through the real binary with the fault injection of `src/fault.rs`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! watchdog harness (the test is systemd: it binds the `NOTIFY_SOCKET` datagram socket)
 //! showing READY, keep-alives while frames flow or a failure is reported, none while the
 //! capture thread hangs (the `hang-capture` fault), and STOPPING on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

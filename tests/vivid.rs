@@ -21,6 +21,7 @@
 //!   cargo test --release --test vivid -- --ignored --nocapture
 //! Set VIGINT_VIVID_AARCH64_BIN to test an aarch64 binary built elsewhere (e.g. with cross);
 //! VIGINT_TEST_LOG=1 echoes the guest's console.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
 

@@ -214,7 +214,7 @@ impl Default for RecordingConfig {
         use std::time::Duration;
         RecordingConfig {
             record: false,
-            record_path: crate::record::naming::DEFAULT_TEMPLATE.to_string(),
+            record_path: crate::naming::DEFAULT_TEMPLATE.to_string(),
             part_duration: Seconds(Duration::from_secs(1)),
             segment_duration: Seconds(Duration::from_secs(600)),
             delete_after: Seconds(Duration::from_secs(24 * 3600)),
@@ -269,7 +269,7 @@ impl RecordingOverrides {
 
 fn check_recording(field: &str, r: &RecordingConfig) -> Result<(), ConfigError> {
     use std::time::Duration;
-    crate::record::naming::validate_template(&r.record_path)
+    crate::naming::validate_template(&r.record_path)
         .map_err(|e| ConfigError::new(format!("{field}.record_path"), e))?;
     let part = r.part_duration.0;
     if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&part) {
@@ -456,26 +456,7 @@ pub const PIXEL_FORMAT_NAMES: [&str; 8] = [
     "H264", "YU12", "I420", "NV12", "YUYV", "UYVY", "MJPG", "MJPEG",
 ];
 
-/// A path's picture and bitrate when its config does not set them: the board profile's
-/// (`board`), merged into the config in one step (`Config::with_defaults`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoDefaults {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-}
-
-impl VideoDefaults {
-    /// Vigint's defaults where no board profile is in force (library users, unit tests).
-    pub const BUILT_IN: VideoDefaults = VideoDefaults {
-        width: 1280,
-        height: 720,
-        fps: 30,
-        bitrate_kbps: 2000,
-    };
-}
+pub use crate::board::VideoDefaults;
 
 impl Default for PathConfig {
     fn default() -> Self {

@@ -18,7 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::control::RecordingError;
-use crate::record::naming::Template;
+use crate::naming::Template;
 
 /// Whether `c` may be one component of a name.
 fn valid_component(c: &str) -> bool {
@@ -165,7 +165,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn default() -> Template {
-        Template::parse(crate::record::naming::DEFAULT_TEMPLATE).unwrap()
+        Template::parse(crate::naming::DEFAULT_TEMPLATE).unwrap()
     }
 
     struct Dir(PathBuf);

@@ -15,7 +15,6 @@
 pub mod attach;
 pub mod library;
 pub mod meter;
-pub mod naming;
 pub mod recorder;
 pub mod repair;
 pub mod retention;

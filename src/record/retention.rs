@@ -70,7 +70,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::naming::SegmentName;
+use crate::naming::SegmentName;
 
 /// One segment file of a path, as found and measured by the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,7 +425,7 @@ fn wall_ns(t: SystemTime) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::naming::{Template, DEFAULT_TEMPLATE};
+    use crate::naming::{Template, DEFAULT_TEMPLATE};
 
     const SEC: Duration = Duration::from_secs(1);
     const MIN: Duration = Duration::from_secs(60);

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::RecordingConfig;
-use crate::record::naming::Template;
+use crate::naming::Template;
 use crate::record::recorder::{sync_dir, DiskStorage, SegmentFile, Storage};
 use crate::record::repair::{self, Repaired};
 use crate::record::retention::{self, AgeState, Clock, Disk, Policy, Segment};
@@ -80,8 +80,9 @@ pub fn disk_of(dir: &Path) -> io::Result<Disk> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: statvfs fills one struct from a NUL-terminated path.
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs fills one struct from a NUL-terminated path that outlives the call.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -186,7 +187,7 @@ impl PathStore {
         // Durations are cached by the repair pass: this reads no file again.
         let segments = store.segments();
         store.next_sequence.store(
-            crate::record::naming::next_sequence(segments.iter().map(|s| s.name.sequence)),
+            crate::naming::next_sequence(segments.iter().map(|s| s.name.sequence)),
             Ordering::Relaxed,
         );
         let free = store.volume.disk(&store.root).ok().map(|d| d.free);
@@ -241,7 +242,7 @@ impl PathStore {
     }
 
     /// The files of this path: relative path and what the name says.
-    fn files(&self) -> Vec<(PathBuf, crate::record::naming::SegmentName)> {
+    fn files(&self) -> Vec<(PathBuf, crate::naming::SegmentName)> {
         let dir = self.template.scan_dir(&self.path_name);
         let mut out = Vec::new();
         let mut stack = vec![dir];

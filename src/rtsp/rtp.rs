@@ -918,16 +918,21 @@ mod alloc_count {
         static COUNT: Cell<usize> = const { Cell::new(0) };
     }
 
+    // SAFETY: every call is forwarded to the system allocator with the caller's arguments;
+    // counting touches only a thread-local cell.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             COUNT.with(|c| c.set(c.get() + 1));
+            // SAFETY: the caller's contract for `alloc`, passed on unchanged.
             unsafe { System.alloc(layout) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from `System` through this allocator with this layout.
             unsafe { System.dealloc(ptr, layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             COUNT.with(|c| c.set(c.get() + 1));
+            // SAFETY: `ptr` came from `System` through this allocator with this layout.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
     }

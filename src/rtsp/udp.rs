@@ -246,8 +246,9 @@ fn send_batch(fd: i32, frame: &RtpFrame, from: usize, dest: &Destination) -> io:
     let mut sent = from;
     while sent < total {
         let n = (total - sent).min(BATCH);
-        // SAFETY: iovec and mmsghdr are plain old data; zero is a valid value for both.
+        // SAFETY: iovec is plain old data; zero is a valid value.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: mmsghdr is plain old data; zero is a valid value.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for i in 0..n {
             let pkt = frame.packet(sent + i);
