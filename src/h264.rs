@@ -455,14 +455,11 @@ mod tests {
             parse_sps(&[0x67, 0x42, 0, 0x1f, 0, 0, 0, 0, 0, 0]),
             Err(H264Error::Invalid(_)) | Err(H264Error::Truncated(_))
         ));
-        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut rng = crate::test_util::XorShift(0x1234_5678_9abc_def0);
         for len in 0..200 {
             let mut buf = vec![0x67];
             for _ in 0..len {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                buf.push(state as u8);
+                buf.push(rng.next_u64() as u8);
             }
             let _ = parse_sps(&buf);
         }

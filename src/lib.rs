@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod board;
+pub mod calendar;
 pub mod config;
 pub mod control;
 pub mod encode;

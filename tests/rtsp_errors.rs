@@ -228,20 +228,6 @@ fn reader_limit_gives_503() {
     assert_eq!(status_of(&r), 503, "{r}");
 }
 
-/// A small deterministic generator (xorshift) so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzzed_requests_do_not_disturb_other_clients() {
     let s = server_with(serde_json::json!({}));
@@ -285,7 +271,7 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
         req("DESCRIBE", &url, 7, "Authorization: Basic !!!!\r\n"),
         req("SETUP", &url, 8, "Transport: RTP/AVP;dest_addr=\"\\\r\n"),
     ];
-    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    let mut rng = XorShift(0x5eed_1234_abcd_9876);
     for round in 0..300 {
         let Ok(mut c) = TcpStream::connect(s.rtsp) else {
             panic!("server stopped accepting at round {round}");
@@ -295,7 +281,9 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
         c.set_read_timeout(Some(Duration::from_millis(20)))
             .expect("timeout");
         let payload: Vec<u8> = match round % 4 {
-            0 => (0..rng.below(3000) + 1).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(3000) + 1)
+                .map(|_| rng.next_u64() as u8)
+                .collect(),
             1 => {
                 let v = valid[rng.below(valid.len())].as_bytes();
                 v[..rng.below(v.len()) + 1].to_vec()
@@ -305,7 +293,7 @@ fn fuzzed_requests_do_not_disturb_other_clients() {
                 let mut v = valid[rng.below(valid.len())].as_bytes().to_vec();
                 for _ in 0..rng.below(5) + 1 {
                     let i = rng.below(v.len());
-                    v[i] = rng.next() as u8;
+                    v[i] = rng.next_u64() as u8;
                 }
                 v
             }

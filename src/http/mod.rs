@@ -69,32 +69,9 @@ fn json(status: u16, value: &impl Serialize) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
-    field: Option<&'a str>,
-}
-
 /// A JSON error naming a config field: `{"error":{"code":..,"message":..,"field":..}}`.
 pub fn field_error(status: u16, code: &str, message: &str, field: Option<&str>) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code,
-            message,
-            field,
-        },
-    };
-    respond(
-        status,
-        JSON,
-        serde_json::to_string(&body).unwrap_or_default() + "\n",
-    )
+    Response::json_field_error(status, code, message, field)
 }
 
 /// A JSON error without a field.

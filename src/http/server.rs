@@ -70,9 +70,20 @@ impl PartialEq for FileBody {
 }
 
 impl Response {
-    /// `{"error":{"code":..,"message":..,"field":null}}` plus a newline (like `http::error`),
-    /// as `application/json`.
+    /// `{"error":{"code":..,"message":..,"field":null}}` plus a newline, as
+    /// `application/json`: the transport's own refusals.
     pub fn json_error(status: u16, code: &str, message: &str) -> Response {
+        Response::json_field_error(status, code, message, None)
+    }
+
+    /// The one JSON error body of the API (`http::error` and `http::field_error` use it):
+    /// `{"error":{"code":..,"message":..,"field":..}}` plus a newline.
+    pub fn json_field_error(
+        status: u16,
+        code: &str,
+        message: &str,
+        field: Option<&str>,
+    ) -> Response {
         // Structs, not `json!`: keys stay in this order.
         #[derive(serde::Serialize)]
         struct Body<'a> {
@@ -88,7 +99,7 @@ impl Response {
             error: Detail {
                 code,
                 message,
-                field: None,
+                field,
             },
         };
         Response {

@@ -930,13 +930,8 @@ pub(crate) mod tests {
         let moof_len = parse_box_header(&frag).unwrap().unwrap().size.unwrap() as usize;
         let init = init_segment(&info());
         let moov = &init[parse_box_header(&init).unwrap().unwrap().size.unwrap() as usize..];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_util::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next_u64();
         for round in 0..3000 {
             let src = if round % 2 == 0 {
                 &frag[..moof_len]

@@ -376,12 +376,9 @@ mod tests {
         mdat_too_small_for_moof
             .extend_from_slice(&[0, 0, 0, 12, b'm', b'd', b'a', b't', 1, 2, 3, 4]);
         let mut stale = vec![0u8; 4096];
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::test_util::XorShift(0x2545_f491_4f6c_dd1d);
         for v in stale.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *v = x as u8;
+            *v = rng.next_u64() as u8;
         }
         let tails: Vec<(&str, Vec<u8>)> = vec![
             ("zeros", vec![0; 7]),
@@ -425,13 +422,8 @@ mod tests {
         let g = good();
         let dir = TempDir::new("fuzz");
         let path = dir.file("fuzz.mp4");
-        let mut x = 0xdead_beef_cafe_f00du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_util::XorShift(0xdead_beef_cafe_f00d);
+        let mut next = move || rng.next_u64();
         // Where the structure is: the init and each moof (plus the mdat header after it).
         let mut structure: Vec<std::ops::Range<u64>> = Vec::new();
         structure.push(0..g.init_end);

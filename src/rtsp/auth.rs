@@ -1259,13 +1259,8 @@ mod tests {
         let alphabet: Vec<char> = "Digest Basic=\",\\ \t\r\nauthqopé€0123456789abcdef=:/"
             .chars()
             .collect();
-        let mut state = 0x0123_4567_89AB_CDEFu64;
-        let mut rand = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_util::XorShift(0x0123_4567_89AB_CDEF);
+        let mut rand = move || rng.next_u64();
         for _ in 0..20_000 {
             let len = (rand() % 80) as usize;
             let s: String = (0..len)

@@ -431,13 +431,8 @@ mod tests {
         for n in 0..=valid.len() {
             let _ = parse_receiver_reports(&valid[..n]);
         }
-        let mut state = 0xDEAD_BEEF_CAFE_F00Du64;
-        let mut rand = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_util::XorShift(0xDEAD_BEEF_CAFE_F00D);
+        let mut rand = move || rng.next_u64();
         for _ in 0..20_000 {
             let len = (rand() % 120) as usize;
             let mut buf: Vec<u8> = (0..len).map(|_| rand() as u8).collect();

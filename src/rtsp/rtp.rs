@@ -858,13 +858,8 @@ mod tests {
 
     #[test]
     fn random_frames_round_trip() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rand = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_util::XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rand = move || rng.next_u64();
         for round in 0..300 {
             let max = MIN_PACKET_SIZE + (rand() % 1500) as usize;
             let mut p = Packetizer::new(0xABCD, rand() as u16, rand() as u32, max);

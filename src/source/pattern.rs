@@ -522,17 +522,6 @@ impl FrameSource for TestPattern {
 mod tests {
     use super::*;
 
-    /// xorshift64*: deterministic noise without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
-
     const SIZES: [(u32, u32); 7] = [
         (160, 120),
         (320, 240),
@@ -566,12 +555,12 @@ mod tests {
 
     #[test]
     fn burn_read_round_trip_at_several_sizes() {
-        let mut rng = Rng(0x1234_5678);
+        let mut rng = crate::test_util::XorShift(0x1234_5678);
         for (w, h) in SIZES {
             for _ in 0..20 {
                 let code = FrameCode {
-                    frame: rng.next() as u32,
-                    capture_ms: rng.next() & MS_MASK,
+                    frame: rng.next_u64() as u32,
+                    capture_ms: rng.next_u64() & MS_MASK,
                 };
                 // Grey picture with some stride padding.
                 let stride = w as usize + 32;
@@ -597,11 +586,11 @@ mod tests {
 
     #[test]
     fn read_code_rejects_noise_and_damage() {
-        let mut rng = Rng(99);
+        let mut rng = crate::test_util::XorShift(99);
         let (w, h) = (320u32, 240u32);
         // Pixel noise.
         for _ in 0..50 {
-            let y: Vec<u8> = (0..w * h).map(|_| rng.next() as u8).collect();
+            let y: Vec<u8> = (0..w * h).map(|_| rng.next_u64() as u8).collect();
             assert_eq!(read_code(&y, w as usize, w, h), None);
         }
         // Cell-sized black/white noise: sync and CRC both have to fail.
@@ -609,7 +598,7 @@ mod tests {
         for _ in 0..500 {
             let mut y = vec![128u8; (w * h) as usize];
             for i in 0..l.cols * l.rows {
-                let v = if rng.next() & 1 == 1 {
+                let v = if rng.next_u64() & 1 == 1 {
                     LUMA_ONE
                 } else {
                     LUMA_ZERO

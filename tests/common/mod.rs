@@ -7,61 +7,15 @@ pub mod retina_util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// True when `tool` is on PATH.
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Fails with the install line when a tool the test needs is missing (never a silent skip).
-pub fn require(tool: &str) {
-    assert!(
-        on_path(tool),
-        "`{tool}` is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp)"
-    );
-}
-
-/// Like `require`, for tools another `scripts/install-deps.sh` group installs: fails with
-/// that group's command (never a silent skip).
-pub fn require_group(tool: &str, group: &str) {
-    assert!(
-        on_path(tool),
-        "`{tool}` is missing: run `scripts/install-deps.sh {group}`"
-    );
-}
-
-/// A unique scratch directory under the target dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("vigint-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../../src/test_util/shared.rs"]
+mod shared;
+#[allow(unused_imports)] // each test crate uses its own share
+pub use shared::{require, require_group, TempDir, XorShift};
 
 /// A running `vigint` process; killed on drop. Its log is kept for assertions.
 pub struct Server {
