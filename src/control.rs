@@ -1,8 +1,8 @@
 //! The seam between the HTTP API and the supervisor: read the config, change it.
 //!
-//! Owns: the `Control` trait and its error and result types. `http` calls it; `app`
+//! Owns: the `Control` trait and its error and result types. `http` calls it; `supervisor`
 //! implements it (validate, save atomically, apply live). Keeps `http` free of `rtsp`,
-//! `pipeline` and file handling.
+//! `source` and file handling.
 
 use crate::config::{Config, ConfigError};
 
@@ -101,7 +101,7 @@ impl std::fmt::Display for RecordingError {
     }
 }
 
-/// The recordings on disk, for the HTTP API: `app` implements it (with
+/// The recordings on disk, for the HTTP API: `supervisor` implements it (with
 /// `record::library` for safe file access); `http` calls it.
 pub trait Recordings: Send + Sync {
     fn list(&self) -> Vec<PathRecordings>;

@@ -6,7 +6,7 @@
 //! admin's plain password (`admin.password`, hashed with Argon2id, never saved or logged),
 //! validation of the whole result before anything is written, the atomic save, removing the
 //! file, and the report status shows. All or nothing: an invalid file changes nothing and is
-//! kept. Does not own: the config's schema or checks (`config`), hashing (`http::login`),
+//! kept. Does not own: the config's schema or checks (`config`), hashing (`auth::password`),
 //! Wi-Fi (the OS's job: Raspberry Pi Imager writes its own files for that).
 
 use std::io::{Seek, SeekFrom, Write};

@@ -4,7 +4,7 @@
 //! free of cycles (so lower layers never import upper ones); and the readers (`rtsp`,
 //! `record`, `http`, `live`) never import each other, whatever the table says.
 //!
-//! Test code (`#[cfg(test)]` modules, `src/test_util.rs`) is not counted: a test may use
+//! Test code (`#[cfg(test)]` modules, `src/test_util/`) is not counted: a test may use
 //! another module's fixtures. `main.rs` and `lib.rs` are the crate's roots, not modules.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 

@@ -6,7 +6,7 @@
 //! codes and JSON error bodies (`answer`, in one place), and where a play link (`play`)
 //! stands in for the login. Reads the appliance through
 //! `status::Monitor` and changes it only through `control::Control`; never imports `rtsp`,
-//! `pipeline` or `record`.
+//! `source` or `record`.
 
 pub mod login;
 pub mod metrics;

@@ -4,7 +4,7 @@
 //! pattern) and `CaptureError`; the test pattern in `pattern.rs`, the V4L2 camera in
 //! `v4l2.rs` (the only file naming the v4l crate), the pure mode choice in `format.rs`,
 //! kernel timestamps and sequence numbers in `clock.rs`; the supervised capture + encode
-//! thread in `pipeline.rs` (with its state and counters in `state.rs`); and `factory`, which
+//! thread in `pipeline.rs` (with its counters and retry policy in `stats.rs`); and `factory`, which
 //! turns a path's `SourceSpec` into the source its pipeline opens.
 //! Does not own: the frame types (`media`), pixel conversion or encoding (`encode`), the
 //! path's hub (`hub`), nor what readers do with the frames.

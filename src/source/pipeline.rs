@@ -9,7 +9,7 @@
 //! the counters and state that show how it goes (`stats::PipelineStats`) current, and writes
 //! the log lines an operator (and the emulated-board tests) follow: `camera <dev> opened: ...`, `camera lost: <reason>`,
 //! `camera back after <N> ms`, `camera dropped <N> frames in all`.
-//! Does not own: the path and its hub (the app creates them; stopping a pipeline leaves the
+//! Does not own: the path and its hub (the supervisor creates them; stopping a pipeline leaves the
 //! hub open so a restarted pipeline can continue it), nor what readers do.
 //!
 //! When the source fails, the stream description stays (RTSP clients stay connected and
