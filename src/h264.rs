@@ -78,6 +78,22 @@ pub struct SpsInfo {
     pub width: u32,
     /// Displayed height in pixels (after frame cropping; both fields for interlaced streams).
     pub height: u32,
+    /// 0, 1 or 2: type 2 means output order is decode order (no reordering).
+    pub pic_order_cnt_type: u32,
+    /// `max_num_reorder_frames` from the VUI's bitstream restriction, when the SPS has it.
+    pub max_num_reorder_frames: Option<u32>,
+}
+
+impl SpsInfo {
+    /// How many frames may come before a frame in decode order and after it in output
+    /// order (B-frames): known when the stream cannot reorder (baseline profile, POC type
+    /// 2) or says so in its VUI; `None` when the SPS does not tell.
+    pub fn reorder_frames(&self) -> Option<u32> {
+        if self.pic_order_cnt_type == 2 || self.profile_idc == 66 {
+            return Some(0);
+        }
+        self.max_num_reorder_frames
+    }
 }
 
 /// Removes emulation prevention bytes (the 0x03 in 0x00 0x00 0x03) to get the RBSP.
@@ -225,7 +241,8 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, H264Error> {
     if r.ue("log2_max_frame_num_minus4")? > 12 {
         return Err(H264Error::Invalid("log2_max_frame_num_minus4"));
     }
-    match r.ue("pic_order_cnt_type")? {
+    let pic_order_cnt_type = r.ue("pic_order_cnt_type")?;
+    match pic_order_cnt_type {
         0 => {
             if r.ue("log2_max_pic_order_cnt_lsb_minus4")? > 12 {
                 return Err(H264Error::Invalid("log2_max_pic_order_cnt_lsb_minus4"));
@@ -285,13 +302,145 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, H264Error> {
     }
     let width = u32::try_from(full_width - crop_x).map_err(|_| H264Error::Invalid("width"))?;
     let height = u32::try_from(full_height - crop_y).map_err(|_| H264Error::Invalid("height"))?;
+    // The VUI is optional extra information: a damaged one loses only what it would say.
+    let max_num_reorder_frames = match r.flag("vui_parameters_present_flag") {
+        Ok(true) => vui_max_num_reorder_frames(&mut r).ok().flatten(),
+        _ => None,
+    };
     Ok(SpsInfo {
         profile_idc,
         constraint_flags,
         level_idc,
         width,
         height,
+        pic_order_cnt_type,
+        max_num_reorder_frames,
     })
+}
+
+/// Reads vui_parameters() (E.1.1) up to `max_num_reorder_frames`, when the bitstream
+/// restriction is present.
+fn vui_max_num_reorder_frames(r: &mut BitReader<'_>) -> Result<Option<u32>, H264Error> {
+    if r.flag("aspect_ratio_info_present_flag")? && r.bits(8, "aspect_ratio_idc")? == 255 {
+        r.bits(32, "sar_width, sar_height")?;
+    }
+    if r.flag("overscan_info_present_flag")? {
+        r.flag("overscan_appropriate_flag")?;
+    }
+    if r.flag("video_signal_type_present_flag")? {
+        r.bits(4, "video_format, video_full_range_flag")?;
+        if r.flag("colour_description_present_flag")? {
+            r.bits(24, "colour description")?;
+        }
+    }
+    if r.flag("chroma_loc_info_present_flag")? {
+        r.ue("chroma_sample_loc_type_top_field")?;
+        r.ue("chroma_sample_loc_type_bottom_field")?;
+    }
+    if r.flag("timing_info_present_flag")? {
+        r.bits(32, "num_units_in_tick")?;
+        r.bits(32, "time_scale")?;
+        r.flag("fixed_frame_rate_flag")?;
+    }
+    let nal_hrd = r.flag("nal_hrd_parameters_present_flag")?;
+    if nal_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    let vcl_hrd = r.flag("vcl_hrd_parameters_present_flag")?;
+    if vcl_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        r.flag("low_delay_hrd_flag")?;
+    }
+    r.flag("pic_struct_present_flag")?;
+    if !r.flag("bitstream_restriction_flag")? {
+        return Ok(None);
+    }
+    r.flag("motion_vectors_over_pic_boundaries_flag")?;
+    r.ue("max_bytes_per_pic_denom")?;
+    r.ue("max_bits_per_mb_denom")?;
+    r.ue("log2_max_mv_length_horizontal")?;
+    r.ue("log2_max_mv_length_vertical")?;
+    let reorder = r.ue("max_num_reorder_frames")?;
+    let dpb = r.ue("max_dec_frame_buffering")?;
+    if reorder > dpb || dpb > 16 {
+        return Err(H264Error::Invalid("max_num_reorder_frames"));
+    }
+    Ok(Some(reorder))
+}
+
+/// Skips hrd_parameters() (E.1.2).
+fn skip_hrd_parameters(r: &mut BitReader<'_>) -> Result<(), H264Error> {
+    let cpb_cnt = r.ue("cpb_cnt_minus1")? + 1;
+    if cpb_cnt > 32 {
+        return Err(H264Error::Invalid("cpb_cnt_minus1"));
+    }
+    r.bits(8, "bit_rate_scale, cpb_size_scale")?;
+    for _ in 0..cpb_cnt {
+        r.ue("bit_rate_value_minus1")?;
+        r.ue("cpb_size_value_minus1")?;
+        r.flag("cbr_flag")?;
+    }
+    r.bits(20, "delay lengths, time_offset_length")?;
+    Ok(())
+}
+
+/// Decode times for frames that arrive in decode order with presentation times only (RTP
+/// carries no decode time). With at most `reorder` frames reordered (the SPS says how many,
+/// `SpsInfo::reorder_frames`), the decode time of the n-th frame is the (n - reorder)-th
+/// smallest presentation time seen so far: it never exceeds the frame's own presentation
+/// time and never goes back. The first `reorder` frames get times one `step` apart before
+/// the first presentation time. A stream that reorders more than it said raises `reorder`
+/// by one from then on (that one frame's decode time is then later than its presentation).
+#[derive(Debug)]
+pub struct DtsEstimator {
+    reorder: usize,
+    step: i64,
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<i64>>,
+    first: Option<i64>,
+    emitted: usize,
+    last: Option<i64>,
+}
+
+impl DtsEstimator {
+    /// `step`: the expected time between frames (90 kHz ticks), used only for the first
+    /// `reorder` frames.
+    pub fn new(reorder: u32, step: i64) -> DtsEstimator {
+        DtsEstimator {
+            reorder: reorder.min(16) as usize,
+            step: step.max(1),
+            pending: std::collections::BinaryHeap::new(),
+            first: None,
+            emitted: 0,
+            last: None,
+        }
+    }
+
+    /// The decode time of the next frame, whose presentation time is `pts`.
+    pub fn next(&mut self, pts: i64) -> i64 {
+        let first = *self.first.get_or_insert(pts);
+        if let Some(last) = self.last {
+            // Presented before a frame already decoded at `last`: the stream reorders more
+            // than `reorder` frames.
+            if pts < last && self.reorder < 16 {
+                self.reorder += 1;
+            }
+        }
+        self.pending.push(std::cmp::Reverse(pts));
+        let candidate = if self.pending.len() > self.reorder {
+            self.pending.pop().map_or(pts, |std::cmp::Reverse(p)| p)
+        } else {
+            first - self.reorder.saturating_sub(self.emitted) as i64 * self.step
+        };
+        let dts = match self.last {
+            Some(last) if candidate <= last => last + 1,
+            _ => candidate,
+        };
+        self.emitted += 1;
+        self.last = Some(dts);
+        dts
+    }
 }
 
 #[cfg(test)]
@@ -422,16 +571,22 @@ mod tests {
         for &(name, h, profile, flags, level, w, ht) in X264_SPS {
             let info = parse_sps(&hex(h)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(
-                info,
-                SpsInfo {
-                    profile_idc: profile,
-                    constraint_flags: flags,
-                    level_idc: level,
-                    width: w,
-                    height: ht,
-                },
+                (
+                    info.profile_idc,
+                    info.constraint_flags,
+                    info.level_idc,
+                    info.width,
+                    info.height
+                ),
+                (profile, flags, level, w, ht),
                 "{name}"
             );
+            // x264's VUI says how many frames it reorders: none in baseline (POC type 2),
+            // two with its default B-pyramid.
+            let (poc, reorder) = if profile == 66 { (2, 0) } else { (0, 2) };
+            assert_eq!(info.pic_order_cnt_type, poc, "{name}");
+            assert_eq!(info.max_num_reorder_frames, Some(reorder), "{name}");
+            assert_eq!(info.reorder_frames(), Some(reorder), "{name}");
         }
     }
 
@@ -731,6 +886,54 @@ mod tests {
         assert_eq!(
             parse_sps(&synth(&s)),
             Err(H264Error::Invalid("frame cropping"))
+        );
+    }
+
+    /// Decode order I0 P3 B1 B2 P6 B4 B5 (presentation times in frames of 3000 ticks).
+    fn b_frame_stream(n: i64) -> Vec<i64> {
+        let mut pts = vec![0];
+        let mut base = 0;
+        while (pts.len() as i64) < n {
+            pts.extend([base + 3, base + 1, base + 2]);
+            base += 3;
+        }
+        pts.truncate(n as usize);
+        pts.into_iter().map(|p| 90_000 + p * 3000).collect()
+    }
+
+    #[test]
+    fn dts_never_exceeds_pts_and_always_rises() {
+        for reorder in [2, 3] {
+            let mut e = DtsEstimator::new(reorder, 3000);
+            let pts = b_frame_stream(40);
+            let dts: Vec<i64> = pts.iter().map(|p| e.next(*p)).collect();
+            for (i, (d, p)) in dts.iter().zip(&pts).enumerate() {
+                assert!(d <= p, "frame {i}: dts {d} > pts {p}");
+                if i > 0 {
+                    assert!(*d > dts[i - 1], "frame {i}: dts goes back");
+                }
+            }
+            // After the start, decode times are one frame apart.
+            assert!(
+                dts.windows(2).skip(4).all(|w| w[1] - w[0] == 3000),
+                "{dts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dts_is_pts_without_reordering_and_grows_when_the_sps_said_too_little() {
+        let mut e = DtsEstimator::new(0, 3000);
+        assert_eq!([0, 3000, 6000].map(|p| e.next(p)), [0, 3000, 6000]);
+        // Said 0, sends B-frames: one frame goes wrong, then the estimator keeps up.
+        let mut e = DtsEstimator::new(0, 3000);
+        let pts = b_frame_stream(30);
+        let dts: Vec<i64> = pts.iter().map(|p| e.next(*p)).collect();
+        assert!(dts.windows(2).all(|w| w[1] > w[0]), "{dts:?}");
+        let late = dts.iter().zip(&pts).filter(|(d, p)| d > p).count();
+        assert!(
+            late <= 2,
+            "{late} frames decoded after their presentation: {dts:?}"
         );
     }
 }

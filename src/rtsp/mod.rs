@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod depacketize;
 mod play;
 pub mod reply;
 pub mod rtcp;
