@@ -149,8 +149,12 @@ impl RawFrame {
 /// One encoded access unit (one picture) as it leaves the encoder or a passthrough camera.
 #[derive(Clone, Debug)]
 pub struct EncodedFrame {
-    /// Presentation time in 90 kHz ticks; monotonic, from capture timestamps.
+    /// Presentation time in 90 kHz ticks, from capture timestamps; frames come in decode
+    /// order, so with B-frames it goes back and forth.
     pub pts_90k: i64,
+    /// Decode time in 90 kHz ticks: rises with every frame; equal to `pts_90k` for streams
+    /// without B-frames.
+    pub dts_90k: i64,
     /// Wall clock at capture. Only for names, retention and latency measurement.
     pub wall: SystemTime,
     /// True when this access unit starts with SPS/PPS and an IDR slice.
@@ -162,7 +166,8 @@ pub struct EncodedFrame {
 }
 
 impl EncodedFrame {
-    /// Builds a frame from an Annex-B buffer, splitting its NAL units once.
+    /// Builds a frame from an Annex-B buffer, splitting its NAL units once. Its decode
+    /// time is its presentation time (`with_dts` for streams with B-frames).
     pub fn from_annexb(data: Bytes, pts_90k: i64, wall: SystemTime) -> Self {
         let nals = crate::h264::split_annexb(&data);
         let is_idr = nals
@@ -170,11 +175,25 @@ impl EncodedFrame {
             .any(|r| crate::h264::nal_type(&data[r.clone()]) == Some(crate::h264::NAL_IDR));
         EncodedFrame {
             pts_90k,
+            dts_90k: pts_90k,
             wall,
             is_idr,
             data,
             nals,
         }
+    }
+
+    /// The same frame with decode time `dts_90k`.
+    pub fn with_dts(mut self, dts_90k: i64) -> Self {
+        self.dts_90k = dts_90k;
+        self
+    }
+
+    /// Moves the frame in media time by `ticks` (both its times).
+    pub fn shifted(mut self, ticks: i64) -> Self {
+        self.pts_90k += ticks;
+        self.dts_90k += ticks;
+        self
     }
 
     /// Iterates over the NAL units (without start codes).

@@ -41,8 +41,11 @@ pub const MDAT: [u8; 4] = *b"mdat";
 pub struct Sample<'a> {
     /// AVCC: 4-byte big-endian length before each NAL unit (see `append_avcc`).
     pub data: &'a [u8],
-    /// Ticks of `TIMESCALE` until the next sample.
+    /// Ticks of `TIMESCALE` until the next sample in decode order.
     pub duration: u32,
+    /// Presentation minus decode time (B-frames), in ticks; 0 when the stream does not
+    /// reorder.
+    pub composition_offset: i32,
     /// True for an IDR (a point a player can start decoding from).
     pub is_sync: bool,
 }
@@ -170,6 +173,8 @@ pub fn init_segment(info: &StreamInfo) -> Vec<u8> {
 /// `tfdt` = `base_decode_time` in 64 bits, `trun` with the data offset and each sample's
 /// size, duration and flags) followed by an `mdat` holding the samples in order.
 pub fn fragment(sequence: u32, base_decode_time: u64, samples: &[Sample<'_>]) -> Vec<u8> {
+    // Composition offsets only when some sample needs one (version 1: signed).
+    let reordered = samples.iter().any(|s| s.composition_offset != 0);
     let entries: Vec<TrunEntry> = samples
         .iter()
         .map(|s| TrunEntry {
@@ -183,7 +188,7 @@ pub fn fragment(sequence: u32, base_decode_time: u64, samples: &[Sample<'_>]) ->
             } else {
                 NON_SYNC_FLAGS
             }),
-            cts: None,
+            cts: reordered.then_some(i64::from(s.composition_offset)),
         })
         .collect();
     let data_len: usize = samples.iter().map(|s| s.data.len()).sum();
@@ -524,6 +529,7 @@ pub(crate) mod tests {
                 .map(|(r, duration, is_sync)| Sample {
                     data: &data[r.clone()],
                     duration: *duration,
+                    composition_offset: 0,
                     is_sync: *is_sync,
                 })
                 .collect();
@@ -555,6 +561,7 @@ pub(crate) mod tests {
             let sample = Sample {
                 data: &data,
                 duration: d as u32,
+                composition_offset: 0,
                 is_sync: true,
             };
             file.extend(fragment(seq, base, &[sample]));
@@ -829,11 +836,13 @@ pub(crate) mod tests {
             Sample {
                 data: &a,
                 duration: 3000,
+                composition_offset: 0,
                 is_sync: true,
             },
             Sample {
                 data: &b,
                 duration: 3003,
+                composition_offset: 0,
                 is_sync: false,
             },
         ];
@@ -924,6 +933,7 @@ pub(crate) mod tests {
         let samples = [Sample {
             data: &a,
             duration: 3000,
+            composition_offset: 0,
             is_sync: true,
         }; 3];
         let frag = fragment(1, 0, &samples);

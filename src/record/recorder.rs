@@ -276,7 +276,7 @@ async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderS
     let mut lost = 0u64;
     let mut lost_ticks_from: Option<i64> = None;
     // The last frame seen and the period before it: where a gap the hub made begins.
-    let mut last_pts: Option<i64> = None;
+    let mut last_dts: Option<i64> = None;
     let mut period = 0i64;
     while let Some(frame) = reader.next().await {
         // The hub skips to the next IDR by itself when this reader lags.
@@ -285,22 +285,22 @@ async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderS
         hub_dropped = Some(now_dropped);
         lost += skipped;
         if skipped > 0 {
-            if let Some(last) = last_pts {
+            if let Some(last) = last_dts {
                 lost_ticks_from.get_or_insert(last + period);
             }
         }
-        if let Some(last) = last_pts.replace(frame.pts_90k) {
+        if let Some(last) = last_dts.replace(frame.dts_90k) {
             if skipped == 0 {
-                period = (frame.pts_90k - last).max(0);
+                period = (frame.dts_90k - last).max(0);
             }
         }
         if lost > 0 && !frame.is_idr {
             // Within a gap: only an IDR can start the picture again.
             lost += 1;
-            lost_ticks_from.get_or_insert(frame.pts_90k);
+            lost_ticks_from.get_or_insert(frame.dts_90k);
             continue;
         }
-        let pts = frame.pts_90k;
+        let at = frame.dts_90k;
         match tx.try_send(Queued {
             frame,
             gap_frames: lost,
@@ -311,7 +311,7 @@ async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderS
                     if let Some(from) = lost_ticks_from.take() {
                         stats
                             .dropped_ticks
-                            .fetch_add((pts - from).max(0) as u64, Ordering::Relaxed);
+                            .fetch_add((at - from).max(0) as u64, Ordering::Relaxed);
                     }
                     stats.gaps.fetch_add(1, Ordering::Relaxed);
                 }
@@ -319,7 +319,7 @@ async fn tap(media: Arc<MediaPath>, tx: SyncSender<Queued>, stats: Arc<RecorderS
             }
             Err(TrySendError::Full(_)) => {
                 lost += 1;
-                lost_ticks_from.get_or_insert(pts);
+                lost_ticks_from.get_or_insert(at);
             }
             Err(TrySendError::Disconnected(_)) => break,
         }
@@ -332,7 +332,7 @@ struct Segment {
     file: Box<dyn SegmentFile>,
     info: Arc<StreamInfo>,
     /// Media time of its first frame: decode times in the file start at 0.
-    first_pts: i64,
+    first_dts: i64,
     started: Instant,
     next_sequence: u32,
 }
@@ -466,7 +466,7 @@ impl Writer {
             _ => false,
         };
         if rotate {
-            self.close_segment(Some(frame.pts_90k));
+            self.close_segment(Some(frame.dts_90k));
             let Some(info) = info else {
                 return;
             };
@@ -476,9 +476,9 @@ impl Writer {
             }
         }
         if let Some(first) = self.pending.first() {
-            let span = frame.pts_90k - first.pts_90k;
+            let span = frame.dts_90k - first.dts_90k;
             if span >= ticks(self.settings.part_duration) {
-                if let Err(f) = self.write_fragment(Some(frame.pts_90k)) {
+                if let Err(f) = self.write_fragment(Some(frame.dts_90k)) {
                     self.failed(f);
                     return;
                 }
@@ -607,7 +607,7 @@ impl Writer {
             rel: rel.clone(),
             file,
             info: info.clone(),
-            first_pts: frame.pts_90k,
+            first_dts: frame.dts_90k,
             started: Instant::now(),
             next_sequence: 1,
         });
@@ -631,10 +631,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the pending frames as one fragment. `next_pts` is the media time of the frame
+    /// Writes the pending frames as one fragment. `next_dts` is the media time of the frame
     /// after them (gives the last one's exact duration); without it, the last frame lasts as
     /// long as the one before it (or one frame period).
-    fn write_fragment(&mut self, next_pts: Option<i64>) -> Result<(), WriteFailure> {
+    fn write_fragment(&mut self, next_dts: Option<i64>) -> Result<(), WriteFailure> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -647,9 +647,9 @@ impl Writer {
         let frames = std::mem::take(&mut self.pending);
         let mut durations = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
-            let next = frames.get(i + 1).map(|n| n.pts_90k).or(next_pts);
+            let next = frames.get(i + 1).map(|n| n.dts_90k).or(next_dts);
             let d = match next {
-                Some(n) => n - f.pts_90k,
+                Some(n) => n - f.dts_90k,
                 None => durations.last().copied().unwrap_or(period),
             };
             durations.push(d.clamp(1, u32::MAX as i64));
@@ -668,10 +668,13 @@ impl Writer {
             .map(|((f, r), d)| fmp4::Sample {
                 data: &self.scratch[r.clone()],
                 duration: *d as u32,
+                composition_offset: (f.pts_90k - f.dts_90k)
+                    .clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                    as i32,
                 is_sync: f.is_idr,
             })
             .collect();
-        let base = (frames[0].pts_90k - seg.first_pts).max(0) as u64;
+        let base = (frames[0].dts_90k - seg.first_dts).max(0) as u64;
         let bytes = fmp4::fragment(seg.next_sequence, base, &samples);
         seg.next_sequence += 1;
         self.write(&bytes)?;
@@ -684,12 +687,12 @@ impl Writer {
     }
 
     /// Finishes the open segment: writes what is pending and syncs the file.
-    fn close_segment(&mut self, next_pts: Option<i64>) {
+    fn close_segment(&mut self, next_dts: Option<i64>) {
         if self.segment.is_none() {
             self.pending.clear();
             return;
         }
-        let result = self.write_fragment(next_pts).and_then(|_| self.sync(true));
+        let result = self.write_fragment(next_dts).and_then(|_| self.sync(true));
         if let Err(f) = result {
             self.failed(f);
         }

@@ -60,7 +60,8 @@ pub struct RtpFrame {
     /// Sequence number of `packets[0]`; packet `i` has `first_seq.wrapping_add(i)`.
     pub first_seq: u16,
     pub is_idr: bool,
-    pub pts_90k: i64,
+    /// Decode time (rises frame by frame): how far behind a reader is.
+    pub dts_90k: i64,
     pub wall: SystemTime,
     /// Sum of RTP payload sizes (RTP headers excluded), as RTCP's sender octet count wants.
     pub payload_bytes: usize,
@@ -359,7 +360,7 @@ impl Packetizer {
             rtp_timestamp,
             first_seq,
             is_idr: frame.is_idr,
-            pts_90k: frame.pts_90k,
+            dts_90k: frame.dts_90k,
             wall: frame.wall,
             payload_bytes,
         }
@@ -460,6 +461,7 @@ mod tests {
             .any(|n| nal_type(n) == Some(crate::h264::NAL_IDR));
         EncodedFrame {
             pts_90k,
+            dts_90k: pts_90k,
             wall: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             is_idr,
             data: Bytes::from(data),
@@ -629,7 +631,7 @@ mod tests {
         assert_eq!(out.first_seq, 100);
         assert_eq!(p.next_seq(), 101);
         assert!(!out.is_idr);
-        assert_eq!(out.pts_90k, 3000);
+        assert_eq!(out.dts_90k, 3000);
         assert_eq!(out.wall, f.wall);
         check_layout(&p, &f, &out);
     }

@@ -32,7 +32,7 @@ pub struct RtpStream {
     pub clients: Arc<ClientCounter>,
     readers: AtomicUsize,
     /// Media time of the newest frame: how far behind a reader is.
-    newest_pts: AtomicI64,
+    newest_dts: AtomicI64,
     clock: Mutex<Option<ClockPoint>>,
     /// Bumped when the picture format changes (size, SPS): sessions end so that clients
     /// reconnect and get a new description.
@@ -80,7 +80,7 @@ impl RtpStream {
                             octets: packetizer.octets_sent(),
                         };
                         *stream.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(point);
-                        stream.newest_pts.store(rtp.pts_90k, Ordering::Relaxed);
+                        stream.newest_dts.store(rtp.dts_90k, Ordering::Relaxed);
                     }
                     task_hub.publish(Arc::new(rtp));
                 }
@@ -95,7 +95,7 @@ impl RtpStream {
                 max_readers: AtomicUsize::new(max_readers),
                 clients: Arc::default(),
                 readers: AtomicUsize::new(0),
-                newest_pts: AtomicI64::new(0),
+                newest_dts: AtomicI64::new(0),
                 clock: Mutex::new(None),
                 format,
                 task,
@@ -124,7 +124,7 @@ impl RtpStream {
 
     /// How far `frame` is behind the newest frame, in 90 kHz ticks.
     pub fn lag_of(&self, frame: &RtpFrame) -> i64 {
-        self.newest_pts.load(Ordering::Relaxed) - frame.pts_90k
+        self.newest_dts.load(Ordering::Relaxed) - frame.dts_90k
     }
 
     /// The RTP clock extrapolated to now, for a sender report; `None` before the first frame.

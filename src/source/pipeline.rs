@@ -54,7 +54,7 @@ pub fn with_parameter_sets(frame: EncodedFrame, sps: &[u8], pps: &[u8]) -> Encod
         data.extend_from_slice(nal);
     }
     data.extend_from_slice(&frame.data);
-    EncodedFrame::from_annexb(Bytes::from(data), frame.pts_90k, frame.wall)
+    EncodedFrame::from_annexb(Bytes::from(data), frame.pts_90k, frame.wall).with_dts(frame.dts_90k)
 }
 
 /// Handle of a running pipeline thread.
