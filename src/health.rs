@@ -59,7 +59,8 @@ impl HealthTracker {
                 PathHealth::Serving | PathHealth::Stalled(_) if p.fps.is_none() => {
                     h.starting = true
                 }
-                PathHealth::Serving => {}
+                // A path waiting for its publisher is at rest, not in trouble.
+                PathHealth::Serving | PathHealth::Idle(_) => {}
                 PathHealth::Stalled(_) | PathHealth::Reported(_) => h.camera_lost = true,
             }
             let Some(rec) = &p.recording else {

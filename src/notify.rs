@@ -143,7 +143,7 @@ pub fn status_line(status: &Status, ready: bool) -> String {
             .filter_map(|p| match p.health() {
                 PathHealth::Serving => None,
                 PathHealth::Starting => Some(format!("{}: starting", p.name)),
-                PathHealth::Reported(why) | PathHealth::Stalled(why) => {
+                PathHealth::Reported(why) | PathHealth::Stalled(why) | PathHealth::Idle(why) => {
                     Some(format!("{}: {why}", p.name))
                 }
             })
@@ -292,7 +292,7 @@ impl Watchdog {
                         ));
                     }
                 }
-                PathHealth::Serving | PathHealth::Reported(_) => {
+                PathHealth::Serving | PathHealth::Reported(_) | PathHealth::Idle(_) => {
                     self.starting_since.remove(&p.name);
                 }
             }

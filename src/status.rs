@@ -65,6 +65,8 @@ pub enum SourceState {
     CameraLost(String),
     /// Another kind of source failed (retried the same way).
     Failed(String),
+    /// Nothing to do until someone arrives (`waiting for a publisher`): not a fault.
+    Idle(String),
     Stopped,
 }
 
@@ -75,6 +77,7 @@ impl std::fmt::Display for SourceState {
             SourceState::Streaming => f.write_str("streaming"),
             SourceState::CameraLost(r) => write!(f, "camera lost: {r}"),
             SourceState::Failed(r) => write!(f, "failed: {r}"),
+            SourceState::Idle(r) => f.write_str(r),
             SourceState::Stopped => f.write_str("stopped"),
         }
     }
@@ -364,6 +367,8 @@ pub enum PathHealth {
     Reported(String),
     /// Claims to stream but no frame came: a wedged capture thread. Only a restart helps.
     Stalled(String),
+    /// Waits for someone to bring frames (a publisher): nothing is wrong.
+    Idle(String),
 }
 
 impl PathStatus {
@@ -373,6 +378,7 @@ impl PathStatus {
             (SourceState::Starting, _) => PathHealth::Starting,
             (SourceState::Streaming, None) => PathHealth::Serving,
             (SourceState::Streaming, Some(why)) => PathHealth::Stalled(why.clone()),
+            (SourceState::Idle(why), _) => PathHealth::Idle(why.clone()),
             (state, _) => PathHealth::Reported(state.to_string()),
         }
     }
@@ -438,7 +444,10 @@ pub fn board_model() -> Option<String> {
 
 /// Why a path is not healthy, from its state and whether its frames still flow.
 pub fn problem_of(state: &SourceState, delivering: bool) -> Option<String> {
-    if *state != SourceState::Streaming {
+    if matches!(state, SourceState::Idle(_)) {
+        // Waiting for a publisher is how such a path rests: nothing to report.
+        None
+    } else if *state != SourceState::Streaming {
         Some(state.to_string())
     } else if !delivering {
         Some(format!(

@@ -107,9 +107,9 @@ fn status_codes() {
     let r = raw_request(&mut c, &req("FROBNICATE", &url, 5, ""));
     assert_eq!(status_of(&r), 501, "{r}");
 
-    // 405 publishing is not offered on this path.
+    // 401: nobody publishes anonymously (no user exists here who could).
     let r = raw_request(&mut c, &req("ANNOUNCE", &url, 6, ""));
-    assert_eq!(status_of(&r), 405, "{r}");
+    assert_eq!(status_of(&r), 401, "{r}");
 
     // 505 RTSP/2.0.
     let r = raw_request(&mut c, "OPTIONS * RTSP/2.0\r\nCSeq: 7\r\n\r\n");

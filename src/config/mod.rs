@@ -413,6 +413,10 @@ impl Default for HttpConfig {
 pub struct User {
     pub name: String,
     pub password: String,
+    /// What the user may do (`read`, `publish`, on one path or all). Unset: read every
+    /// path, publish nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<crate::auth::permissions::Permission>>,
 }
 
 impl fmt::Debug for User {
@@ -449,6 +453,10 @@ pub struct PathConfig {
     /// Recording settings of this path, over the global `recording` ones.
     #[serde(skip_serializing_if = "RecordingOverrides::is_empty")]
     pub recording: RecordingOverrides,
+    /// For a `publisher` path: a second publisher replaces the first instead of being
+    /// refused (`path busy`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub override_publisher: bool,
 }
 
 /// Names `pixel_format` accepts (any case): V4L2 fourccs and common aliases.
@@ -470,6 +478,7 @@ impl Default for PathConfig {
             max_readers: 0,
             pixel_format: None,
             recording: RecordingOverrides::default(),
+            override_publisher: false,
         }
     }
 }
@@ -483,12 +492,17 @@ pub enum SourceSpec {
     TestPattern { size: Option<(u32, u32, u32)> },
     /// A V4L2 device node.
     Device(PathBuf),
+    /// Whoever publishes to the path over RTSP (ANNOUNCE/RECORD), with `publish` permission.
+    Publisher,
 }
 
 impl SourceSpec {
     pub fn parse(spec: &str) -> Result<SourceSpec, String> {
         if spec == "auto" {
             return Ok(SourceSpec::Auto);
+        }
+        if spec == "publisher" {
+            return Ok(SourceSpec::Publisher);
         }
         if spec == "test-pattern" {
             return Ok(SourceSpec::TestPattern { size: None });
@@ -508,7 +522,7 @@ impl SourceSpec {
             return Ok(SourceSpec::Device(PathBuf::from(spec)));
         }
         Err(format!(
-            "`{spec}`: expected auto, test-pattern[:WIDTHxHEIGHT@FPS] or a device path such as /dev/video0"
+            "`{spec}`: expected auto, test-pattern[:WIDTHxHEIGHT@FPS], publisher or a device path such as /dev/video0"
         ))
     }
 }
@@ -734,6 +748,7 @@ mod tests {
         let u = User {
             name: "viewer".into(),
             password: "hunter2".into(),
+            permissions: None,
         };
         assert!(!format!("{u:?}").contains("hunter2"));
     }

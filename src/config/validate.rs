@@ -95,6 +95,14 @@ impl Config {
                     format!("`{}` is listed twice", u.name),
                 ));
             }
+            for (j, p) in u.permissions.iter().flatten().enumerate() {
+                if let Some(path) = p.path.as_deref().filter(|p| !valid_path_name(p)) {
+                    return Err(ConfigError::new(
+                        format!("users[{i}].permissions[{j}].path"),
+                        format!("`{path}` is not a path name (omit `path` for every path)"),
+                    ));
+                }
+            }
         }
         if let Some(h) = &self.admin.password_hash {
             if !h.starts_with("$argon2id$") {
@@ -191,7 +199,7 @@ impl Config {
             let device_key = match &spec {
                 SourceSpec::Device(d) => Some(d.display().to_string()),
                 SourceSpec::Auto => Some("auto".to_string()),
-                SourceSpec::TestPattern { .. } => None,
+                SourceSpec::TestPattern { .. } | SourceSpec::Publisher => None,
             };
             if let Some(key) = device_key {
                 if let Some(other) = devices.insert(key.clone(), name.clone()) {

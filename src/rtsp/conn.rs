@@ -17,8 +17,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::permissions::{Action, Verdict};
 use crate::rtsp::auth::AuthResult;
-use crate::rtsp::play::{After, Play, WriterGone};
+use crate::rtsp::play::{path_of, After, Play, WriterGone};
+use crate::rtsp::record::{Record, RecordEvent, READ_TIMEOUT};
 use crate::rtsp::reply::{Reply, StatusCode};
 use crate::rtsp::server::ServerContext;
 use crate::rtsp::session;
@@ -27,7 +29,10 @@ use crate::rtsp::writer::{limit_send_buffer, writer_task, WriterMsg};
 /// Largest request we buffer before calling it garbage.
 const MAX_REQUEST: usize = 64 * 1024;
 pub const PUBLIC_METHODS: &str =
-    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+/// Largest request body (a publisher's SDP, a parameter): a bigger `Content-Length` gets
+/// 413 at once, before any of the body is read.
+const MAX_BODY: usize = 16 * 1024;
 
 /// Why a connection ended, for the log line.
 enum End {
@@ -35,6 +40,10 @@ enum End {
     FormatChanged,
     Garbage(&'static str),
     Timeout,
+    /// A publisher sent nothing for the read timeout.
+    PublisherSilent,
+    /// Another publisher took the path over (or the path went away).
+    Replaced,
     WriterGone,
     ReadError(std::io::Error),
 }
@@ -46,6 +55,7 @@ pub struct Conn {
     user: Option<String>,
     tx: mpsc::Sender<WriterMsg>,
     play: Play,
+    record: Record,
 }
 
 /// Serves one accepted connection until it closes.
@@ -64,6 +74,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     log::info!("rtsp: {peer} connected");
     let mut conn = Conn {
         play: Play::new(ctx.clone(), peer, local, tx.clone()),
+        record: Record::new(ctx.clone(), peer),
         ctx,
         peer,
         user: None,
@@ -86,12 +97,19 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
                 if conn.play.expired() {
                     break End::Timeout;
                 }
+                if conn.record.expired() {
+                    break End::PublisherSilent;
+                }
             }
+            event = conn.record.event() => match event {
+                RecordEvent::Udp(p) => conn.record.on_udp(p),
+                RecordEvent::Kicked => break End::Replaced,
+            },
             _ = conn.play.format_changed() => break End::FormatChanged,
             _ = conn.tx.closed() => break End::WriterGone,
         }
     };
-    let summary = conn.play.end();
+    let summary = conn.play.end() + &conn.record.end();
     drop(conn);
     // The writer ends once its channel is closed; it reports a stall itself.
     let _ = writer.await;
@@ -103,6 +121,15 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
         End::Garbage(why) => log::warn!("rtsp: {peer} sent {why}; closing its connection{summary}"),
         End::Timeout => {
             log::info!("rtsp: {peer} session timed out (no request or RTCP report){summary}")
+        }
+        End::PublisherSilent => log::info!(
+            "rtsp: {peer} published nothing for {} s; closing{summary}",
+            READ_TIMEOUT.as_secs()
+        ),
+        End::Replaced => {
+            log::info!(
+                "rtsp: {peer} was replaced by another publisher (or its path removed){summary}"
+            )
         }
         End::WriterGone => log::info!("rtsp: {peer} connection closed{summary}"),
         End::ReadError(e) => log::info!("rtsp: {peer} disconnected: {e}{summary}"),
@@ -122,11 +149,25 @@ impl Conn {
                     buf.advance(consumed);
                     match msg {
                         Message::Request(req) => self.answer(req).await?,
-                        Message::Data(data) => self.play.on_rtcp(data.as_slice()),
+                        Message::Data(data) => {
+                            if self.record.active() {
+                                self.record
+                                    .on_interleaved(data.channel_id(), data.as_slice())
+                            } else {
+                                self.play.on_rtcp(data.as_slice())
+                            }
+                        }
                         Message::Response(_) => {} // Answers to nothing we asked: ignore.
                     }
                 }
                 Err(rtsp_types::ParseError::Incomplete(_)) => {
+                    if let Some((length, cseq)) = declared_body(buf) {
+                        if length > MAX_BODY {
+                            let refusal = Reply::new(StatusCode::RequestMessageBodyTooLarge);
+                            self.send_now(refusal.to_bytes(cseq.as_deref())).await;
+                            return Err(End::Garbage("a request body over 16 KiB"));
+                        }
+                    }
                     if buf.len() > MAX_REQUEST {
                         self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))
                             .await;
@@ -225,6 +266,39 @@ impl Conn {
         }
     }
 
+    /// 401 (log in) or 403 (not allowed) when the connection's user may not do `action`
+    /// on the request's path; counted with the failed logins.
+    fn check_permission(&self, req: &Request<Vec<u8>>, action: Action) -> Option<Reply> {
+        let path = path_of(req).map(|(p, _)| p).unwrap_or_default();
+        match self.ctx.authorize(self.user.as_deref(), action, &path) {
+            Verdict::Allowed => None,
+            Verdict::LogIn => {
+                self.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                let auth = self.ctx.auth();
+                if auth.is_open() {
+                    // No users at all: nobody may publish, and no login could help.
+                    log::warn!(
+                        "rtsp: {} may not {} {path}: publishing needs a user with the publish permission, and none is configured",
+                        self.peer,
+                        action.as_str()
+                    );
+                    return Some(Reply::new(StatusCode::Unauthorized));
+                }
+                Some(self.challenge(&auth, false))
+            }
+            Verdict::Forbidden => {
+                self.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "rtsp: {} user `{}` may not {} {path}",
+                    self.peer,
+                    self.user.as_deref().unwrap_or("?"),
+                    action.as_str()
+                );
+                Some(Reply::new(StatusCode::Forbidden))
+            }
+        }
+    }
+
     fn challenge(&self, auth: &crate::rtsp::auth::Authenticator, stale: bool) -> Reply {
         let mut r = Reply::new(StatusCode::Unauthorized);
         for c in auth.challenges(stale) {
@@ -233,10 +307,37 @@ impl Conn {
         r
     }
 
-    /// Authenticates, then routes the request to its handler.
+    /// Authenticates, checks the user may do what the request asks on its path, then
+    /// routes the request to its handler (a connection either plays or publishes).
     async fn dispatch(&mut self, req: &Request<Vec<u8>>) -> (Reply, Option<After>) {
         if let Some(r) = self.check_auth(req) {
             return (r, None);
+        }
+        let publishing = self.record.active();
+        let action = match req.method() {
+            RtspMethod::Describe | RtspMethod::Play => Some(Action::Read),
+            RtspMethod::Setup if publishing => Some(Action::Publish),
+            RtspMethod::Setup => Some(Action::Read),
+            RtspMethod::Announce | RtspMethod::Record => Some(Action::Publish),
+            _ => None,
+        };
+        if let Some(action) = action {
+            if let Some(r) = self.check_permission(req, action) {
+                return (r, None);
+            }
+        }
+        if publishing {
+            let reply = match req.method() {
+                RtspMethod::Setup => self.record.setup(req),
+                RtspMethod::Record => self.record.record(req),
+                RtspMethod::Teardown => self.record.teardown(req),
+                RtspMethod::GetParameter | RtspMethod::SetParameter | RtspMethod::Options => {
+                    self.record.keep_alive(req)
+                }
+                RtspMethod::Announce => Reply::new(StatusCode::MethodNotValidInThisState),
+                _ => Reply::new(StatusCode::MethodNotValidInThisState),
+            };
+            return (reply, None);
         }
         let method = match req.method() {
             RtspMethod::Options => {
@@ -251,7 +352,9 @@ impl Conn {
             RtspMethod::Pause => session::Method::Pause,
             RtspMethod::Teardown => session::Method::Teardown,
             RtspMethod::GetParameter | RtspMethod::SetParameter => session::Method::KeepAlive,
-            RtspMethod::Announce | RtspMethod::Record | RtspMethod::Redirect => {
+            RtspMethod::Announce => return (self.record.announce(req), None),
+            RtspMethod::Record => return (Reply::new(StatusCode::MethodNotValidInThisState), None),
+            RtspMethod::Redirect => {
                 return (
                     Reply::new(StatusCode::MethodNotAllowed).header("Allow", PUBLIC_METHODS),
                     None,
@@ -266,4 +369,22 @@ impl Conn {
         };
         self.play.session_request(req, method).await
     }
+}
+
+/// The `Content-Length` (and `CSeq`, to answer with) of a request whose head is complete
+/// in `buf` (its body may not be).
+fn declared_body(buf: &[u8]) -> Option<(usize, Option<String>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let header = |want: &str| {
+        head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(want)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let length = header("content-length")?.parse().ok()?;
+    let cseq = header("cseq").filter(|c| !c.is_empty() && c.len() < 16);
+    Some((length, cseq))
 }

@@ -73,6 +73,13 @@ impl Depacketizer {
         self.drops
     }
 
+    /// A packet that is not RTP at all (counted with the malformed ones; it damages the
+    /// unit being gathered, as a lost packet would).
+    pub fn count_malformed(&mut self) {
+        self.drops.malformed_packets += 1;
+        self.damaged = true;
+    }
+
     /// Takes one packet's payload; complete access units go to `out` (a timestamp change
     /// ends the previous unit even when its marker was lost).
     pub fn push(

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod conn;
 pub mod depacketize;
 mod play;
+mod record;
 pub mod reply;
 pub mod rtcp;
 pub mod rtp;

@@ -529,7 +529,7 @@ impl Play {
     }
 }
 
-fn new_session_id() -> String {
+pub(super) fn new_session_id() -> String {
     let mut b = [0u8; 8];
     let _ = getrandom::getrandom(&mut b);
     b.iter().map(|x| format!("{x:02X}")).collect()

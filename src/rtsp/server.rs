@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::auth::permissions::{self, Action, Permission, Verdict};
 use crate::config::{AuthMethod, RtspConfig, User};
 use crate::hub::MediaPath;
 use crate::rtsp::auth::{Authenticator, Credentials};
@@ -20,6 +21,7 @@ use crate::rtsp::conn;
 use crate::rtsp::reply::{Reply, StatusCode};
 use crate::rtsp::stream::RtpStream;
 use crate::rtsp::udp::UdpPair;
+use crate::source::publisher::PublisherSlot;
 
 /// Counters for status and metrics.
 #[derive(Default)]
@@ -32,7 +34,11 @@ pub struct ServerStats {
 
 pub struct ServerContext {
     paths: RwLock<HashMap<String, Arc<RtpStream>>>,
+    /// The publisher slots of the paths whose source is `publisher`.
+    publishers: RwLock<HashMap<String, Arc<PublisherSlot>>>,
     auth: RwLock<Arc<Authenticator>>,
+    /// Each user's permissions (`None`: read everything, publish nothing).
+    permissions: RwLock<HashMap<String, Option<Vec<Permission>>>>,
     pub udp: Option<Arc<UdpPair>>,
     /// Changed live by `apply_settings` (new values apply to new connections and sessions).
     settings: RwLock<RtspConfig>,
@@ -41,6 +47,13 @@ pub struct ServerContext {
 }
 
 pub const REALM: &str = "vigint";
+
+fn permissions_of(users: &[User]) -> HashMap<String, Option<Vec<Permission>>> {
+    users
+        .iter()
+        .map(|u| (u.name.clone(), u.permissions.clone()))
+        .collect()
+}
 
 fn authenticator(users: &[User], methods: &[AuthMethod]) -> Authenticator {
     let creds = users
@@ -67,7 +80,9 @@ impl ServerContext {
     ) -> Arc<ServerContext> {
         Arc::new(ServerContext {
             paths: RwLock::new(HashMap::new()),
+            publishers: RwLock::new(HashMap::new()),
             auth: RwLock::new(Arc::new(authenticator(users, &cfg.auth_methods))),
+            permissions: RwLock::new(permissions_of(users)),
             udp,
             settings: RwLock::new(cfg.clone()),
             local_port,
@@ -279,6 +294,44 @@ impl ServerContext {
     pub fn set_users(&self, users: &[User]) {
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(authenticator(users, &self.settings().auth_methods));
+        *self.permissions.write().unwrap_or_else(|e| e.into_inner()) = permissions_of(users);
+    }
+
+    /// May `user` (`None`: anonymous) do `action` on `path`?
+    pub fn authorize(&self, user: Option<&str>, action: Action, path: &str) -> Verdict {
+        let perms = self.permissions.read().unwrap_or_else(|e| e.into_inner());
+        let of_user = user.map(|u| perms.get(u).and_then(|p| p.as_deref()));
+        permissions::allowed(!perms.is_empty(), of_user, action, path)
+    }
+
+    /// Makes `slot` the publisher slot of its path (a `publisher` path).
+    pub fn set_publisher(&self, slot: Arc<PublisherSlot>) {
+        self.publishers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot.path_name().to_string(), slot);
+    }
+
+    /// The path stops taking publishers (removed, or its source changed); the current one
+    /// is told to leave.
+    pub fn remove_publisher(&self, name: &str) {
+        let slot = self
+            .publishers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some(slot) = slot {
+            slot.close();
+        }
+    }
+
+    /// The publisher slot of a `publisher` path.
+    pub fn publisher(&self, name: &str) -> Option<Arc<PublisherSlot>> {
+        self.publishers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn settings(&self) -> std::sync::RwLockReadGuard<'_, RtspConfig> {

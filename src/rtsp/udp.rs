@@ -2,7 +2,9 @@
 //! the per-frame `sendmmsg` batch.
 //!
 //! Owns: binding the pair, sending one frame's packets to one client in as few system calls
-//! as possible, and routing incoming RTCP (receiver reports) to the session that sent it.
+//! as possible, routing incoming RTCP (receiver reports, publishers' sender reports) to the
+//! session that sent it, and a publisher's incoming RTP to its record session (by the
+//! address it announced in SETUP; anything else sent to the RTP port is dropped).
 
 use std::collections::HashMap;
 use std::io;
@@ -107,7 +109,13 @@ pub struct UdpPair {
     pub reach: Reach,
     /// Client RTCP address -> that session's liveness, refreshed by its receiver reports.
     clients: Mutex<HashMap<SocketAddr, Arc<Liveness>>>,
+    /// Publisher RTP address -> its record session's queue.
+    publishers: Mutex<HashMap<SocketAddr, tokio::sync::mpsc::Sender<bytes::Bytes>>>,
 }
+
+/// Inbound packets a record session may have waiting; more are dropped (and then show as
+/// lost packets, which drop to the next key frame).
+pub const PUBLISHER_QUEUE: usize = 1024;
 
 impl UdpPair {
     /// Binds RTP on `rtp_port` and RTCP on the next port of `ip`. With port 0, finds a free
@@ -138,8 +146,9 @@ impl UdpPair {
             rtp: Arc::new(rtp),
             rtcp: Arc::new(rtcp),
             clients: Mutex::new(HashMap::new()),
+            publishers: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(drain_rtp(pair.rtp.clone()));
+        tokio::spawn(receive_rtp(Arc::downgrade(&pair), pair.rtp.clone()));
         tokio::spawn(receive_rtcp(Arc::downgrade(&pair), pair.rtcp.clone()));
         Ok(pair)
     }
@@ -160,15 +169,47 @@ impl UdpPair {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Liveness>>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// RTP from `from` (a publisher's announced RTP address, in this socket's form) goes to
+    /// `queue`.
+    pub fn route_publisher(
+        &self,
+        from: SocketAddr,
+        queue: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) {
+        self.publishers_lock().insert(from, queue);
+    }
+
+    pub fn unroute_publisher(&self, from: SocketAddr) {
+        self.publishers_lock().remove(&from);
+    }
+
+    fn publishers_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, tokio::sync::mpsc::Sender<bytes::Bytes>>>
+    {
+        self.publishers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// Reads and drops anything sent to the RTP port (NAT keep-alive punches), so the socket's
-/// receive buffer never fills.
-async fn drain_rtp(sock: Arc<UdpSocket>) {
-    let mut buf = [0u8; 2048];
+/// Reads what is sent to the RTP port: a publisher's packets go to its record session, the
+/// rest (NAT keep-alive punches from players) is dropped, so the receive buffer never fills.
+async fn receive_rtp(pair: std::sync::Weak<UdpPair>, sock: Arc<UdpSocket>) {
+    // As large as a datagram can be: a shorter buffer would cut packets silently.
+    let mut buf = vec![0u8; 65_536];
     loop {
-        if sock.recv_from(&mut buf).await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(pair) = pair.upgrade() else { return };
+        let queue = pair.publishers_lock().get(&from).cloned();
+        if let Some(q) = queue {
+            // A full queue drops the packet: the depacketiser sees the gap.
+            let _ = q.try_send(bytes::Bytes::copy_from_slice(&buf[..n]));
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod format;
 pub mod pattern;
 pub mod pipeline;
+pub mod publisher;
 pub mod stats;
 pub mod v4l2;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use crate::config::{PathConfig, SourceSpec};
 use crate::encode::EncoderSettings;
-use crate::media::{PixelFormat, RawFrame};
+use crate::media::{EncodedFrame, PixelFormat, RawFrame};
 use format::ModeRequest;
 use pattern::TestPattern;
 use pipeline::SourceFactory;
@@ -217,6 +218,29 @@ pub fn encoder_settings(cfg: &PathConfig) -> EncoderSettings {
         bitrate_kbps: cfg.bitrate(),
         idr_interval_frames: cfg.idr_interval_frames(),
     }
+}
+
+/// An IDR access unit from a source that sends SPS/PPS only now and then (a camera, a
+/// publisher), made
+/// self-contained: the hub hands its cached key frame to every new reader, which needs
+/// the parameter sets in front of it. Frames that have them, or are not IDRs, pass as they are.
+pub fn with_parameter_sets(frame: EncodedFrame, sps: &[u8], pps: &[u8]) -> EncodedFrame {
+    let has = |t: u8| {
+        frame
+            .nal_units()
+            .any(|n| crate::h264::nal_type(n) == Some(t))
+    };
+    if !frame.is_idr || (has(crate::h264::NAL_SPS) && has(crate::h264::NAL_PPS)) {
+        return frame;
+    }
+    let mut data = Vec::with_capacity(frame.data.len() + sps.len() + pps.len() + 8);
+    for nal in [sps, pps] {
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(nal);
+    }
+    data.extend_from_slice(&frame.data);
+    EncodedFrame::from_annexb(bytes::Bytes::from(data), frame.pts_90k, frame.wall)
+        .with_dts(frame.dts_90k)
 }
 
 #[cfg(test)]

@@ -25,11 +25,10 @@ use bytes::Bytes;
 
 use crate::encode::convert::{ConvertError, Converter};
 use crate::encode::{EncodeError, Encoder, EncoderSettings, OpenH264Encoder};
-use crate::h264::{self, NAL_PPS, NAL_SPS};
 use crate::hub::MediaPath;
 use crate::media::{stream_info_from_idr, EncodedFrame, PixelFormat, RawFrame, CLOCK_RATE};
 use crate::source::stats::{lock, next_backoff, route_for, PipelineStats};
-use crate::source::{CaptureError, FrameSource};
+use crate::source::{with_parameter_sets, CaptureError, FrameSource};
 use crate::status::SourceState;
 
 /// Opens the source anew (called at start and after every failure).
@@ -39,23 +38,6 @@ pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, Capture
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Undecodable frames in a row after which the source counts as failed.
 const MAX_BAD_FRAMES_IN_A_ROW: u32 = 30;
-
-/// An IDR access unit from a camera that sends SPS/PPS only now and then, made
-/// self-contained: the hub hands its cached key frame to every new reader, which needs
-/// the parameter sets in front of it. Frames that have them, or are not IDRs, pass as they are.
-pub fn with_parameter_sets(frame: EncodedFrame, sps: &[u8], pps: &[u8]) -> EncodedFrame {
-    let has = |t: u8| frame.nal_units().any(|n| h264::nal_type(n) == Some(t));
-    if !frame.is_idr || (has(NAL_SPS) && has(NAL_PPS)) {
-        return frame;
-    }
-    let mut data = Vec::with_capacity(frame.data.len() + sps.len() + pps.len() + 8);
-    for nal in [sps, pps] {
-        data.extend_from_slice(&[0, 0, 0, 1]);
-        data.extend_from_slice(nal);
-    }
-    data.extend_from_slice(&frame.data);
-    EncodedFrame::from_annexb(Bytes::from(data), frame.pts_90k, frame.wall).with_dts(frame.dts_90k)
-}
 
 /// Handle of a running pipeline thread.
 pub struct Pipeline {
@@ -713,6 +695,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h264::{self, NAL_PPS, NAL_SPS};
     use crate::hub::TryNext;
     use crate::source::pattern::TestPattern;
     use std::sync::atomic::AtomicU64;

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::SourceSpec;
 use crate::config::{Config, HttpConfig, Overrides, PathConfig, RecordingConfig, VideoDefaults};
 use crate::control::{
     Applied, Change, Control, ControlError, PathRecordings, RecordingError, Recordings,
@@ -35,17 +36,65 @@ use crate::record::library;
 use crate::record::store::PathStore;
 use crate::rtsp::server::ServerContext;
 use crate::source::pipeline::Pipeline;
-use crate::status::{Monitor, PathProbe};
+use crate::source::publisher::PublisherSlot;
+use crate::status::{Monitor, PathProbe, SourceProbe};
 use plan::{plan, Action, RunningPath};
 
 /// Starts the HTTP API on an address (`app` knows how); used when `http.listen` changes.
 pub type HttpStarter =
     dyn Fn(&HttpConfig, Arc<Supervisor>) -> std::io::Result<HttpServer> + Send + Sync;
 
-/// A path being served: its pipeline and the settings it runs with.
+/// What feeds a served path's hub.
+enum RunningSource {
+    /// A camera or the test pattern, through the capture + encode thread.
+    Pipeline(Pipeline),
+    /// Whoever publishes over RTSP.
+    Publisher(Arc<PublisherSlot>),
+}
+
+impl RunningSource {
+    /// Starts the source `cfg` names on `media`, registering a publisher slot with RTSP.
+    fn start(
+        name: &str,
+        cfg: &PathConfig,
+        media: &Arc<MediaPath>,
+        rtsp: &ServerContext,
+    ) -> std::io::Result<RunningSource> {
+        Ok(match cfg.source_spec() {
+            Ok(SourceSpec::Publisher) => {
+                let slot = PublisherSlot::new(media.clone(), cfg.override_publisher);
+                rtsp.set_publisher(slot.clone());
+                RunningSource::Publisher(slot)
+            }
+            _ => RunningSource::Pipeline(Pipeline::spawn(
+                media.clone(),
+                crate::source::factory(name, cfg),
+                crate::source::encoder_settings(cfg),
+            )?),
+        })
+    }
+
+    fn stats(&self) -> Arc<dyn SourceProbe> {
+        match self {
+            RunningSource::Pipeline(p) => p.stats().clone(),
+            RunningSource::Publisher(s) => s.stats().clone(),
+        }
+    }
+
+    /// Stops it (a pipeline's thread is joined: call it off the state lock).
+    fn stop(self) {
+        match self {
+            RunningSource::Pipeline(p) => p.stop(),
+            // Its publisher was told to leave when the slot left RTSP's registry.
+            RunningSource::Publisher(slot) => slot.close(),
+        }
+    }
+}
+
+/// A path being served: its source and the settings it runs with.
 struct ServedPath {
     media: Arc<MediaPath>,
-    pipeline: Pipeline,
+    source: RunningSource,
     config: PathConfig,
     /// The recorder and its store, when the path records.
     recording: Option<Recording>,
@@ -55,7 +104,7 @@ struct ServedPath {
 
 impl ServedPath {
     fn stop(self) {
-        self.pipeline.stop();
+        self.source.stop();
         if let Some(r) = self.recording {
             r.recorder.stop();
         }
@@ -106,7 +155,7 @@ fn probe(name: &str, served: &ServedPath) -> PathProbe {
         name: name.to_string(),
         source: served.config.source.clone(),
         media: served.media.clone(),
-        stats: served.pipeline.stats().clone(),
+        stats: served.source.stats(),
         recorder: served.recording.as_ref().map(RecorderView::of),
     }
 }
@@ -162,7 +211,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts serving one path: hub, pipeline, RTSP stream, recording.
+    /// Starts serving one path: hub, source, RTSP stream, recording.
     fn start_path(
         &self,
         name: &str,
@@ -170,11 +219,7 @@ impl Supervisor {
         run: &Config,
     ) -> std::io::Result<ServedPath> {
         let media = MediaPath::new(name);
-        let pipeline = Pipeline::spawn(
-            media.clone(),
-            crate::source::factory(name, cfg),
-            crate::source::encoder_settings(cfg),
-        )?;
+        let source = RunningSource::start(name, cfg, &media, &self.rtsp)?;
         {
             // RTP streams run on the runtime; this may be called from an HTTP thread.
             let _in_runtime = self.runtime.enter();
@@ -190,7 +235,7 @@ impl Supervisor {
         );
         Ok(ServedPath {
             media,
-            pipeline,
+            source,
             config: cfg.clone(),
             recording,
             recording_config,
@@ -278,6 +323,7 @@ impl Supervisor {
         let mut done = Applied::default();
         let mut stops: Vec<(String, Box<ServedPath>)> = Vec::new();
         let mut recorder_stops: Vec<(String, Recording)> = Vec::new();
+        let mut source_stops: Vec<(String, RunningSource)> = Vec::new();
         let mut starts: Vec<String> = Vec::new();
         let mut recorder_starts: Vec<String> = Vec::new();
         let mut move_http = false;
@@ -300,6 +346,7 @@ impl Supervisor {
             for action in actions {
                 self.step(&mut st, next, action, &mut done, |what| match what {
                     Deferred::Stop(n, p) => stops.push((n, p)),
+                    Deferred::StopSource(n, s) => source_stops.push((n, s)),
                     Deferred::StopRecorder(n, r) => recorder_stops.push((n, r)),
                     Deferred::Start(n) => starts.push(n),
                     Deferred::StartRecorder(n) => recorder_starts.push(n),
@@ -313,6 +360,9 @@ impl Supervisor {
         }
         for (name, served) in stops {
             self.stop_in_background(format!("path {name}"), move || served.stop());
+        }
+        for (name, source) in source_stops {
+            self.stop_in_background(format!("source {name}"), move || source.stop());
         }
         for (name, rec) in recorder_stops {
             self.stop_in_background(format!("recorder {name}"), move || rec.recorder.stop());
@@ -396,6 +446,7 @@ impl Supervisor {
                 if let Some(served) = st.paths.remove(&name) {
                     // Off the air at once; the threads finish in the background.
                     self.rtsp.remove_path(&name);
+                    self.rtsp.remove_publisher(&name);
                     self.monitor.unwatch(&name);
                     log::info!("path {name}: removed");
                     done.applied.push(format!("paths.{name} removed"));
@@ -404,20 +455,41 @@ impl Supervisor {
             }
             Action::StartPath(name) => defer(Deferred::Start(name)),
             Action::ReopenSource(name) => {
-                if let (Some(served), Some(cfg)) = (st.paths.get(&name), next.paths.get(&name)) {
-                    served.pipeline.reconfigure(
-                        Some(crate::source::factory(&name, cfg)),
-                        crate::source::encoder_settings(cfg),
-                    );
+                if let (Some(served), Some(cfg)) = (st.paths.get_mut(&name), next.paths.get(&name))
+                {
+                    let publisher = matches!(cfg.source_spec(), Ok(SourceSpec::Publisher));
+                    match (&served.source, publisher) {
+                        // A camera or pattern to another: the same thread reopens.
+                        (RunningSource::Pipeline(p), false) => p.reconfigure(
+                            Some(crate::source::factory(&name, cfg)),
+                            crate::source::encoder_settings(cfg),
+                        ),
+                        (RunningSource::Publisher(_), true) => {}
+                        // Another kind: a new source on the same hub (viewers stay).
+                        _ => {
+                            if matches!(served.source, RunningSource::Publisher(_)) {
+                                self.rtsp.remove_publisher(&name);
+                            }
+                            match RunningSource::start(&name, cfg, &served.media, &self.rtsp) {
+                                Ok(new) => {
+                                    let old = std::mem::replace(&mut served.source, new);
+                                    defer(Deferred::StopSource(name.clone(), old));
+                                }
+                                Err(e) => {
+                                    log::error!("path {name}: cannot start its new source: {e}")
+                                }
+                            }
+                        }
+                    }
                     done.applied.push(format!("paths.{name} source reopened"));
                 }
             }
             Action::RestartEncoder(name) => {
                 if let (Some(served), Some(cfg)) = (st.paths.get(&name), next.paths.get(&name)) {
-                    served
-                        .pipeline
-                        .reconfigure(None, crate::source::encoder_settings(cfg));
-                    done.applied.push(format!("paths.{name} encoder restarted"));
+                    if let RunningSource::Pipeline(p) = &served.source {
+                        p.reconfigure(None, crate::source::encoder_settings(cfg));
+                        done.applied.push(format!("paths.{name} encoder restarted"));
+                    }
                 }
             }
             Action::RestartRecording(name) => {
@@ -437,6 +509,9 @@ impl Supervisor {
             Action::Refresh(name) => {
                 if let (Some(served), Some(cfg)) = (st.paths.get_mut(&name), next.paths.get(&name))
                 {
+                    if let RunningSource::Publisher(slot) = &served.source {
+                        slot.set_override(cfg.override_publisher);
+                    }
                     served.config = cfg.clone();
                     self.monitor.watch(probe(&name, served));
                 }
@@ -464,6 +539,7 @@ impl Supervisor {
         let paths = std::mem::take(&mut self.state().paths);
         for (name, served) in paths {
             self.rtsp.remove_path(&name);
+            self.rtsp.remove_publisher(&name);
             self.monitor.unwatch(&name);
             served.stop();
         }
@@ -507,6 +583,7 @@ impl Supervisor {
 /// Work a step hands back to be done outside the state lock.
 enum Deferred {
     Stop(String, Box<ServedPath>),
+    StopSource(String, RunningSource),
     StopRecorder(String, Recording),
     Start(String),
     StartRecorder(String),

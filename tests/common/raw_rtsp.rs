@@ -79,12 +79,30 @@ impl RawClient {
     /// Sends `METHOD url RTSP/1.0` with the next CSeq and `headers` (each ending in CRLF);
     /// returns the response, reading past interleaved media.
     pub fn request(&mut self, method: &str, url: &str, headers: &str) -> String {
+        self.request_with_body(method, url, headers, b"")
+    }
+
+    /// `request` with a body (its `Content-Length` is added).
+    pub fn request_with_body(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> String {
         self.cseq += 1;
-        let req = format!(
-            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: raw-test (live555 request shapes)\r\n{headers}\r\n",
+        let length = if body.is_empty() {
+            String::new()
+        } else {
+            format!("Content-Length: {}\r\n", body.len())
+        };
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: raw-test (live555 request shapes)\r\n{headers}{length}\r\n",
             self.cseq
-        );
-        self.stream.write_all(req.as_bytes()).expect("write");
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.stream.write_all(&req).expect("write");
         loop {
             let mut b = [0u8; 1];
             self.stream.read_exact(&mut b).expect("read response");
@@ -106,6 +124,11 @@ impl RawClient {
     /// Status of a request.
     pub fn status(&mut self, method: &str, url: &str, headers: &str) -> u16 {
         status_of(&self.request(method, url, headers))
+    }
+
+    /// Sends raw bytes (an interleaved frame, garbage) as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
     }
 
     fn read_interleaved_rest(&mut self) -> (u8, Vec<u8>) {
