@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod format;
+pub mod intake;
 pub mod pattern;
 pub mod pipeline;
 pub mod publisher;

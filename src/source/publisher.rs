@@ -10,80 +10,21 @@
 //! (the supervisor creates it and keeps it when publishers come and go).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::h264::{self, DtsEstimator, NAL_PPS, NAL_SPS};
 use crate::hub::MediaPath;
-use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
-use crate::source::with_parameter_sets;
-use crate::status::{SourceProbe, SourceSample, SourceState};
+use crate::source::intake::{Intake, IntakeStats, Refused, Resume};
+use crate::status::SourceState;
 
 /// What status shows while nobody publishes.
 pub const WAITING: &str = "waiting for a publisher";
-/// Frame rate assumed until the stream shows its own (only for the first few frames'
-/// decode times and the fMP4 default duration).
-const ASSUMED_FPS: u32 = 30;
-
-/// Counters and state of a publisher path, readable from any thread.
-#[derive(Debug, Default)]
-pub struct PublisherStats {
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    idr_frames: AtomicU64,
-    /// Access units that could not be used (an IDR without SPS/PPS, a bad SPS).
-    bad_frames: AtomicU64,
-    /// Publishers that came (the first, and each one after).
-    sessions: AtomicU64,
-    streaming: AtomicBool,
-    state: Mutex<Option<SourceState>>,
-    last_error: Mutex<Option<String>>,
-    /// `publisher 192.0.2.7:50000` while one publishes.
-    route: Mutex<String>,
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl PublisherStats {
-    fn set_state(&self, s: SourceState) {
-        self.streaming
-            .store(s == SourceState::Streaming, Ordering::Relaxed);
-        *lock(&self.state) = Some(s);
-    }
-
-    /// Records why a publisher's frames were refused (shown in status as `last_error`).
-    pub fn set_error(&self, e: impl Into<String>) {
-        *lock(&self.last_error) = Some(e.into());
-    }
-
-    pub fn state(&self) -> SourceState {
-        lock(&self.state)
-            .clone()
-            .unwrap_or(SourceState::Idle(WAITING.to_string()))
-    }
-}
-
-impl SourceProbe for PublisherStats {
-    fn sample(&self) -> SourceSample {
-        SourceSample {
-            state: self.state(),
-            streaming: self.streaming.load(Ordering::Relaxed),
-            route: lock(&self.route).clone(),
-            last_error: lock(&self.last_error).clone(),
-            frames: self.frames.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            idr_frames: self.idr_frames.load(Ordering::Relaxed),
-            bad_frames: self.bad_frames.load(Ordering::Relaxed),
-            restarts: self.sessions.load(Ordering::Relaxed).saturating_sub(1),
-            ..SourceSample::default()
-        }
-    }
 }
 
 /// Who publishes now.
@@ -93,16 +34,9 @@ struct Current {
     kick: Arc<Notify>,
 }
 
-/// Where the last publisher left media time, so the next one continues after it.
-#[derive(Clone, Copy)]
-struct Resume {
-    /// Presentation time just after its last frame.
-    end: i64,
-    at: Instant,
-}
-
 struct SlotState {
     current: Option<Current>,
+    /// 0 once the slot is closed.
     next_id: u64,
     resume: Option<Resume>,
 }
@@ -110,7 +44,7 @@ struct SlotState {
 /// The publisher slot of one path.
 pub struct PublisherSlot {
     media: Arc<MediaPath>,
-    stats: Arc<PublisherStats>,
+    stats: Arc<IntakeStats>,
     state: Mutex<SlotState>,
     override_publisher: AtomicBool,
 }
@@ -135,11 +69,9 @@ impl std::fmt::Display for ClaimError {
 
 impl PublisherSlot {
     pub fn new(media: Arc<MediaPath>, override_publisher: bool) -> Arc<PublisherSlot> {
-        let stats = Arc::new(PublisherStats::default());
-        stats.set_state(SourceState::Idle(WAITING.to_string()));
         Arc::new(PublisherSlot {
             media,
-            stats,
+            stats: IntakeStats::new(SourceState::Idle(WAITING.to_string())),
             state: Mutex::new(SlotState {
                 current: None,
                 next_id: 1,
@@ -149,7 +81,7 @@ impl PublisherSlot {
         })
     }
 
-    pub fn stats(&self) -> &Arc<PublisherStats> {
+    pub fn stats(&self) -> &Arc<IntakeStats> {
         &self.stats
     }
 
@@ -189,22 +121,16 @@ impl PublisherSlot {
         });
         let resume = st.resume;
         drop(st);
-        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.stats.route) = format!("publisher {peer}");
+        self.stats.session_started();
+        self.stats.set_route(format!("publisher {peer}"));
         self.stats.set_state(SourceState::Starting);
         Ok(Publishing {
             slot: self.clone(),
             id,
             peer,
             kick,
-            sps: None,
-            pps: None,
             clock: None,
-            resume,
-            dts: None,
-            last_pts: None,
-            published: false,
-            fps: ASSUMED_FPS,
+            intake: Intake::new(self.media.clone(), self.stats.clone(), resume),
         })
     }
 
@@ -239,24 +165,8 @@ pub struct Publishing {
     id: u64,
     peer: SocketAddr,
     kick: Arc<Notify>,
-    sps: Option<Bytes>,
-    pps: Option<Bytes>,
     clock: Option<RtpClock>,
-    resume: Option<Resume>,
-    dts: Option<DtsEstimator>,
-    /// The latest presentation time published (for the next publisher's resume point).
-    last_pts: Option<i64>,
-    published: bool,
-    fps: u32,
-}
-
-/// Why an access unit was not published (counted; the stream goes on).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// An IDR arrived before any SPS/PPS (neither in the SDP nor in band).
-    NoParameterSets,
-    /// The SPS cannot be read.
-    BadSps(String),
+    intake: Intake,
 }
 
 impl Publishing {
@@ -266,8 +176,7 @@ impl Publishing {
 
     /// SPS and PPS from the SDP (`sprop-parameter-sets`); in-band ones replace them.
     pub fn set_parameter_sets(&mut self, sps: Bytes, pps: Bytes) {
-        self.sps = Some(sps);
-        self.pps = Some(pps);
+        self.intake.set_parameter_sets(sps, pps);
     }
 
     /// Resolves when another publisher took the path over, or the path is being removed.
@@ -276,106 +185,35 @@ impl Publishing {
     }
 
     /// Publishes one whole access unit (Annex-B) whose RTP timestamp is `timestamp`.
-    pub fn publish(&mut self, timestamp: u32, data: Vec<u8>, is_idr: bool) -> Result<(), Refused> {
-        let wall = SystemTime::now();
-        let data = Bytes::from(data);
-        for r in h264::split_annexb(&data) {
-            let nal = data.slice(r);
-            match h264::nal_type(&nal) {
-                Some(NAL_SPS) => self.sps = Some(nal),
-                Some(NAL_PPS) => self.pps = Some(nal),
-                _ => {}
-            }
-        }
-        let stats = self.slot.stats.clone();
-        let (sps, pps) = match (&self.sps, &self.pps) {
-            (Some(s), Some(p)) => (s.clone(), p.clone()),
-            _ if is_idr => {
-                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                stats.set_error("an IDR came before any SPS/PPS (none in the SDP either)");
-                return Err(Refused::NoParameterSets);
-            }
-            // Nothing decodes before the first IDR anyway.
-            _ => return Ok(()),
-        };
+    pub fn publish(&mut self, timestamp: u32, data: Vec<u8>, _is_idr: bool) -> Result<(), Refused> {
         let clock = self.clock.get_or_insert(RtpClock {
             first: i64::from(timestamp),
             last_raw: timestamp,
             last: i64::from(timestamp),
         });
-        let offset = match self.resume {
-            // Continue after the previous publisher, by the time that really passed.
-            Some(r) => {
-                let gap = (r.at.elapsed().as_micros() as i64) * i64::from(CLOCK_RATE) / 1_000_000;
-                r.end + gap.max(i64::from(CLOCK_RATE) / i64::from(self.fps.max(1)))
-            }
-            None => 0,
-        };
-        let pts = clock.unwrap(timestamp) + offset;
-        if is_idr {
-            let parsed = match h264::parse_sps(&sps) {
-                Ok(p) => p,
-                Err(e) => {
-                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    stats.set_error(format!("the publisher's SPS cannot be read: {e}"));
-                    return Err(Refused::BadSps(e.to_string()));
-                }
-            };
-            if self.dts.is_none() {
-                let reorder = parsed.reorder_frames().unwrap_or(0);
-                let step = i64::from(CLOCK_RATE) / i64::from(self.fps.max(1));
-                self.dts = Some(DtsEstimator::new(reorder, step));
-            }
-            self.slot.media.set_info(StreamInfo {
-                width: parsed.width,
-                height: parsed.height,
-                fps: self.fps,
-                sps: sps.clone(),
-                pps: pps.clone(),
-            });
-        }
-        let Some(dts_estimator) = self.dts.as_mut() else {
-            // Frames before the first IDR: nothing could decode them.
-            return Ok(());
-        };
-        let dts = dts_estimator.next(pts);
-        let frame = EncodedFrame::from_annexb(data, pts, wall).with_dts(dts);
-        let frame = with_parameter_sets(frame, &sps, &pps);
-        stats.frames.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes
-            .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-        if frame.is_idr {
-            stats.idr_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
-        if !self.published {
-            self.published = true;
-            stats.set_state(SourceState::Streaming);
+        let pts = clock.unwrap(timestamp);
+        let was = self.intake.published();
+        let r = self.intake.publish(pts, None, Bytes::from(data));
+        if !was && self.intake.published() {
             log::info!("path {}: {} publishing", self.slot.media.name, self.peer);
         }
-        self.slot.media.frames.publish(Arc::new(frame));
-        Ok(())
+        r
     }
 }
 
 impl Drop for Publishing {
     fn drop(&mut self) {
         let mut st = lock(&self.slot.state);
-        if let Some(end) = self.last_pts {
-            st.resume = Some(Resume {
-                end: end + i64::from(CLOCK_RATE) / i64::from(self.fps.max(1)),
-                at: Instant::now(),
-            });
+        if let Some(r) = self.intake.resume_point() {
+            st.resume = Some(r);
         }
         let mine = st.current.as_ref().is_some_and(|c| c.id == self.id);
         if mine {
             st.current = None;
             drop(st);
-            self.slot
-                .stats
-                .set_state(SourceState::Idle(WAITING.to_string()));
-            lock(&self.slot.stats.route).clear();
+            let stats = self.slot.stats();
+            stats.set_state(SourceState::Idle(WAITING.to_string()));
+            stats.set_route(String::new());
             log::info!(
                 "path {}: publisher {} left; {WAITING}",
                 self.slot.media.name,
@@ -390,34 +228,10 @@ mod tests {
     use super::*;
     use crate::hub::TryNext;
 
-    const SPS: [u8; 25] = [
-        0x67, 0x42, 0xC0, 0x1F, 0xD9, 0x00, 0x50, 0x05, 0xBB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
-        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x83, 0x24, 0x80,
-    ];
-    const PPS: [u8; 4] = [0x68, 0xCE, 0x3C, 0x80];
-
-    fn au(idr: bool, with_sets: bool) -> Vec<u8> {
-        let mut v = Vec::new();
-        if with_sets {
-            for n in [&SPS[..], &PPS[..]] {
-                v.extend_from_slice(&[0, 0, 0, 1]);
-                v.extend_from_slice(n);
-            }
-        }
-        v.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }, 0x88, 0x84]);
-        v
-    }
+    use crate::source::intake::tests::au;
 
     fn peer(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn drain(r: &mut crate::hub::HubReader<EncodedFrame>) -> Vec<Arc<EncodedFrame>> {
-        let mut out = Vec::new();
-        while let TryNext::Item(f) = r.try_next() {
-            out.push(f);
-        }
-        out
     }
 
     #[test]
@@ -443,38 +257,26 @@ mod tests {
     }
 
     #[test]
-    fn frames_get_media_time_sets_and_the_description() {
+    fn rtp_time_unwraps_and_the_slot_says_who_publishes() {
         let media = MediaPath::new("door");
         let slot = PublisherSlot::new(media.clone(), false);
         let mut reader = media.frames.subscribe();
         let mut p = slot.claim(peer(1)).unwrap();
         assert_eq!(slot.stats().state(), SourceState::Starting);
-        // Before any SPS/PPS: an IDR is refused, a P frame silently ignored.
-        assert_eq!(
-            p.publish(1000, au(true, false), true),
-            Err(Refused::NoParameterSets)
-        );
-        p.set_parameter_sets(Bytes::from_static(&SPS), Bytes::from_static(&PPS));
-        p.publish(4_294_965_000, au(true, false), true).unwrap();
-        p.publish(704, au(false, false), false).unwrap(); // the RTP clock wrapped
-        let frames = drain(&mut reader);
-        assert_eq!(frames.len(), 2);
-        assert_eq!((frames[0].pts_90k, frames[1].pts_90k), (0, 3000));
-        let types: Vec<u8> = frames[0].nal_units().filter_map(h264::nal_type).collect();
-        assert_eq!(
-            types,
-            [NAL_SPS, NAL_PPS, h264::NAL_IDR],
-            "sets put in front"
-        );
-        assert_eq!(media.info().map(|i| (i.width, i.height)), Some((1280, 720)));
+        p.publish(4_294_965_000, au(true, true).to_vec(), true)
+            .unwrap();
+        p.publish(704, au(false, false).to_vec(), false).unwrap(); // the RTP clock wrapped
+        let mut pts = Vec::new();
+        while let TryNext::Item(f) = reader.try_next() {
+            pts.push(f.pts_90k);
+        }
+        assert_eq!(pts, [0, 3000]);
         assert_eq!(slot.stats().state(), SourceState::Streaming);
         drop(p);
         assert_eq!(slot.stats().state(), SourceState::Idle(WAITING.into()));
-        // The next publisher continues media time after the last frame.
-        let mut p = slot.claim(peer(2)).unwrap();
-        p.publish(500, au(true, true), true).unwrap();
-        let next = drain(&mut reader);
-        assert!(next[0].pts_90k >= 6000, "{}", next[0].pts_90k);
+        let p = slot.claim(peer(2)).unwrap();
+        drop(p);
+        use crate::status::SourceProbe;
         assert_eq!(slot.stats().sample().restarts, 1);
     }
 }
