@@ -296,12 +296,29 @@ impl<T: HubItem> HubReader<T> {
     }
 }
 
-/// One served path: its encoded frames and the description readers need first.
+/// One served path: its encoded frames, the description readers need first, and how many
+/// readers want it (an on-demand source runs only while someone does).
 pub struct MediaPath {
     pub name: String,
     pub frames: Arc<Hub<EncodedFrame>>,
     info: watch::Sender<Option<Arc<StreamInfo>>>,
+    demand: watch::Sender<usize>,
+    /// How long a new reader waits for the source to describe itself (longer for sources
+    /// that start on demand).
+    start_wait_ms: AtomicU64,
 }
+
+/// A reader's interest in a path, from `MediaPath::want` until dropped.
+pub struct Demand(Arc<MediaPath>);
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        self.0.demand.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long a reader waits for a source to describe itself, unless the path says otherwise.
+pub const DEFAULT_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many frames a reader may lag before skipping to the next key frame.
 pub const DEFAULT_HUB_CAPACITY: usize = 128;
@@ -313,7 +330,33 @@ impl MediaPath {
             name: name.to_string(),
             frames: Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe)),
             info: watch::channel(None).0,
+            demand: watch::channel(0).0,
+            start_wait_ms: AtomicU64::new(DEFAULT_START_WAIT.as_millis() as u64),
         })
+    }
+
+    /// Declares a reader's interest (an RTSP viewer from DESCRIBE on, a recorder): an
+    /// on-demand source starts while anyone wants the path.
+    pub fn want(self: &Arc<Self>) -> Demand {
+        self.demand.send_modify(|n| *n += 1);
+        Demand(self.clone())
+    }
+
+    /// Watches how many readers want the path.
+    pub fn demand(&self) -> watch::Receiver<usize> {
+        self.demand.subscribe()
+    }
+
+    /// How long a new reader waits for the source to describe itself.
+    pub fn start_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.start_wait_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_start_wait(&self, d: std::time::Duration) {
+        self.start_wait_ms.store(
+            d.as_millis().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Sets the stream description (SPS/PPS, size); called by the source when it changes.

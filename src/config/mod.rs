@@ -457,6 +457,29 @@ pub struct PathConfig {
     /// refused (`path busy`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub override_publisher: bool,
+    /// For an `rtsp://` path: how to pull.
+    #[serde(skip_serializing_if = "is_default")]
+    pub rtsp_transport: RtspTransport,
+    /// For an `rtsp://` path: pull only while someone watches (or records).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub source_on_demand: bool,
+    /// How long the first viewer of an idle on-demand path waits for it (then 503).
+    #[serde(skip_serializing_if = "is_ten_seconds")]
+    pub source_on_demand_start_timeout: Seconds,
+    /// How long an on-demand pull goes on after its last viewer left.
+    #[serde(skip_serializing_if = "is_ten_seconds")]
+    pub source_on_demand_close_after: Seconds,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// MediaMTX's default for the on-demand timeouts.
+pub const ON_DEMAND_DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn is_ten_seconds(s: &Seconds) -> bool {
+    s.0 == ON_DEMAND_DEFAULT
 }
 
 /// Names `pixel_format` accepts (any case): V4L2 fourccs and common aliases.
@@ -479,6 +502,10 @@ impl Default for PathConfig {
             pixel_format: None,
             recording: RecordingOverrides::default(),
             override_publisher: false,
+            rtsp_transport: RtspTransport::Tcp,
+            source_on_demand: false,
+            source_on_demand_start_timeout: Seconds(ON_DEMAND_DEFAULT),
+            source_on_demand_close_after: Seconds(ON_DEMAND_DEFAULT),
         }
     }
 }
@@ -494,6 +521,60 @@ pub enum SourceSpec {
     Device(PathBuf),
     /// Whoever publishes to the path over RTSP (ANNOUNCE/RECORD), with `publish` permission.
     Publisher,
+    /// Another RTSP server's stream, pulled (credentials may be in the URL: never shown).
+    Relay(String),
+    /// An MP4 file, played in a loop at its own pace.
+    File(PathBuf),
+}
+
+/// How a relay pulls its stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// RTP interleaved on the RTSP connection: works through NAT and firewalls.
+    #[default]
+    Tcp,
+    Udp,
+    /// UDP first; TCP when UDP brings nothing.
+    Auto,
+}
+
+impl RtspTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+            RtspTransport::Auto => "auto",
+        }
+    }
+}
+
+/// The mask that stands for a password inside a URL the API shows.
+pub const PASSWORD_MASK: &str = "***";
+
+/// `source` as it may be shown (API, status, logs): a URL's password replaced by `***`.
+pub fn masked_source(source: &str) -> String {
+    let Some(rest) = source
+        .strip_prefix("rtsp://")
+        .map(|r| ("rtsp://", r))
+        .or_else(|| source.strip_prefix("rtsps://").map(|r| ("rtsps://", r)))
+    else {
+        return source.to_string();
+    };
+    let (scheme, rest) = rest;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}{user}:{PASSWORD_MASK}@{host}{path}")
+            } else {
+                format!("{scheme}{user}@{host}{path}")
+            }
+        }
+        None => source.to_string(),
+    }
 }
 
 impl SourceSpec {
@@ -503,6 +584,25 @@ impl SourceSpec {
         }
         if spec == "publisher" {
             return Ok(SourceSpec::Publisher);
+        }
+        if spec.starts_with("rtsp://") || spec.starts_with("rtsps://") {
+            let url = url::Url::parse(spec)
+                .map_err(|e| format!("`{}` is not a URL: {e}", masked_source(spec)))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(format!("`{}` names no host", masked_source(spec)));
+            }
+            return Ok(SourceSpec::Relay(spec.to_string()));
+        }
+        if let Some(file) = spec.strip_prefix("file:") {
+            if !file.starts_with('/') {
+                return Err(format!(
+                    "`{spec}`: a file source is an absolute path, e.g. file:/srv/video.mp4"
+                ));
+            }
+            return Ok(SourceSpec::File(PathBuf::from(file)));
+        }
+        if spec.starts_with('/') && spec.to_ascii_lowercase().ends_with(".mp4") {
+            return Ok(SourceSpec::File(PathBuf::from(spec)));
         }
         if spec == "test-pattern" {
             return Ok(SourceSpec::TestPattern { size: None });
@@ -522,7 +622,7 @@ impl SourceSpec {
             return Ok(SourceSpec::Device(PathBuf::from(spec)));
         }
         Err(format!(
-            "`{spec}`: expected auto, test-pattern[:WIDTHxHEIGHT@FPS], publisher or a device path such as /dev/video0"
+            "`{}`: expected auto, test-pattern[:WIDTHxHEIGHT@FPS], publisher, rtsp://..., file:/path/video.mp4 or a device path such as /dev/video0", masked_source(spec)
         ))
     }
 }

@@ -179,6 +179,25 @@ impl Config {
                     format!("{kbps} must be from 50 to 50000"),
                 ));
             }
+            let secs = |d: &Seconds| d.0.as_secs_f64();
+            if !(1.0..=300.0).contains(&secs(&p.source_on_demand_start_timeout)) {
+                return Err(ConfigError::new(
+                    format!("{field}.source_on_demand_start_timeout"),
+                    "must be from 1s to 300s",
+                ));
+            }
+            if !(0.0..=3600.0).contains(&secs(&p.source_on_demand_close_after)) {
+                return Err(ConfigError::new(
+                    format!("{field}.source_on_demand_close_after"),
+                    "must be from 0s to 1h",
+                ));
+            }
+            if p.source_on_demand && !matches!(spec, SourceSpec::Relay(_)) {
+                return Err(ConfigError::new(
+                    format!("{field}.source_on_demand"),
+                    "only an rtsp:// source can start on demand",
+                ));
+            }
             if !(p.idr_interval_s.is_finite() && (0.1..=60.0).contains(&p.idr_interval_s)) {
                 return Err(ConfigError::new(
                     format!("{field}.idr_interval_s"),
@@ -199,7 +218,10 @@ impl Config {
             let device_key = match &spec {
                 SourceSpec::Device(d) => Some(d.display().to_string()),
                 SourceSpec::Auto => Some("auto".to_string()),
-                SourceSpec::TestPattern { .. } | SourceSpec::Publisher => None,
+                SourceSpec::TestPattern { .. }
+                | SourceSpec::Publisher
+                | SourceSpec::Relay(_)
+                | SourceSpec::File(_) => None,
             };
             if let Some(key) = device_key {
                 if let Some(other) = devices.insert(key.clone(), name.clone()) {

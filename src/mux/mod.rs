@@ -5,3 +5,4 @@
 //! sockets, timing or when to cut (the recorder, and the live view, decide those).
 
 pub mod fmp4;
+pub mod mp4read;

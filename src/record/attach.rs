@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{FsyncInterval, RecordingConfig};
-use crate::hub::MediaPath;
+use crate::hub::{Demand, MediaPath};
 use crate::record::recorder::{FsyncCadence, Recorder, RecorderSettings, RecorderStats};
 use crate::record::retention::ClockWatch;
 use crate::record::store::{PathStore, SegmentBrief, SystemClock};
@@ -21,6 +21,8 @@ use crate::status::{RecorderProbe, RecorderSample, StoredRecordings, StoredSegme
 pub struct Recording {
     pub recorder: Recorder,
     pub store: Arc<PathStore>,
+    /// A recording path wants its source all the time (an on-demand one never idles).
+    _demand: Demand,
 }
 
 /// Starts recording `media` as path `name` into `data_dir/recordings` when `rec` says so.
@@ -64,7 +66,11 @@ pub fn start(
     match Recorder::start(media.clone(), settings, store.clone(), runtime) {
         Ok(recorder) => {
             log::info!("path {name}: recording into {}", root.display());
-            Some(Recording { recorder, store })
+            Some(Recording {
+                recorder,
+                store,
+                _demand: media.want(),
+            })
         }
         Err(e) => {
             log::error!("path {name}: cannot start recording: {e}");

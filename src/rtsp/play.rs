@@ -15,7 +15,7 @@ use std::time::Duration;
 use rtsp_types::{Method as RtspMethod, Request};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hub::HubReader;
+use crate::hub::{Demand, HubReader};
 use crate::rtsp::reply::{Reply, StatusCode};
 use crate::rtsp::rtcp;
 use crate::rtsp::rtp::RtpFrame;
@@ -45,6 +45,8 @@ struct Session {
     udp: Option<UdpSession>,
     /// The path's picture-format generation as of SETUP.
     format: tokio::sync::watch::Receiver<u64>,
+    /// The session wants the path (an on-demand source runs while it lasts).
+    _demand: Demand,
 }
 
 struct UdpSession {
@@ -148,9 +150,11 @@ impl Play {
         let Some(stream) = self.ctx.path(&name) else {
             return Reply::new(StatusCode::NotFound);
         };
+        // Wanted while it answers: an on-demand source starts now.
+        let _want = stream.media.want();
         let mut watch = stream.media.watch_info();
         let wait = watch.wait_for(|i| i.is_some());
-        let info = match tokio::time::timeout(SOURCE_WAIT, wait).await {
+        let info = match tokio::time::timeout(stream.media.start_wait(), wait).await {
             Ok(Ok(info)) => info.clone(),
             _ => None,
         };
@@ -272,6 +276,7 @@ impl Play {
             let mut format = stream.watch_format();
             format.mark_unchanged();
             self.session = Some(Session {
+                _demand: stream.media.want(),
                 format,
                 id: new_session_id(),
                 state: State::Ready,
@@ -349,9 +354,10 @@ impl Play {
             );
         }
         let mut reader = s.stream.hub.subscribe();
-        let first = tokio::time::timeout(SOURCE_WAIT, reader.next())
-            .await
-            .unwrap_or_default();
+        let first =
+            tokio::time::timeout(s.stream.media.start_wait().max(SOURCE_WAIT), reader.next())
+                .await
+                .unwrap_or_default();
         let mut reply = Reply::new(StatusCode::Ok).header("Range", "npt=0.000-");
         if let Some(f) = &first {
             reply = reply.header(

@@ -10,11 +10,13 @@
 //! path's hub (`hub`), nor what readers do with the frames.
 
 pub mod clock;
+pub mod file;
 pub mod format;
 pub mod intake;
 pub mod pattern;
 pub mod pipeline;
 pub mod publisher;
+pub mod relay;
 pub mod stats;
 pub mod v4l2;
 

@@ -35,8 +35,10 @@ use crate::record::attach::{self, RecorderView, Recording};
 use crate::record::library;
 use crate::record::store::PathStore;
 use crate::rtsp::server::ServerContext;
+use crate::source::file::FileSource;
 use crate::source::pipeline::Pipeline;
 use crate::source::publisher::PublisherSlot;
+use crate::source::relay::{Relay, RelaySettings};
 use crate::status::{Monitor, PathProbe, SourceProbe};
 use plan::{plan, Action, RunningPath};
 
@@ -50,6 +52,28 @@ enum RunningSource {
     Pipeline(Pipeline),
     /// Whoever publishes over RTSP.
     Publisher(Arc<PublisherSlot>),
+    /// Another RTSP server's stream, pulled.
+    Relay(Relay),
+    /// An MP4 file, looped.
+    File(FileSource),
+}
+
+/// Which kind of source a path's config asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pipeline,
+    Publisher,
+    Relay,
+    File,
+}
+
+fn kind_of(cfg: &PathConfig) -> Kind {
+    match cfg.source_spec() {
+        Ok(SourceSpec::Publisher) => Kind::Publisher,
+        Ok(SourceSpec::Relay(_)) => Kind::Relay,
+        Ok(SourceSpec::File(_)) => Kind::File,
+        _ => Kind::Pipeline,
+    }
 }
 
 impl RunningSource {
@@ -59,12 +83,28 @@ impl RunningSource {
         cfg: &PathConfig,
         media: &Arc<MediaPath>,
         rtsp: &ServerContext,
+        runtime: &tokio::runtime::Handle,
     ) -> std::io::Result<RunningSource> {
         Ok(match cfg.source_spec() {
             Ok(SourceSpec::Publisher) => {
                 let slot = PublisherSlot::new(media.clone(), cfg.override_publisher);
                 rtsp.set_publisher(slot.clone());
                 RunningSource::Publisher(slot)
+            }
+            Ok(SourceSpec::Relay(url)) => RunningSource::Relay(Relay::start(
+                media.clone(),
+                RelaySettings {
+                    url,
+                    transport: cfg.rtsp_transport,
+                    on_demand: cfg.source_on_demand.then_some((
+                        cfg.source_on_demand_start_timeout.0,
+                        cfg.source_on_demand_close_after.0,
+                    )),
+                },
+                runtime,
+            )),
+            Ok(SourceSpec::File(path)) => {
+                RunningSource::File(FileSource::start(media.clone(), path)?)
             }
             _ => RunningSource::Pipeline(Pipeline::spawn(
                 media.clone(),
@@ -78,6 +118,8 @@ impl RunningSource {
         match self {
             RunningSource::Pipeline(p) => p.stats().clone(),
             RunningSource::Publisher(s) => s.stats().clone(),
+            RunningSource::Relay(r) => r.stats().clone(),
+            RunningSource::File(f) => f.stats().clone(),
         }
     }
 
@@ -87,6 +129,8 @@ impl RunningSource {
             RunningSource::Pipeline(p) => p.stop(),
             // Its publisher was told to leave when the slot left RTSP's registry.
             RunningSource::Publisher(slot) => slot.close(),
+            RunningSource::Relay(r) => r.stop(),
+            RunningSource::File(f) => f.stop(),
         }
     }
 }
@@ -153,7 +197,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn probe(name: &str, served: &ServedPath) -> PathProbe {
     PathProbe {
         name: name.to_string(),
-        source: served.config.source.clone(),
+        source: crate::config::masked_source(&served.config.source),
         media: served.media.clone(),
         stats: served.source.stats(),
         recorder: served.recording.as_ref().map(RecorderView::of),
@@ -219,7 +263,7 @@ impl Supervisor {
         run: &Config,
     ) -> std::io::Result<ServedPath> {
         let media = MediaPath::new(name);
-        let source = RunningSource::start(name, cfg, &media, &self.rtsp)?;
+        let source = RunningSource::start(name, cfg, &media, &self.rtsp, &self.runtime)?;
         {
             // RTP streams run on the runtime; this may be called from an HTTP thread.
             let _in_runtime = self.runtime.enter();
@@ -457,20 +501,25 @@ impl Supervisor {
             Action::ReopenSource(name) => {
                 if let (Some(served), Some(cfg)) = (st.paths.get_mut(&name), next.paths.get(&name))
                 {
-                    let publisher = matches!(cfg.source_spec(), Ok(SourceSpec::Publisher));
-                    match (&served.source, publisher) {
+                    match (&served.source, kind_of(cfg)) {
                         // A camera or pattern to another: the same thread reopens.
-                        (RunningSource::Pipeline(p), false) => p.reconfigure(
+                        (RunningSource::Pipeline(p), Kind::Pipeline) => p.reconfigure(
                             Some(crate::source::factory(&name, cfg)),
                             crate::source::encoder_settings(cfg),
                         ),
-                        (RunningSource::Publisher(_), true) => {}
+                        (RunningSource::Publisher(_), Kind::Publisher) => {}
                         // Another kind: a new source on the same hub (viewers stay).
                         _ => {
                             if matches!(served.source, RunningSource::Publisher(_)) {
                                 self.rtsp.remove_publisher(&name);
                             }
-                            match RunningSource::start(&name, cfg, &served.media, &self.rtsp) {
+                            match RunningSource::start(
+                                &name,
+                                cfg,
+                                &served.media,
+                                &self.rtsp,
+                                &self.runtime,
+                            ) {
                                 Ok(new) => {
                                     let old = std::mem::replace(&mut served.source, new);
                                     defer(Deferred::StopSource(name.clone(), old));

@@ -139,7 +139,11 @@ fn path_changes(
     }
     let source_changed = old.source != cfg.source
         || old.geometry() != cfg.geometry()
-        || old.pixel_format != cfg.pixel_format;
+        || old.pixel_format != cfg.pixel_format
+        || old.rtsp_transport != cfg.rtsp_transport
+        || old.source_on_demand != cfg.source_on_demand
+        || old.source_on_demand_start_timeout != cfg.source_on_demand_start_timeout
+        || old.source_on_demand_close_after != cfg.source_on_demand_close_after;
     let encoder_changed =
         old.bitrate() != cfg.bitrate() || old.idr_interval_s != cfg.idr_interval_s;
     if source_changed {
