@@ -20,7 +20,7 @@ set -euo pipefail
 need_build=(libclang-dev nasm pkg-config)
 need_test=(shellcheck ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
-  prometheus chromium systemd)
+  prometheus chromium systemd gir1.2-gst-rtsp-server-1.0 python3-gi)
 need_arm=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf
   qemu-user-static file)
 # Debian 12's rustc-web ships an aarch64 standard library, so no rustup target is needed.
@@ -108,16 +108,20 @@ system_packages() {
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The browser test's npm packages (playwright-core), exactly as package-lock.json pins them;
-# after the system packages, which bring node and npm.
-browser_modules() {
+# The tests' npm packages, exactly as each package-lock.json pins them; after the system
+# packages, which bring node and npm: tests/browser (playwright-core) and tests/relay
+# (rtsp-streaming-server, an independent RTSP server the relay tests pull from).
+npm_modules() {
   [ "$browser" = 1 ] || return 0
-  local dir
-  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-  [ -d "$dir/node_modules/playwright-core" ] && return 0
-  echo "installing tests/browser/node_modules: npm ci --prefix tests/browser" >&2
-  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  local root dir marker
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for pair in browser:playwright-core relay:rtsp-streaming-server; do
+    dir="$root/tests/${pair%%:*}" marker=${pair#*:}
+    [ -d "$dir/node_modules/$marker" ] && continue
+    echo "installing tests/${pair%%:*}/node_modules: npm ci --prefix tests/${pair%%:*}" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  done
 }
 
 system_packages
-browser_modules
+npm_modules
