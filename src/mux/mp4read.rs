@@ -390,7 +390,7 @@ mod tests {
                 .collect();
             let want: Vec<&[u8]> = frame
                 .nal_units()
-                .filter(|n| !matches!(crate::h264::nal_type(n), Some(7 | 8 | 9)))
+                .filter(|n| !matches!(crate::h264::nal_type(n), Some(7..=9)))
                 .collect();
             assert_eq!(nals, want);
         }
