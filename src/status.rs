@@ -186,6 +186,8 @@ pub struct ReaderSample {
     pub clients: Clients,
     /// Frames RTSP readers skipped because they lagged.
     pub frames_dropped: u64,
+    /// Bytes written to the path's RTSP viewers (RTP and interleaving headers included).
+    pub bytes_sent: u64,
 }
 
 /// Server-wide RTSP counters.
@@ -342,6 +344,8 @@ pub struct PathStatus {
     pub resolution: Option<Resolution>,
     pub clients: Clients,
     pub frames: u64,
+    /// Bytes sent to the path's viewers.
+    pub bytes_sent: u64,
     pub bytes: u64,
     pub idr_frames: u64,
     pub encode_seconds_total: f64,
@@ -670,6 +674,7 @@ impl Monitor {
                 height: i.height,
             }),
             clients: readers.clients,
+            bytes_sent: readers.bytes_sent,
             frames: s.frames,
             bytes: s.bytes,
             idr_frames: s.idr_frames,
@@ -844,6 +849,7 @@ pub(crate) mod tests {
             (path == "cam").then_some(ReaderSample {
                 clients: Clients { tcp: 1, udp: 2 },
                 frames_dropped: 7,
+                bytes_sent: 4_096,
             })
         }
         fn server(&self) -> ServerSample {
@@ -885,6 +891,7 @@ pub(crate) mod tests {
             clients: Clients::default(),
             frames: 0,
             bytes: 0,
+            bytes_sent: 0,
             idr_frames: 0,
             encode_seconds_total: 0.0,
             encode_buckets: Default::default(),
@@ -960,6 +967,7 @@ pub(crate) mod tests {
             serde_json::json!({"camera": 4, "bad": 0, "readers": 7})
         );
         assert_eq!(p["last_error"], "unplugged");
+        assert_eq!(p["bytes_sent"], 4_096);
         assert!(m.path("cam").is_some());
         assert!(m.path("nope").is_none());
     }

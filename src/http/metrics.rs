@@ -124,6 +124,18 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
         o.value("vigint_bytes_total", &[("path", &p.name)], p.bytes);
     }
     o.family(
+        "vigint_bytes_sent_total",
+        "counter",
+        "Bytes sent to RTSP viewers, RTP and interleaving headers included.",
+    );
+    for p in paths {
+        o.value(
+            "vigint_bytes_sent_total",
+            &[("path", &p.name)],
+            p.bytes_sent,
+        );
+    }
+    o.family(
         "vigint_frames_dropped_total",
         "counter",
         "Frames lost: by the camera, undecodable, or skipped by lagging RTSP readers.",

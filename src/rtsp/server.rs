@@ -377,6 +377,7 @@ impl crate::status::ClientProbe for ServerContext {
         Some(crate::status::ReaderSample {
             clients: stream.clients.get(),
             frames_dropped: stream.hub.dropped_by_readers(),
+            bytes_sent: stream.bytes_sent(),
         })
     }
     fn server(&self) -> crate::status::ServerSample {

@@ -4,7 +4,7 @@
 //! timestamp origin, and the sender-report clock mapping. Clients read `RtpFrame`s from the
 //! RTP hub and write slices of the one shared buffer.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -33,6 +33,8 @@ pub struct RtpStream {
     readers: AtomicUsize,
     /// Media time of the newest frame: how far behind a reader is.
     newest_dts: AtomicI64,
+    /// Bytes written to this path's viewers.
+    bytes_sent: AtomicU64,
     clock: Mutex<Option<ClockPoint>>,
     /// Bumped when the picture format changes (size, SPS): sessions end so that clients
     /// reconnect and get a new description.
@@ -96,6 +98,7 @@ impl RtpStream {
                 clients: Arc::default(),
                 readers: AtomicUsize::new(0),
                 newest_dts: AtomicI64::new(0),
+                bytes_sent: AtomicU64::new(0),
                 clock: Mutex::new(None),
                 format,
                 task,
@@ -120,6 +123,15 @@ impl RtpStream {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Counts bytes written to one viewer.
+    pub fn count_sent(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
     }
 
     /// How far `frame` is behind the newest frame, in 90 kHz ticks.

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::HubReader;
 use crate::rtsp::rtcp;
-use crate::rtsp::rtp::RtpFrame;
+use crate::rtsp::rtp::{self, RtpFrame};
 use crate::rtsp::stream::RtpStream;
 use crate::rtsp::udp::{self, Destination};
 
@@ -119,6 +119,8 @@ pub(super) async fn udp_sender(play: UdpPlay, peer: SocketAddr) {
             log::warn!("rtsp: {peer} UDP send failed: {e}; stopping its media");
             return;
         }
+        // UDP carries no interleaving headers.
+        stream.count_sent(frame.buf.len() - frame.packet_count() * rtp::INTERLEAVED_HEADER_LEN);
     }
 }
 
@@ -189,7 +191,7 @@ pub(super) async fn writer_task(
                     }
                 }
                 match tokio::time::timeout(stall, write_frame(&mut wr, &frame, p)).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => p.stream.count_sent(frame.buf.len()),
                     Ok(Err(_)) => return,
                     Err(_) => {
                         log::warn!(
