@@ -1,9 +1,11 @@
 //! UTC calendar arithmetic without a date crate: days since 1970-01-01 to and from a
 //! (year, month, day), H. Hinnant's algorithms.
 //!
-//! Owns: the conversions, leap years and month lengths. Pure; used by the logger's
-//! timestamps and by segment names (`naming`). Does not own: time zones (UTC only) or
-//! clocks.
+//! Owns: the conversions, leap years and month lengths, and the one timestamp format
+//! (`utc_timestamp`). Pure; used by the logger, segment names (`naming`) and the APIs.
+//! Does not own: time zones (UTC only) or clocks.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn is_leap(y: u32) -> bool {
     (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
@@ -41,6 +43,21 @@ pub fn days_from_civil(y: u32, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, what logs and the APIs show).
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! sampled by `Monitor`'s own thread). Does not own: any counter itself, or any protocol.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -181,9 +182,11 @@ pub struct Clients {
 }
 
 /// The RTSP side of one path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReaderSample {
     pub clients: Clients,
+    /// Who plays the path now, oldest first.
+    pub readers: Vec<ReaderInfo>,
     /// Frames RTSP readers skipped because they lagged.
     pub frames_dropped: u64,
     /// Bytes written to the path's RTSP viewers (RTP and interleaving headers included).
@@ -208,17 +211,53 @@ pub trait ClientProbe: Send + Sync {
     fn server(&self) -> ServerSample;
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
     Udp,
 }
 
-/// Playing clients of one path by transport; a `ClientGuard` counts one while it lives.
+/// One client playing a path, as the APIs list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReaderInfo {
+    /// Random, in UUID form: names the reader in the APIs only (it is not the RTSP
+    /// `Session`, which would let whoever reads the API end the session).
+    pub id: String,
+    pub transport: Transport,
+    pub peer: String,
+    /// When it started playing (RFC 3339 UTC).
+    pub since: String,
+}
+
+/// A random version-4 UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // Without randomness the ids are still unique enough for a list: counters follow.
+    if getrandom::getrandom(&mut b).is_err() {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        b[..8].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Playing clients of one path by transport, and who they are; a `ClientGuard` counts one
+/// while it lives. Changed once per PLAY and per session end, never per frame.
 #[derive(Debug, Default)]
 pub struct ClientCounter {
     tcp: AtomicUsize,
     udp: AtomicUsize,
+    readers: Mutex<Vec<ReaderInfo>>,
 }
 
 impl ClientCounter {
@@ -228,13 +267,31 @@ impl ClientCounter {
             Transport::Udp => &self.udp,
         }
     }
-    pub fn enter(self: &Arc<Self>, transport: Transport) -> ClientGuard {
+    fn readers_list(&self) -> MutexGuard<'_, Vec<ReaderInfo>> {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn enter(self: &Arc<Self>, transport: Transport, peer: SocketAddr) -> ClientGuard {
         self.slot(transport).fetch_add(1, Ordering::AcqRel);
+        let id = random_uuid();
+        self.readers_list().push(ReaderInfo {
+            id: id.clone(),
+            transport,
+            peer: peer.to_string(),
+            since: crate::calendar::utc_timestamp(SystemTime::now()),
+        });
         ClientGuard {
             counter: self.clone(),
             transport,
+            id,
         }
     }
+
+    /// Who plays now, oldest first.
+    pub fn readers(&self) -> Vec<ReaderInfo> {
+        self.readers_list().clone()
+    }
+
     pub fn get(&self) -> Clients {
         Clients {
             tcp: self.tcp.load(Ordering::Relaxed),
@@ -247,10 +304,12 @@ impl ClientCounter {
 pub struct ClientGuard {
     counter: Arc<ClientCounter>,
     transport: Transport,
+    id: String,
 }
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
+        self.counter.readers_list().retain(|r| r.id != self.id);
         self.counter
             .slot(self.transport)
             .fetch_sub(1, Ordering::AcqRel);
@@ -318,6 +377,48 @@ pub struct Resolution {
     pub height: u32,
 }
 
+/// A video track's codec as players name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Codec {
+    /// `H264`.
+    pub name: &'static str,
+    /// `Baseline`, `Main`, `High`, ... (`profile_idc` in numbers when unnamed).
+    pub profile: String,
+    /// `3.1`, `4`, ...
+    pub level: String,
+}
+
+impl Codec {
+    /// The codec an SPS describes; `None` when it does not parse.
+    pub fn of_h264_sps(sps: &[u8]) -> Option<Codec> {
+        let info = crate::h264::parse_sps(sps).ok()?;
+        let profile = match info.profile_idc {
+            66 if info.constraint_flags & 0x40 != 0 => "Constrained Baseline".to_string(),
+            66 => "Baseline".to_string(),
+            77 => "Main".to_string(),
+            88 => "Extended".to_string(),
+            100 => "High".to_string(),
+            110 => "High 10".to_string(),
+            122 => "High 4:2:2".to_string(),
+            244 => "High 4:4:4 Predictive".to_string(),
+            other => other.to_string(),
+        };
+        // Level 1b is level_idc 11 with constraint_set3 in Baseline and Main.
+        let level = match info.level_idc {
+            11 if matches!(info.profile_idc, 66 | 77) && info.constraint_flags & 0x10 != 0 => {
+                "1b".to_string()
+            }
+            l if l % 10 == 0 => (l / 10).to_string(),
+            l => format!("{}.{}", l / 10, l % 10),
+        };
+        Some(Codec {
+            name: "H264",
+            profile,
+            level,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Drops {
     /// Lost by the camera (sequence gaps, failed buffers, outages).
@@ -342,7 +443,14 @@ pub struct PathStatus {
     pub fps: Option<f64>,
     pub bitrate_kbps: Option<f64>,
     pub resolution: Option<Resolution>,
+    /// The video's codec, profile and level (from its SPS), once known.
+    pub codec: Option<Codec>,
+    /// When the source last began streaming (RFC 3339 UTC, to the sampler's half second);
+    /// `None` while it does not stream.
+    pub streaming_since: Option<String>,
     pub clients: Clients,
+    /// Who plays the path now.
+    pub readers: Vec<ReaderInfo>,
     pub frames: u64,
     /// Bytes sent to the path's viewers.
     pub bytes_sent: u64,
@@ -533,6 +641,8 @@ pub trait RecorderProbe: Send + Sync {
 struct Watched {
     probe: PathProbe,
     window: RateWindow,
+    /// When the sampler first saw the source streaming this time.
+    streaming_since: Option<SystemTime>,
 }
 
 /// Reads every probe, keeps the rate windows, and builds snapshots. Paths come and go as
@@ -557,6 +667,7 @@ impl Monitor {
             .map(|probe| Watched {
                 probe,
                 window: RateWindow::default(),
+                streaming_since: None,
             })
             .collect();
         Arc::new(Monitor {
@@ -604,6 +715,7 @@ impl Monitor {
                 paths.push(Watched {
                     probe,
                     window: RateWindow::default(),
+                    streaming_since: None,
                 });
                 paths.sort_by(|a, b| a.probe.name.cmp(&b.probe.name));
             }
@@ -625,6 +737,11 @@ impl Monitor {
         for w in self.paths().iter_mut() {
             let s = w.probe.stats.sample();
             w.window.push(now, s.frames, s.bytes);
+            if s.state != SourceState::Streaming {
+                w.streaming_since = None;
+            } else if w.streaming_since.is_none() {
+                w.streaming_since = Some(SystemTime::now());
+            }
         }
         self.sweeps.fetch_add(1, Ordering::Relaxed);
     }
@@ -658,6 +775,11 @@ impl Monitor {
         let p = &w.probe;
         let s = p.stats.sample();
         let readers = self.clients.readers(&p.name).unwrap_or_default();
+        let info = p.media.info();
+        // Between the start and the sampler's next pass: now, to within half a second.
+        let streaming_since = (s.state == SourceState::Streaming).then(|| {
+            crate::calendar::utc_timestamp(w.streaming_since.unwrap_or_else(SystemTime::now))
+        });
         let rates = w.window.rates();
         let delivering = w.window.delivering(now, STALL_AFTER);
         let round = |v: f64, scale: f64| (v * scale).round() / scale;
@@ -669,11 +791,14 @@ impl Monitor {
             state: s.state,
             fps: rates.map(|(fps, _)| round(fps, 10.0)),
             bitrate_kbps: rates.map(|(_, bps)| round(bps / 1000.0, 10.0)),
-            resolution: p.media.info().map(|i| Resolution {
+            resolution: info.as_ref().map(|i| Resolution {
                 width: i.width,
                 height: i.height,
             }),
+            codec: info.as_ref().and_then(|i| Codec::of_h264_sps(&i.sps)),
+            streaming_since,
             clients: readers.clients,
+            readers: readers.readers,
             bytes_sent: readers.bytes_sent,
             frames: s.frames,
             bytes: s.bytes,
@@ -827,14 +952,63 @@ pub(crate) mod tests {
     #[test]
     fn client_guards_count_by_transport() {
         let c = Arc::new(ClientCounter::default());
-        let a = c.enter(Transport::Tcp);
-        let b = c.enter(Transport::Udp);
-        let d = c.enter(Transport::Tcp);
+        let peer = |port| SocketAddr::from(([192, 0, 2, 1], port));
+        let a = c.enter(Transport::Tcp, peer(1));
+        let b = c.enter(Transport::Udp, peer(2));
+        let d = c.enter(Transport::Tcp, peer(3));
         assert_eq!(c.get(), Clients { tcp: 2, udp: 1 });
+        let listed = c.readers();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[1].peer, "192.0.2.1:2");
+        assert_eq!(listed[1].transport, Transport::Udp);
+        assert_ne!(listed[0].id, listed[2].id);
         drop((a, b));
         assert_eq!(c.get(), Clients { tcp: 1, udp: 0 });
+        assert_eq!(c.readers().len(), 1);
+        assert_eq!(c.readers()[0].peer, "192.0.2.1:3");
         drop(d);
         assert_eq!(c.get(), Clients::default());
+        assert!(c.readers().is_empty());
+    }
+
+    #[test]
+    fn uuids_have_the_version_4_form() {
+        let u = random_uuid();
+        assert_eq!(u.len(), 36, "{u}");
+        let dashes: Vec<usize> = u.match_indices('-').map(|(i, _)| i).collect();
+        assert_eq!(dashes, [8, 13, 18, 23], "{u}");
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(random_uuid(), u);
+    }
+
+    #[test]
+    fn codecs_are_named_from_the_sps() {
+        // SPSs written by libx264: constrained baseline 3.1, main 3.0, high 4.0.
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let named = |sps: &str| {
+            let c = Codec::of_h264_sps(&hex(sps)).unwrap();
+            assert_eq!(c.name, "H264");
+            (c.profile, c.level)
+        };
+        assert_eq!(
+            named("6742c01fd9005005bb0110000003001000000303c0f1832480"),
+            ("Constrained Baseline".into(), "3.1".into())
+        );
+        assert_eq!(
+            named("674d401eeca0501ed80880000003008000001e078b16cb"),
+            ("Main".into(), "3".into())
+        );
+        assert_eq!(
+            named("67640028acd940780227e5c044000003000400000300f03c60c658"),
+            ("High".into(), "4".into())
+        );
+        assert_eq!(Codec::of_h264_sps(&[0x67]), None);
     }
 
     struct FakeSource(SourceSample);
@@ -850,6 +1024,7 @@ pub(crate) mod tests {
                 clients: Clients { tcp: 1, udp: 2 },
                 frames_dropped: 7,
                 bytes_sent: 4_096,
+                readers: Vec::new(),
             })
         }
         fn server(&self) -> ServerSample {
@@ -888,7 +1063,10 @@ pub(crate) mod tests {
             fps: None,
             bitrate_kbps: None,
             resolution: None,
+            codec: None,
+            streaming_since: None,
             clients: Clients::default(),
+            readers: Vec::new(),
             frames: 0,
             bytes: 0,
             bytes_sent: 0,

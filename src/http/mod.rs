@@ -9,6 +9,7 @@
 //! `source` or `record`.
 
 pub mod login;
+pub mod mediamtx;
 pub mod metrics;
 pub mod play;
 pub mod recordings;
@@ -162,7 +163,16 @@ fn with_body(req: &Request, any: bool, f: impl FnOnce(serde_json::Value) -> Resp
     }
 }
 
-fn content_type_ok(req: &Request) -> bool {
+/// A client that is not a browser: browsers send `Origin` or `Sec-Fetch-Site` with every
+/// state-changing request, scripts (curl, MediaMTX clients) neither.
+fn from_script(req: &Request) -> bool {
+    req.header("Origin").is_none() && req.header("Sec-Fetch-Site").is_none()
+}
+
+/// JSON bodies only, so that a cross-site form cannot post one. MediaMTX's API also takes
+/// what `curl -d` sends (`application/x-www-form-urlencoded`, holding JSON) from scripts,
+/// never from a browser.
+fn content_type_ok(req: &Request, route: &Route) -> bool {
     if req.body.is_empty() {
         return true;
     }
@@ -174,7 +184,14 @@ fn content_type_ok(req: &Request) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    ct == JSON || (req.method == "PATCH" && ct == "application/merge-patch+json")
+    ct == JSON
+        || (req.method == "PATCH" && ct == "application/merge-patch+json")
+        || (matches!(route, Route::Mediamtx(_))
+            && from_script(req)
+            && matches!(
+                ct.as_str(),
+                "" | "application/x-www-form-urlencoded" | "text/plain"
+            ))
 }
 
 /// `{"password": "..."}` checked as a new admin password, hashed.
@@ -193,8 +210,17 @@ fn session(setup_required: bool, logged_in: bool) -> serde_json::Value {
     serde_json::json!({"setup_required": setup_required, "logged_in": logged_in})
 }
 
-/// Answers one request.
+/// Answers one request; errors under MediaMTX's API take its shape.
 pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
+    let r = answer_route(ctx, req);
+    if mediamtx::is_mediamtx(&req.target) {
+        mediamtx::reshape_error(r)
+    } else {
+        r
+    }
+}
+
+fn answer_route(ctx: &HttpContext, req: &Request) -> Response {
     if req.body.len() > MAX_BODY {
         return error(
             413,
@@ -223,7 +249,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                 "changes must come from this device's own page",
             );
         }
-        if !content_type_ok(req) {
+        if !content_type_ok(req, &route) {
             return error(
                 415,
                 "unsupported_media_type",
@@ -440,6 +466,7 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
                 }
             }
         }
+        Route::Mediamtx(call) => mediamtx::answer(ctx, req, call),
         Route::DeletePath(name) => written(
             200,
             ctx.control.update(&mut |cur| {

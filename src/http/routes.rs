@@ -30,6 +30,8 @@ pub enum Route {
         path: String,
         file: String,
     },
+    /// MediaMTX's API (`/v3/...`, `/v1/...`).
+    Mediamtx(super::mediamtx::Call),
 }
 
 /// Who may ask.
@@ -48,6 +50,7 @@ impl Route {
         match self {
             Route::Page | Route::Healthz | Route::Session | Route::Setup => Access::Open,
             Route::Status | Route::Paths | Route::Path(_) | Route::Metrics => Access::Status,
+            Route::Mediamtx(call) => call.access(),
             _ => Access::Admin,
         }
     }
@@ -116,6 +119,9 @@ fn segment_target(rest: &str) -> Result<(String, String), RouteError> {
 pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let method = if method == "HEAD" { "GET" } else { method };
+    if let Some(call) = super::mediamtx::decode(method, path) {
+        return call.map(Route::Mediamtx);
+    }
     let not_allowed = |allow| Err(RouteError::MethodNotAllowed { allow });
     let get_only = |route: Route| match method {
         "GET" => Ok(route),

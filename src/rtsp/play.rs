@@ -373,7 +373,7 @@ impl Play {
             Transport::Tcp { .. } => ("TCP", status::Transport::Tcp),
             Transport::Udp { .. } => ("UDP", status::Transport::Udp),
         };
-        s.playing = Some(s.stream.clients.enter(counted));
+        s.playing = Some(s.stream.clients.enter(counted, self.peer));
         log::info!(
             "rtsp: {} playing {} over {kind} (session {})",
             self.peer,

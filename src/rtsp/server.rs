@@ -376,6 +376,7 @@ impl crate::status::ClientProbe for ServerContext {
         let stream = self.path(path)?;
         Some(crate::status::ReaderSample {
             clients: stream.clients.get(),
+            readers: stream.clients.readers(),
             frames_dropped: stream.hub.dropped_by_readers(),
             bytes_sent: stream.bytes_sent(),
         })

@@ -27,6 +27,7 @@ pub struct Server {
     pub started: Instant,
     /// The `--config` file (the API saves changes there).
     pub config_path: PathBuf,
+    launch: Launch,
     _dir: TempDir,
 }
 
@@ -39,8 +40,76 @@ pub fn pattern_path(width: u32, height: u32, fps: u32, kbps: u32) -> serde_json:
     })
 }
 
+/// A started process: the child, its RTSP and HTTP addresses, its log, when it started.
+type Spawned = (
+    Child,
+    SocketAddr,
+    Option<SocketAddr>,
+    Arc<Mutex<Vec<String>>>,
+    Instant,
+);
+
+/// Starts vigint on `cfg_path` and waits until RTSP serves.
+fn spawn(cfg_path: &std::path::Path, launch: &Launch) -> Spawned {
+    let started = Instant::now();
+    let mut command = match launch.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_vigint"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vigint")),
+    };
+    let mut child = command
+        .envs(launch.env.iter().cloned())
+        .arg("--config")
+        .arg(cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigint");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var_os("VIGINT_TEST_LOG").is_some() {
+                eprintln!("[vigint] {line}");
+            }
+            if let Some(rest) = line.split("rtsp: listening on ").nth(1) {
+                if let Some(addr) = rest.split_whitespace().next() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+            log2.lock().expect("log lock").push(line);
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "vigint did not start; log:\n{}",
+                log.lock().expect("log").join("\n")
+            );
+        }
+    };
+    let rtsp: SocketAddr = addr.parse().expect("listen address");
+    // The HTTP server starts (or fails to) before RTSP announces itself.
+    let http = log
+        .lock()
+        .expect("log")
+        .iter()
+        .find_map(|l| l.split("http: listening on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    (child, rtsp, http, log, started)
+}
+
 /// How a test starts the process, beyond its config.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Launch {
     /// A command (and its arguments) that runs vigint, e.g. `unshare` with a mount script
     /// that ends in `exec "$@"`; vigint and its arguments follow it.
@@ -122,60 +191,7 @@ impl Server {
         let cfg_path = dir.path().join("vigint.json");
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json"))
             .expect("write config");
-        let started = Instant::now();
-        let mut command = match launch.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_vigint"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_vigint")),
-        };
-        let mut child = command
-            .envs(launch.env)
-            .arg("--config")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vigint");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("VIGINT_TEST_LOG").is_some() {
-                    eprintln!("[vigint] {line}");
-                }
-                if let Some(rest) = line.split("rtsp: listening on ").nth(1) {
-                    if let Some(addr) = rest.split_whitespace().next() {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-                log2.lock().expect("log lock").push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "vigint did not start; log:\n{}",
-                    log.lock().expect("log").join("\n")
-                );
-            }
-        };
-        let rtsp: SocketAddr = addr.parse().expect("listen address");
-        // The HTTP server starts (or fails to) before RTSP announces itself.
-        let http = log
-            .lock()
-            .expect("log")
-            .iter()
-            .find_map(|l| l.split("http: listening on ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok());
+        let (child, rtsp, http, log, started) = spawn(&cfg_path, &launch);
         Server {
             child,
             rtsp,
@@ -183,8 +199,21 @@ impl Server {
             log,
             started,
             config_path: cfg_path,
+            launch,
             _dir: dir,
         }
+    }
+
+    /// Stops the process cleanly and starts it again on the same config file and data
+    /// directory (new ports: the file asks for port 0).
+    pub fn restart(&mut self) {
+        self.terminate();
+        let (child, rtsp, http, log, started) = spawn(&self.config_path, &self.launch);
+        self.child = child;
+        self.rtsp = rtsp;
+        self.http = http;
+        self.log = log;
+        self.started = started;
     }
 
     pub fn url(&self, path: &str) -> String {
