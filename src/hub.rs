@@ -1,16 +1,21 @@
 //! Fan-out of one stream to many readers.
 //!
 //! Owns: the per-path `Hub` (publish never blocks, new readers start at a key frame, lagging
-//! readers skip whole frames up to the next key frame and the skip is counted) and the
-//! `MediaPath` that pairs a hub of encoded frames with the stream description.
+//! readers skip whole frames up to the next key frame and the skip is counted), the path's
+//! key-frame policy (`KeyframeRequest`: requests coalesced and forced at most once per
+//! `min_interval`; `fast_start` hands a new reader the group of pictures since the last key
+//! frame) and the `MediaPath` that pairs a hub of encoded frames with the stream
+//! description.
 //! Does not own: what readers do with frames (RTSP, recording) or where frames come from.
 //!
 //! A bounded ring (tokio `broadcast`) holds the last `capacity` items; a reader that falls
 //! further behind is told so by the ring, and then waits for the next key frame, so that a
 //! slow reader never receives part of a group of pictures and never slows the others.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 
@@ -19,33 +24,128 @@ use crate::media::{EncodedFrame, StreamInfo};
 /// Anything a hub can carry: it must say whether a reader may start decoding at it.
 pub trait HubItem: Send + Sync + 'static {
     fn is_key(&self) -> bool;
+    /// Bytes it holds (bounds the group of pictures kept for fast starts).
+    fn size(&self) -> usize;
 }
 
 impl HubItem for EncodedFrame {
     fn is_key(&self) -> bool {
         self.is_idr
     }
+    fn size(&self) -> usize {
+        self.data.len()
+    }
 }
 
-/// A request for a key frame, set by readers, taken by the encoder (coalesced).
-#[derive(Default, Debug)]
-pub struct KeyframeRequest(AtomicBool);
+/// How often a key frame may be forced for readers unless the path says otherwise.
+pub const DEFAULT_FORCED_IDR_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most a hub keeps of the group of pictures since its last key frame for fast starts;
+/// a longer group is not kept (readers then wait for the next key frame).
+pub const FAST_START_MAX_FRAMES: usize = 600;
+pub const FAST_START_MAX_BYTES: usize = 8 << 20;
+
+/// A path's key-frame policy, shared by its hubs. Readers that need a key frame ask
+/// (`request`, coalesced); the encoder takes the request (`take`) at most once per
+/// `min_interval` after the last key frame, forced or not: every forced IDR costs every
+/// viewer and the recording its bits, and 50 viewers joining must not cost 50 of them. A
+/// natural key frame answers every request pending. With `fast_start`, a new reader gets
+/// the group of pictures since the last key frame at once instead of waiting for (or
+/// forcing) the next one: for sources that cannot make one on request (publishers, relays,
+/// files), at the price of starting up to one group behind live.
+#[derive(Debug)]
+pub struct KeyframeRequest {
+    pending: AtomicBool,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last key frame through a hub, plus 1; 0: none yet.
+    last_key_ms: AtomicU64,
+    min_interval_ms: AtomicU64,
+    fast_start: AtomicBool,
+    /// Requests granted (key frames forced).
+    forced: AtomicU64,
+}
+
+impl Default for KeyframeRequest {
+    fn default() -> Self {
+        KeyframeRequest {
+            pending: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_key_ms: AtomicU64::new(0),
+            min_interval_ms: AtomicU64::new(DEFAULT_FORCED_IDR_MIN_INTERVAL.as_millis() as u64),
+            fast_start: AtomicBool::new(false),
+            forced: AtomicU64::new(0),
+        }
+    }
+}
 
 impl KeyframeRequest {
-    pub fn request(&self) {
-        self.0.store(true, Ordering::Release);
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
-    /// Returns true once per burst of requests.
+
+    pub fn request(&self) {
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// True when the encoder should make the next frame a key frame: someone asked, and the
+    /// last key frame is at least `min_interval` old. A request not yet due stays pending.
     pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::AcqRel)
+        self.take_at(self.now_ms())
+    }
+
+    fn take_at(&self, now_ms: u64) -> bool {
+        if !self.pending.load(Ordering::Acquire) {
+            return false;
+        }
+        let last = self.last_key_ms.load(Ordering::Acquire);
+        let min = self.min_interval_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last - 1) < min {
+            return false;
+        }
+        let granted = self.pending.swap(false, Ordering::AcqRel);
+        if granted {
+            self.forced.fetch_add(1, Ordering::Relaxed);
+        }
+        granted
+    }
+
+    /// A key frame went through a hub: it answers every request made so far.
+    fn key_passed(&self) {
+        self.key_passed_at(self.now_ms());
+    }
+
+    fn key_passed_at(&self, now_ms: u64) {
+        self.last_key_ms.store(now_ms + 1, Ordering::Release);
+        self.pending.store(false, Ordering::Release);
+    }
+
+    /// At most one forced key frame per `d` (zero: no limit).
+    pub fn set_min_interval(&self, d: Duration) {
+        self.min_interval_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_fast_start(&self, on: bool) {
+        self.fast_start.store(on, Ordering::Relaxed);
+    }
+
+    pub fn fast_start(&self) -> bool {
+        self.fast_start.load(Ordering::Relaxed)
+    }
+
+    /// Key frames forced for readers so far.
+    pub fn forced(&self) -> u64 {
+        self.forced.load(Ordering::Relaxed)
     }
 }
 
 struct HubState<T> {
     /// `None` once the hub is closed: readers then see the end of the stream.
     tx: Option<broadcast::Sender<Arc<T>>>,
-    /// The most recent item, when it is a key frame: a new reader can start right there.
-    last_key: Option<Arc<T>>,
+    /// Everything since the most recent key frame when the path asks for fast starts,
+    /// else that key frame while it is the latest item: where a new reader starts.
+    gop: Vec<Arc<T>>,
+    gop_bytes: usize,
 }
 
 /// Fan-out of items to readers. `publish` never waits for a reader.
@@ -63,7 +163,8 @@ impl<T: HubItem> Hub<T> {
         Hub {
             state: Mutex::new(HubState {
                 tx: Some(tx),
-                last_key: None,
+                gop: Vec::new(),
+                gop_bytes: 0,
             }),
             keyframe,
             published: AtomicU64::new(0),
@@ -80,7 +181,25 @@ impl<T: HubItem> Hub<T> {
     /// Hands an item to every reader. Never blocks on readers.
     pub fn publish(&self, item: Arc<T>) {
         let mut st = self.lock();
-        st.last_key = item.is_key().then(|| item.clone());
+        let keep = if item.is_key() {
+            self.keyframe.key_passed();
+            st.gop.clear();
+            st.gop_bytes = 0;
+            true
+        } else {
+            // Kept only after a key frame, and only while the group is not too long.
+            self.keyframe.fast_start()
+                && !st.gop.is_empty()
+                && st.gop.len() < FAST_START_MAX_FRAMES
+                && st.gop_bytes + item.size() <= FAST_START_MAX_BYTES
+        };
+        if keep {
+            st.gop_bytes += item.size();
+            st.gop.push(item.clone());
+        } else if !st.gop.is_empty() {
+            st.gop.clear();
+            st.gop_bytes = 0;
+        }
         if let Some(tx) = &st.tx {
             // An error only means there is no reader right now.
             let _ = tx.send(item);
@@ -88,20 +207,23 @@ impl<T: HubItem> Hub<T> {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A new reader. It starts at the cached key frame when that is the latest item, else at
-    /// the next key frame (which it asks the encoder for).
+    /// A new reader. It starts at the cached key frame when that is the latest item, or
+    /// (fast start) with the group of pictures since the last key frame; else at the next
+    /// key frame, which it asks the encoder for.
     pub fn subscribe(self: &Arc<Self>) -> HubReader<T> {
         let st = self.lock();
+        // Under the lock: the backlog ends exactly where the ring picks up.
         let rx = st.tx.as_ref().map(|tx| tx.subscribe());
-        let first = st.last_key.clone();
+        let backlog: VecDeque<Arc<T>> = st.gop.iter().cloned().collect();
         drop(st);
-        if first.is_none() {
+        if backlog.is_empty() {
             self.keyframe.request();
         }
         HubReader {
             hub: self.clone(),
             rx,
-            first,
+            backlog,
+            from_backlog: false,
             sync: KeySync::Joining,
             dropped: 0,
         }
@@ -111,13 +233,16 @@ impl<T: HubItem> Hub<T> {
     pub fn close(&self) {
         let mut st = self.lock();
         st.tx = None;
-        st.last_key = None;
+        st.gop.clear();
+        st.gop_bytes = 0;
     }
 
-    /// Forgets the cached key frame (the source restarted and the old one no longer decodes
-    /// with the new parameters).
+    /// Forgets the cached key frame and its group (the source restarted and they no longer
+    /// decode with the new parameters).
     pub fn forget_key(&self) {
-        self.lock().last_key = None;
+        let mut st = self.lock();
+        st.gop.clear();
+        st.gop_bytes = 0;
     }
 
     pub fn published(&self) -> u64 {
@@ -138,7 +263,10 @@ impl<T: HubItem> Hub<T> {
 pub struct HubReader<T> {
     hub: Arc<Hub<T>>,
     rx: Option<broadcast::Receiver<Arc<T>>>,
-    first: Option<Arc<T>>,
+    /// Where it starts: a key frame and (fast start) the rest of its group.
+    backlog: VecDeque<Arc<T>>,
+    /// The last item came from `backlog`: it is behind live on purpose.
+    from_backlog: bool,
     sync: KeySync,
     dropped: u64,
 }
@@ -202,11 +330,20 @@ impl<T: HubItem> HubReader<T> {
         self.hub.keyframe.request();
     }
 
-    /// A queued starting key frame, taken once.
+    /// The next item of the starting backlog, if any is left.
     fn take_first(&mut self) -> Option<Arc<T>> {
-        let first = self.first.take()?;
-        self.sync = KeySync::Synced;
-        Some(first)
+        let first = self.backlog.pop_front();
+        self.from_backlog = first.is_some();
+        if first.is_some() {
+            self.sync = KeySync::Synced;
+        }
+        first
+    }
+
+    /// True when the last item came from the fast-start backlog (behind live on purpose, so
+    /// not a reason to skip ahead).
+    pub fn from_backlog(&self) -> bool {
+        self.from_backlog
     }
 
     /// Applies the key-frame and lag rules to one result from the ring.
@@ -279,8 +416,9 @@ impl<T: HubItem> HubReader<T> {
     /// Gives up everything queued and waits for a fresh key frame (used after a reader
     /// could not deliver a frame in time, so the rest of its group of pictures is useless).
     pub fn resync(&mut self) {
-        self.first = None;
-        let mut skipped = 0;
+        let mut skipped = self.backlog.len() as u64;
+        self.backlog.clear();
+        self.from_backlog = false;
         if let Some(rx) = self.rx.as_mut() {
             loop {
                 match rx.try_recv() {
@@ -399,6 +537,9 @@ mod tests {
         fn is_key(&self) -> bool {
             self.key
         }
+        fn size(&self) -> usize {
+            1000
+        }
     }
 
     fn hub(cap: usize) -> Arc<Hub<Item>> {
@@ -433,6 +574,7 @@ mod tests {
     #[test]
     fn new_reader_between_key_frames_waits_and_requests_one() {
         let h = hub(8);
+        h.keyframe.set_min_interval(Duration::ZERO);
         h.publish(item(1, true));
         h.publish(item(2, false));
         let mut r = h.subscribe();
@@ -491,6 +633,80 @@ mod tests {
         h.publish(item(3, false));
         h.publish(item(4, true));
         assert_eq!(drain(&mut r), vec![4]);
-        assert_eq!(r.dropped_frames(), 3);
+        // The unread starting key frame, 1, 2 and 3.
+        assert_eq!(r.dropped_frames(), 4);
+    }
+
+    #[test]
+    fn forced_key_frames_are_rate_limited() {
+        let k = KeyframeRequest::default();
+        k.set_min_interval(Duration::from_secs(1));
+        assert!(!k.take_at(0), "nobody asked");
+        k.request();
+        assert!(k.take_at(0), "no key frame yet: granted at once");
+        k.key_passed_at(0);
+        // 50 joiners in the next second: one request pending, granted once it is due.
+        for t in [10, 200, 500, 999] {
+            k.request();
+            assert!(!k.take_at(t), "{t} ms after the last key frame");
+        }
+        assert!(k.take_at(1000));
+        assert!(!k.take_at(1001), "taken once");
+        k.key_passed_at(1000);
+        assert_eq!(k.forced(), 2);
+        // A natural key frame answers what is pending.
+        k.request();
+        k.key_passed_at(2500);
+        assert!(!k.take_at(4000));
+        // Zero: no limit.
+        k.set_min_interval(Duration::ZERO);
+        k.request();
+        assert!(k.take_at(2500));
+    }
+
+    #[test]
+    fn fast_start_hands_a_new_reader_the_group_since_the_key_frame() {
+        let h = hub(8);
+        h.keyframe.set_fast_start(true);
+        h.publish(item(0, false)); // before any key frame: nothing to start from
+        h.publish(item(1, true));
+        h.publish(item(2, false));
+        h.publish(item(3, false));
+        let mut r = h.subscribe();
+        assert!(!h.keyframe.take(), "no key frame asked for");
+        h.publish(item(4, false));
+        let mut got = Vec::new();
+        while let TryNext::Item(i) = r.try_next() {
+            got.push((i.n, r.from_backlog()));
+        }
+        assert_eq!(
+            got,
+            vec![(1, true), (2, true), (3, true), (4, false)],
+            "the backlog, then live, nothing twice"
+        );
+        // A new key frame starts a new group.
+        h.publish(item(5, true));
+        let mut r2 = h.subscribe();
+        assert_eq!(drain(&mut r2), vec![5]);
+        // Without fast start only a key frame that is the latest item is kept.
+        h.keyframe.set_fast_start(false);
+        h.publish(item(6, false));
+        let mut r3 = h.subscribe();
+        h.publish(item(7, true));
+        assert_eq!(drain(&mut r3), vec![7]);
+    }
+
+    #[test]
+    fn fast_start_keeps_no_group_longer_than_its_bounds() {
+        let h = hub(8);
+        h.keyframe.set_fast_start(true);
+        h.keyframe.set_min_interval(Duration::ZERO);
+        h.publish(item(0, true));
+        for n in 1..FAST_START_MAX_FRAMES as u32 + 5 {
+            h.publish(item(n, false));
+        }
+        let mut r = h.subscribe();
+        assert!(h.keyframe.take(), "too long a group: wait for a key frame");
+        assert!(matches!(r.try_next(), TryNext::Empty));
     }
 }

@@ -629,3 +629,49 @@ fn malformed_publishers_get_errors_and_disturb_nobody() {
     retina_util::assert_consecutive(&frames, FPS, "cam while door's publisher misbehaves");
     assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
 }
+
+/// A publisher's long groups of pictures (8 s here): with `fast_start` a viewer joining
+/// mid-group starts at once with the group so far (its first picture captured well before
+/// it joined, every picture after it there), not at the next key frame.
+#[test]
+fn fast_start_hands_a_joining_viewer_the_group_so_far() {
+    let mut cam = pattern_path(W, H, FPS, 300);
+    cam["idr_interval_s"] = 8.into();
+    let s = Server::start(serde_json::json!({
+        "users": [
+            { "name": PUBLISHER, "password": PUB_PASS, "permissions": [
+                { "action": "publish", "path": "door" }, { "action": "read" } ] },
+            { "name": VIEWER, "password": VIEW_PASS }
+        ],
+        "paths": { "cam": cam, "door": { "source": "publisher", "fast_start": true } }
+    }));
+    let http = s.http.expect("HTTP");
+    let publisher = relay_publisher(&s, "tcp");
+    wait_publishing(&s);
+    // Join 2 s after a key frame went through the path.
+    let idrs = || common::http::get(http, "/api/v1/paths/door").json()["idr_frames"].clone();
+    let before = idrs();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while idrs() == before {
+        assert!(Instant::now() < deadline, "no key frame on door");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let joined_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (frames, stderr) = ffmpeg_gray_frames(&door(&s), "tcp", 3, W, H);
+    stop(publisher);
+    assert!(stderr.trim().is_empty(), "decode errors: {stderr}");
+    let codes = codes_of(&frames, W, H);
+    assert!(codes.len() as u32 >= 2 * FPS, "only {} frames", codes.len());
+    assert_gapless(&codes, "fast start");
+    let first = codes[0].capture_ms;
+    assert!(
+        first + 1500 <= joined_ms && joined_ms - first < 8_000,
+        "the first picture was captured {} ms before the viewer joined: expected the group \
+         since the key frame 2 s earlier",
+        joined_ms as i64 - first as i64
+    );
+}

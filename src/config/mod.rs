@@ -469,6 +469,22 @@ pub struct PathConfig {
     /// How long an on-demand pull goes on after its last viewer left.
     #[serde(skip_serializing_if = "is_ten_seconds")]
     pub source_on_demand_close_after: Seconds,
+    /// Key frames forced for joining or lagging viewers come at most this often (every one
+    /// costs all viewers and the recording its bits); `0s`: no limit.
+    #[serde(skip_serializing_if = "is_one_second")]
+    pub forced_idr_min_interval: Seconds,
+    /// A new viewer gets the group of pictures since the last key frame at once, instead of
+    /// waiting for the next one (or forcing one): for sources that cannot make a key frame
+    /// on request (publishers, relays, files); the viewer starts up to one group behind live.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fast_start: bool,
+}
+
+/// The default `forced_idr_min_interval`.
+pub const FORCED_IDR_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn is_one_second(s: &Seconds) -> bool {
+    s.0 == FORCED_IDR_MIN_INTERVAL
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -506,6 +522,8 @@ impl Default for PathConfig {
             source_on_demand: false,
             source_on_demand_start_timeout: Seconds(ON_DEMAND_DEFAULT),
             source_on_demand_close_after: Seconds(ON_DEMAND_DEFAULT),
+            forced_idr_min_interval: Seconds(FORCED_IDR_MIN_INTERVAL),
+            fast_start: false,
         }
     }
 }

@@ -192,6 +192,12 @@ impl Config {
                     "must be from 0s to 1h",
                 ));
             }
+            if secs(&p.forced_idr_min_interval) > 60.0 {
+                return Err(ConfigError::new(
+                    format!("{field}.forced_idr_min_interval"),
+                    "must be from 0s to 60s",
+                ));
+            }
             if p.source_on_demand && !matches!(spec, SourceSpec::Relay(_)) {
                 return Err(ConfigError::new(
                     format!("{field}.source_on_demand"),

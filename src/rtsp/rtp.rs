@@ -102,6 +102,9 @@ impl crate::hub::HubItem for RtpFrame {
     fn is_key(&self) -> bool {
         self.is_idr
     }
+    fn size(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 /// The RTSP interleaved header for an RTP packet of `len` bytes on `channel`, for clients

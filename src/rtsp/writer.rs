@@ -66,7 +66,8 @@ pub(super) async fn next_live(
     loop {
         let frame = reader.next().await?;
         let lag = stream.lag_of(&frame);
-        if lag <= max_lag {
+        // A fast start's backlog is behind live on purpose.
+        if lag <= max_lag || reader.from_backlog() {
             return Some(frame);
         }
         log::debug!(

@@ -263,6 +263,7 @@ impl Supervisor {
         run: &Config,
     ) -> std::io::Result<ServedPath> {
         let media = MediaPath::new(name);
+        apply_keyframe_policy(&media, cfg);
         let source = RunningSource::start(name, cfg, &media, &self.rtsp, &self.runtime)?;
         {
             // RTP streams run on the runtime; this may be called from an HTTP thread.
@@ -561,6 +562,7 @@ impl Supervisor {
                     if let RunningSource::Publisher(slot) = &served.source {
                         slot.set_override(cfg.override_publisher);
                     }
+                    apply_keyframe_policy(&served.media, cfg);
                     served.config = cfg.clone();
                     self.monitor.watch(probe(&name, served));
                 }
@@ -728,4 +730,11 @@ impl Control for Supervisor {
         let applied = self.apply(&run);
         Ok((file, applied))
     }
+}
+
+/// The path's key-frame policy (forced-IDR rate, fast start), applied live.
+fn apply_keyframe_policy(media: &MediaPath, cfg: &PathConfig) {
+    let k = media.frames.keyframe_request();
+    k.set_min_interval(cfg.forced_idr_min_interval.0);
+    k.set_fast_start(cfg.fast_start);
 }
