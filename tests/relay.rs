@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::procs::*;
 use common::*;
 
 const CAM_USER: &str = "cam";
@@ -20,68 +19,9 @@ const CAM_USER: &str = "cam";
 const CAM_PASS: &str = "c@m pw#1";
 const CAM_PASS_IN_URL: &str = "c%40m%20pw%231";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` and waits for it to print "ready".
-fn start_ready(mut cmd: Command, what: &str) -> Proc {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.trim() == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = child.kill();
-        panic!("{what} did not start");
-    }
-    Proc(child)
-}
-
 /// GStreamer's rtsp-server on `port` serving /cam, with a login.
 fn gst_camera(port: u16) -> Proc {
-    require("gst-launch-1.0");
-    require_group("python3", "test");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/relay/gst_camera.py");
-    let probe = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('GstRtspServer', '1.0')",
-        ])
-        .status();
-    assert!(
-        probe.is_ok_and(|s| s.success()),
-        "GStreamer's RTSP server for Python is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y gir1.2-gst-rtsp-server-1.0 python3-gi)"
-    );
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(script)
-        .arg(port.to_string())
-        .args(["--user", CAM_USER, "--password", CAM_PASS]);
-    start_ready(cmd, "the GStreamer camera")
+    gst_rtsp_server(port, &["--user", CAM_USER, "--password", CAM_PASS])
 }
 
 fn camera_url(port: u16) -> String {
