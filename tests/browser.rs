@@ -2,13 +2,19 @@
 //! file, then runs `tests/browser/page_test.mjs` (playwright-core driving Debian's headless
 //! Chromium) against it: first-run setup, login, the live status card and its RTSP address,
 //! a refused and an accepted bitrate change (checked in the API and in the config file on
-//! disk), an RTSP user, the recordings (the list, playback in `<video>` through a play link
-//! with byte ranges and a seek, refused play links, delete and the refused delete of the
-//! segment being written), no horizontal scroll at phone width. Screenshots land in
-//! `target/artifacts/browser/` (`page.png`, `page-desktop.png`, `recordings.png`;
-//! `failure.png` on failure).
-//! Needs node, /usr/bin/chromium and `tests/browser/node_modules` (`scripts/install-deps.sh
-//! test` installs all three); fails, never skips, without them. About 30 s.
+//! disk), an RTSP user, a path of each kind added through the page (camera list and `auto`,
+//! test pattern, publisher with its push address and a real ffmpeg publisher, an RTSP relay
+//! of `cam` whose password never reaches the page, an MP4 file made here with ffmpeg), each
+//! card's kind and state, refused inputs shown next to their field with nothing saved,
+//! settings offered per kind, publish permission given to a user, the recordings (the list,
+//! playback in `<video>` through a play link with byte ranges and a seek, refused play
+//! links, delete and the refused delete of the segment being written), no horizontal scroll
+//! at phone width. Screenshots land in `target/artifacts/browser/` (`page.png`,
+//! `page-desktop.png`, `page-phone.png` (the top, as in the README), `paths.png`,
+//! `settings.png`, `add-path.png`, `add-path-error.png`, `recordings.png`; `failure.png` on
+//! failure).
+//! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules`
+//! (`scripts/install-deps.sh test` installs them); fails, never skips, without them. About 25 s.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
@@ -67,6 +73,31 @@ fn require_browser_tools() {
     );
 }
 
+/// A 3 s, 15 fps H.264 MP4 (Constrained Baseline, no B-frames, a key frame every second).
+fn make_clip(path: &Path) {
+    require("ffmpeg");
+    let r = run(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=320x240:rate=15")
+            .args([
+                "-t",
+                "3",
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-g",
+                "15",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(path),
+        Duration::from_secs(60),
+    );
+    assert!(r.ok, "ffmpeg could not make the test clip: {}", r.stderr);
+}
+
 #[test]
 fn phone_page_in_chromium() {
     require_browser_tools();
@@ -76,6 +107,11 @@ fn phone_page_in_chromium() {
         "recording": { "record": true, "segment_duration": "4s", "part_duration": "500ms" }
     }));
     let http = s.http.expect("log names the HTTP address");
+    // The MP4 file the page adds as a file path (and the browser test's publisher pushes):
+    // 3 s at 15 fps, a key frame every second.
+    let clips = TempDir::new("browser-clip");
+    let clip = clips.file("clip.mp4");
+    make_clip(&clip);
     let artifacts = artifact_dir();
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).expect("create artifact dir");
@@ -86,7 +122,8 @@ fn phone_page_in_chromium() {
             .arg(format!("http://{http}/"))
             .arg(&s.config_path)
             .arg(&artifacts)
-            .arg(s.rtsp.port().to_string()),
+            .arg(s.rtsp.port().to_string())
+            .arg(&clip),
         Duration::from_secs(180),
     );
     println!("{}", r.stdout);
@@ -98,7 +135,16 @@ fn phone_page_in_chromium() {
         r.stderr,
         s.log_text()
     );
-    for shot in ["page.png", "page-desktop.png", "recordings.png"] {
+    for shot in [
+        "page.png",
+        "page-desktop.png",
+        "paths.png",
+        "settings.png",
+        "page-phone.png",
+        "add-path.png",
+        "add-path-error.png",
+        "recordings.png",
+    ] {
         let len = std::fs::metadata(artifacts.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);

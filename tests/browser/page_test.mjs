@@ -1,27 +1,34 @@
 // End-to-end test of the phone page in a real browser (Debian's Chromium, headless, driven by
 // playwright-core): first-run setup, login, the status card, a rejected and an accepted
-// bitrate change (checked in the API and in the config file on disk), an RTSP user, the
-// recordings (list, playback in <video> through a play link with ranges and a seek, refused
-// play links, delete), no horizontal scroll, screenshots, and the rate-limit message after
-// repeated wrong passwords. Run by tests/browser.rs against a fresh vigint recording cam:
+// bitrate change (checked in the API and in the config file on disk), an RTSP user, a path of
+// each kind added through the page (camera list and auto, test pattern, publisher with its
+// push address and a real ffmpeg publisher, an RTSP relay of cam whose password never reaches
+// the page, the MP4 file CLIP), refused inputs shown next to their field with nothing saved,
+// settings per kind, publish permission, the recordings (list, playback in <video> through a
+// play link with ranges and a seek, refused play links, delete), no horizontal scroll,
+// screenshots, and the rate-limit message after repeated wrong passwords. Run by
+// tests/browser.rs against a fresh vigint recording cam:
 //
-//   node tests/browser/page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT
+//   node tests/browser/page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT CLIP_MP4
 //
 // Exits 0 when every check passed; otherwise prints the failed step and why, saves
 // failure.png in ARTIFACT_DIR and exits 1 (2 for bad arguments).
 import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const [base, configFile, artifacts, rtspPortArg] = process.argv.slice(2);
-if (!base || !configFile || !artifacts || !rtspPortArg) {
-  console.error("usage: node page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT");
+const [base, configFile, artifacts, rtspPortArg, clip] = process.argv.slice(2);
+if (!base || !configFile || !artifacts || !rtspPortArg || !clip) {
+  console.error("usage: node page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT CLIP_MP4");
   process.exit(2);
 }
 const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "correct horse battery";
 const VIEWER = { name: "viewer", password: "viewer-secret-1" };
+// Given publish permission on the publisher path through the page.
+const PUSHER = { name: "pusher", password: "pusher-secret-2" };
 const rtspPort = Number(rtspPortArg);
 const origin = new URL(base).origin;
 const host = new URL(base).hostname;
@@ -71,6 +78,7 @@ function fileConfig() {
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigint-chromium-"));
 let context;
 let page;
+let publisher = null; // the ffmpeg pushing into the publisher path
 const problems = []; // uncaught page errors and console errors
 const apiRequests = [];
 
@@ -255,6 +263,250 @@ async function main() {
     const onDisk = fileConfig().users || [];
     check(onDisk.length === 1 && onDisk[0].name === VIEWER.name && onDisk[0].password === VIEWER.password, "the config file lacks the new user and its password");
     check((await page.getByLabel(`New password for ${VIEWER.name}`).inputValue()) === "", "a password is shown after saving");
+  });
+
+  // ---------- a path of each kind, added through the page ----------
+  const addForm = page.locator("#add-path-view");
+  const cardOf = (name) => page.locator(`article.card[data-path="${name}"]`);
+  const pathSettings = (name) => page.locator(`fieldset[data-path="${name}"]`);
+  const textOf = async (loc) => ((await loc.textContent()) || "").replace(/\s+/g, " ").trim();
+  const badgeOf = (name) => textOf(cardOf(name).locator('[data-k="badge"]'));
+  const KIND_CHOICE = { camera: /^Camera/, pattern: /^Test pattern/, publisher: /^Publisher/, relay: /^RTSP camera/, file: /^MP4 file/ };
+  const chooseKind = (kind) => addForm.getByRole("radio", { name: KIND_CHOICE[kind] }).check();
+  // Chooses `kind`, types the name, runs `fill`, presses Add path: what was sent and answered.
+  async function addPath(name, kind, fill) {
+    await chooseKind(kind);
+    await addForm.getByLabel("Name", { exact: true }).fill(name);
+    if (fill) await fill();
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/api/v1/paths/" + name),
+      addForm.getByRole("button", { name: "Add path" }).click(),
+    ]);
+    return { sent: JSON.parse(res.request().postData() || "null"), status: res.status(), body: await res.json().catch(() => null) };
+  }
+  async function waitLive(name, ms = 20000) {
+    await until(`${name}: the card never showed Live`, async () => (await badgeOf(name)) === "Live", ms);
+  }
+  // Everything of the page a secret could show in: markup, text and every form value.
+  const pageDump = () => page.evaluate(() => document.documentElement.outerHTML + "\n" + document.body.innerText + "\n" +
+    [...document.querySelectorAll("input, select, textarea")].map((i) => i.value).join("\n"));
+  const relayUrl = `rtsp://${VIEWER.name}:${VIEWER.password}@127.0.0.1:${rtspPort}/cam`;
+  const relayShown = `rtsp://${VIEWER.name}:***@127.0.0.1:${rtspPort}/cam`;
+
+  await step("add a camera path: the list shows what /api/v1/cameras has, auto first; auto is added", async () => {
+    const r = await fetch(origin + "/api/v1/cameras", { headers: { Authorization: auth } });
+    check(r.status === 200, `GET /api/v1/cameras answered ${r.status}`);
+    const cams = (await r.json()).map((c) => c.path);
+    await chooseKind("camera");
+    const msg = addForm.locator("#new-cam-msg");
+    await until("the camera list never loaded", async () => !/Looking/.test(await msg.textContent()), 10000);
+    const select = addForm.getByLabel("Camera", { exact: true });
+    const options = await select.evaluate((s) => [...s.options].map((o) => o.value));
+    check(JSON.stringify(options) === JSON.stringify(["auto", ...cams]), `the page offers ${JSON.stringify(options)}, the API lists ${JSON.stringify(cams)}`);
+    if (!cams.length) check(/^No camera found/.test(await msg.textContent()), `no clear message for no camera: ${await msg.textContent()}`);
+    log(`cameras ${JSON.stringify(cams)}: "${await textOf(msg)}"`);
+    check(!(await addForm.getByLabel("Camera address", { exact: true }).isVisible()) && !(await addForm.getByLabel("File on this device", { exact: true }).isVisible()),
+      "another kind's fields are shown with Camera chosen");
+    const add = await addPath("usb", "camera", async () => {
+      await select.selectOption("auto");
+      await addForm.getByLabel("Width").fill("320");
+      await addForm.getByLabel("Height").fill("240");
+      await addForm.getByLabel("Rate").fill("10");
+    });
+    check(add.status === 201, `POST /api/v1/paths/usb answered ${add.status}: ${JSON.stringify(add.body)}`);
+    check(JSON.stringify(add.sent) === JSON.stringify({ source: "auto", width: 320, height: 240, fps: 10 }), `sent ${JSON.stringify(add.sent)}`);
+    await cardOf("usb").waitFor();
+    check((await textOf(cardOf("usb").locator('[data-k="kind"]'))) === "Camera auto", `usb's kind reads ${await textOf(cardOf("usb").locator('[data-k="kind"]'))}`);
+    await waitLive("usb");
+    if (!cams.length) {
+      await until("the auto card does not say it shows the test pattern", async () =>
+        /No camera found/.test(await cardOf("usb").locator('[data-k="kind-extra"]').textContent()), 5000);
+    }
+  });
+
+  await step("add a test pattern path: its card reads Test pattern and goes live", async () => {
+    const add = await addPath("bars", "pattern", async () => {
+      await addForm.getByLabel("Width").fill("320");
+      await addForm.getByLabel("Height").fill("240");
+      await addForm.getByLabel("Rate").fill("10");
+    });
+    check(add.status === 201, `POST /api/v1/paths/bars answered ${add.status}: ${JSON.stringify(add.body)}`);
+    check(JSON.stringify(add.sent) === JSON.stringify({ source: "test-pattern", width: 320, height: 240, fps: 10 }), `sent ${JSON.stringify(add.sent)}`);
+    await cardOf("bars").waitFor();
+    check((await textOf(cardOf("bars").locator('[data-k="kind"]'))) === "Test pattern", "bars' kind is not Test pattern");
+    await waitLive("bars");
+  });
+
+  await step("a relative file path and an rtsp URL without a host: the error is next to the field, nothing saved", async () => {
+    for (const [name, kind, label, value] of [
+      ["badfile", "file", "File on this device", "videos/clip.mp4"],
+      ["badrelay", "relay", "Camera address", "rtsp:///cam"],
+    ]) {
+      const before = fs.readFileSync(configFile, "utf8");
+      const input = addForm.getByLabel(label, { exact: true });
+      const add = await addPath(name, kind, () => input.fill(value));
+      const err = add.body && add.body.error;
+      check(add.status === 400 && err && err.field === `paths.${name}.source`, `${value}: answered ${add.status} ${JSON.stringify(add.body)}`);
+      await until(`${label}: not marked invalid`, async () => (await input.getAttribute("aria-invalid")) === "true", 5000);
+      const errId = await input.evaluate((i) => i.nextElementSibling && i.nextElementSibling.classList.contains("field-error") ? i.nextElementSibling.id : null);
+      check(errId, `no message right after ${label}`);
+      check(((await input.getAttribute("aria-describedby")) || "").split(/\s+/).includes(errId), `${label} is not described by its error`);
+      const shown = await textOf(page.locator("#" + errId));
+      check(shown && err.message.includes(shown) && (await page.locator("#" + errId).isVisible()), `next to ${label}: ${JSON.stringify(shown)}; the API said ${JSON.stringify(err.message)}`);
+      check(/not added/.test(await addForm.locator("#add-path-msg").textContent()), "no 'not added' result");
+      check(!(await apiConfig()).paths[name], `the refused ${name} is in the config`);
+      check(fs.readFileSync(configFile, "utf8") === before, "the config file changed after a refused path");
+      check((await cardOf(name).count()) === 0, `a card for the refused ${name}`);
+      log(`${value}: "${shown}"`);
+      if (kind === "relay") await addForm.screenshot({ path: path.join(artifacts, "add-path-error.png") });
+      await input.fill("");
+    }
+  });
+
+  await step("add a publisher path: a calm 'waiting', the address to push to, an ffmpeg line, who may push", async () => {
+    await chooseKind("publisher");
+    await addForm.getByLabel("Name", { exact: true }).fill("door");
+    const who = addForm.locator("#new-pub-who");
+    check(/^No RTSP user may publish to door/.test(await textOf(who)), `the form says ${await textOf(who)}`);
+    check((await who.locator('a[href="#users-fs"]').count()) === 1, "no link to the RTSP users");
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await addForm.screenshot({ path: path.join(artifacts, "add-path.png") });
+    const add = await addPath("door", "publisher");
+    check(add.status === 201, `POST /api/v1/paths/door answered ${add.status}: ${JSON.stringify(add.body)}`);
+    check(JSON.stringify(add.sent) === JSON.stringify({ source: "publisher" }), `sent ${JSON.stringify(add.sent)}`);
+    const card = cardOf("door");
+    await card.waitFor();
+    check((await textOf(card.locator('[data-k="kind"]'))) === "Publisher", "door's kind is not Publisher");
+    await until("door never showed Waiting", async () => (await badgeOf("door")) === "Waiting", 10000);
+    const look = await card.evaluate((c) => {
+      const probe = document.createElement("span");
+      probe.style.color = "var(--danger)";
+      c.append(probe);
+      const danger = getComputedStyle(probe).color;
+      probe.remove();
+      const b = c.querySelector('[data-k="badge"]');
+      return { cls: b.className, color: getComputedStyle(b).color, danger,
+        problem: !c.querySelector('[data-k="problem"]').hidden, note: c.querySelector('[data-k="note"]').textContent };
+    });
+    check(look.cls.includes("wait") && look.color !== look.danger && !look.problem, `door looks like a fault: ${JSON.stringify(look)}`);
+    check(/^Waiting for a publisher/.test(look.note), `door's note: ${look.note}`);
+    const summary = await textOf(page.locator("#summary-state"));
+    check(/Healthy/.test(summary) && /waiting/.test(summary), `the summary reads ${summary}`);
+    const want = `rtsp://${host}:${rtspPort}/door`;
+    check((await textOf(card.locator('[data-k="url"]'))) === want, `door's push address is ${await textOf(card.locator('[data-k="url"]'))}, want ${want}`);
+    const ff = await textOf(card.locator('[data-k="ffmpeg"]'));
+    check(ff === `ffmpeg -re -i video.mp4 -c copy -f rtsp rtsp://USER:PASSWORD@${host}:${rtspPort}/door`, `ffmpeg line: ${ff}`);
+    check(/^No RTSP user may publish here/.test(await textOf(card.locator('[data-k="publishers"]'))), "the card does not say nobody may publish");
+    await card.getByRole("button", { name: "Copy address to push to door" }).click();
+    await until("the push address was not copied", async () => (await page.evaluate(() => navigator.clipboard.readText())) === want, 5000);
+  });
+
+  await step("add an RTSP relay of cam with a password: it streams; the password never reaches the page", async () => {
+    const add = await addPath("relay", "relay", async () => {
+      await addForm.getByLabel("Camera address", { exact: true }).fill(relayUrl);
+      await addForm.getByLabel("Transport").selectOption("tcp");
+    });
+    check(add.status === 201, `POST /api/v1/paths/relay answered ${add.status}: ${JSON.stringify(add.body)}`);
+    check(JSON.stringify(add.sent) === JSON.stringify({ source: relayUrl, rtsp_transport: "tcp" }), `sent ${JSON.stringify(add.sent)}`);
+    check((await addForm.getByLabel("Camera address", { exact: true }).inputValue()) === "", "the URL stays in the form after it was saved");
+    const card = cardOf("relay");
+    await card.waitFor();
+    check((await textOf(card.locator('[data-k="kind"]'))) === `RTSP relay ${relayShown}`, `relay's kind reads ${await textOf(card.locator('[data-k="kind"]'))}`);
+    const extra = await textOf(card.locator('[data-k="kind-extra"]'));
+    check(/Transport TCP/.test(extra) && /pulls all the time/.test(extra), `relay's transport line: ${extra}`);
+    await waitLive("relay", 30000);
+    check((await apiConfig()).paths.relay.source === relayShown, "the API does not mask the relay's password");
+    check(fileConfig().paths.relay.source === relayUrl, "the config file lacks the relay's URL with its password");
+    check(!(await pageDump()).includes(VIEWER.password), "the relay's password is in the page");
+  });
+
+  await step("add the MP4 file: its card reads File PATH and goes live", async () => {
+    const add = await addPath("clip", "file", () => addForm.getByLabel("File on this device", { exact: true }).fill(clip));
+    check(add.status === 201, `POST /api/v1/paths/clip answered ${add.status}: ${JSON.stringify(add.body)}`);
+    check(JSON.stringify(add.sent) === JSON.stringify({ source: "file:" + clip }), `sent ${JSON.stringify(add.sent)}`);
+    await cardOf("clip").waitFor();
+    check((await textOf(cardOf("clip").locator('[data-k="kind"]'))) === "File " + clip, `clip's kind reads ${await textOf(cardOf("clip").locator('[data-k="kind"]'))}`);
+    await waitLive("clip");
+  });
+
+  await step("settings offer each kind its own fields: no size, rate or bitrate for publisher, relay and file", async () => {
+    const SIZE = ["Width", "Height", "Frame rate", "Bitrate"];
+    const want = {
+      usb: { has: [...SIZE, "Camera format", "Max viewers", "Record this path"], not: ["Transport", "A second publisher"] },
+      bars: { has: [...SIZE, "Max viewers", "Record this path"], not: ["Camera format", "Transport"] },
+      door: { has: ["Max viewers", "A second publisher takes over", "Record this path"], not: [...SIZE, "Camera format", "Transport"] },
+      relay: { has: ["Transport", "Pull only while someone watches", "Max viewers", "Record this path"], not: [...SIZE, "Camera format", "A second publisher"] },
+      clip: { has: ["Max viewers", "Record this path"], not: [...SIZE, "Camera format", "Transport", "A second publisher"] },
+    };
+    for (const [name, w] of Object.entries(want)) {
+      const labels = await pathSettings(name).locator("label").evaluateAll((ls) => ls.map((l) => l.textContent.replace(/\s+/g, " ").trim()));
+      for (const h of w.has) check(labels.some((l) => l.startsWith(h)), `${name}'s settings lack ${h}: ${JSON.stringify(labels)}`);
+      for (const n of w.not) check(!labels.some((l) => l.startsWith(n)), `${name}'s settings offer ${n}: ${JSON.stringify(labels)}`);
+    }
+    check((await pathSettings("relay").getByLabel("Source").inputValue()) === relayShown, "the relay's settings do not show the masked URL");
+  });
+
+  await step("door: 'a second publisher takes over' saved from its settings, only that sent", async () => {
+    await pathSettings("door").getByLabel("A second publisher takes over").check();
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith("/api/v1/config") && r.request().method() === "PATCH"),
+      page.getByRole("button", { name: "Save" }).click(),
+    ]);
+    const sent = JSON.parse(res.request().postData() || "null");
+    check(JSON.stringify(sent) === JSON.stringify({ paths: { door: { override_publisher: true } } }), `the PATCH sent ${JSON.stringify(sent)}`);
+    check(res.status() === 200, `PATCH answered ${res.status()}: ${await res.text()}`);
+    check((await apiConfig()).paths.door.override_publisher === true, "the API lacks override_publisher");
+    check(fileConfig().paths.relay.source === relayUrl, "saving another path lost the relay's password");
+  });
+
+  await step("a new user may publish to door: saved with its permissions; the door card names it", async () => {
+    const users = page.locator("#users-fs");
+    await users.getByLabel("Name", { exact: true }).fill(PUSHER.name);
+    await users.getByLabel("Password", { exact: true }).fill(PUSHER.password);
+    await users.getByLabel("Permissions", { exact: true }).selectOption("pub:door");
+    await page.getByRole("button", { name: "Add user" }).click();
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith("/api/v1/config") && r.request().method() === "PATCH"),
+      page.getByRole("button", { name: "Save" }).click(),
+    ]);
+    const perms = [{ action: "read" }, { action: "publish", path: "door" }];
+    const sent = JSON.parse(res.request().postData() || "null");
+    check(JSON.stringify(sent) === JSON.stringify({ users: [{ name: VIEWER.name }, { ...PUSHER, permissions: perms }] }), `the PATCH sent ${JSON.stringify(sent)}`);
+    check(res.status() === 200, `PATCH answered ${res.status()}: ${await res.text()}`);
+    const listed = (await apiConfig()).users;
+    check(JSON.stringify(listed) === JSON.stringify([{ name: VIEWER.name }, { name: PUSHER.name, permissions: perms }]), `the API lists ${JSON.stringify(listed)}`);
+    check((await users.getByLabel(`Permissions of ${PUSHER.name}`).inputValue()) === "pub:door", "pusher's permission is not shown as publish to door");
+    check((await users.getByLabel(`Permissions of ${VIEWER.name}`).inputValue()) === "watch", "viewer's permission changed");
+    const card = cardOf("door");
+    await until("the door card does not name pusher", async () => (await textOf(card.locator('[data-k="publishers"]'))) === "May publish here: pusher.", 5000);
+    check((await textOf(card.locator('[data-k="ffmpeg"]'))).includes(`rtsp://${PUSHER.name}:PASSWORD@${host}:${rtspPort}/door`), "the ffmpeg line does not use pusher");
+  });
+
+  await step("a real publisher (ffmpeg as pusher) makes door live; when it leaves, door waits calmly again", async () => {
+    let stderr = "";
+    publisher = spawn("ffmpeg", ["-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip,
+      "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", `rtsp://${PUSHER.name}:${PUSHER.password}@127.0.0.1:${rtspPort}/door`],
+    { stdio: ["ignore", "ignore", "pipe"] });
+    publisher.stderr.on("data", (d) => { stderr += d; });
+    await until("door never went live with a publisher", async () => {
+      if (publisher.exitCode !== null) throw new Error(`ffmpeg exited ${publisher.exitCode}: ${stderr}`);
+      return (await badgeOf("door")) === "Live";
+    }, 20000);
+    check(await cardOf("door").locator('[data-k="note"]').isHidden(), "door still shows a waiting note while live");
+    publisher.kill("SIGKILL");
+    publisher = null;
+    await until("door did not go back to Waiting after its publisher left", async () => (await badgeOf("door")) === "Waiting", 20000);
+  });
+
+  await step("screenshots of the cards, the settings and the top of the page (paths.png, settings.png, page-phone.png)", async () => {
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.mouse.move(0, 0);
+    await page.locator("#status-view").screenshot({ path: path.join(artifacts, "paths.png") });
+    await page.locator("#settings-view").screenshot({ path: path.join(artifacts, "settings.png") });
+    // The picture in README and docs/HTTP.md: the top of the page on a phone.
+    await sleep(400); // the buttons' colour transition
+    const height = await page.evaluate(() => document.querySelector('article.card[data-path="door"]').getBoundingClientRect().bottom + scrollY + 8);
+    await page.screenshot({ path: path.join(artifacts, "page-phone.png"), fullPage: true, clip: { x: 0, y: 0, width: 390, height } });
   });
 
   // ---------- recordings: list, play in <video> with ranges and a seek, play links, delete ----------
@@ -502,6 +754,10 @@ async function main() {
     await until("the page does not say how long to wait", async () => (await note.textContent()).includes(`Too many attempts, try again in ${after} s`), 5000);
   });
 
+  await step("the relay's password is nowhere in the page", async () => {
+    check(!(await pageDump()).includes(VIEWER.password), "the relay's password is in the page");
+  });
+
   await step("no uncaught errors in the page", async () => {
     check(problems.length === 0, problems.join("\n"));
   });
@@ -520,6 +776,7 @@ if (failed && page) {
     // The browser may be gone; the message below still says what failed.
   }
 }
+if (publisher) publisher.kill("SIGKILL");
 try {
   if (context) await context.close();
 } catch (e) {
