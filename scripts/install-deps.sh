@@ -14,6 +14,8 @@
 #   image: image/build.sh (mmdebstrap with qemu-user for the arm64 root filesystem, sfdisk,
 #          mkfs.vfat, mtools, mkfs.ext4, xz; uidmap for unprivileged builds) and
 #          tests/image/boot-test.sh (qemu-system-arm, ffprobe, curl, socat, debugfs, python3)
+#   fuzz:  build + the nightly Rust toolchain (rustup, minimal profile) and cargo-fuzz, for
+#          scripts/fuzz.sh (cargo-fuzz targets need nightly's sanitizer flags)
 #   all:   all of the above (scripts/test-all.sh)
 set -euo pipefail
 
@@ -43,14 +45,16 @@ what=${1:-all}
 pkgs=("${need_build[@]}")
 arm=0
 browser=0
+fuzz=0
 case "$what" in
   build) ;;
   test) pkgs+=("${need_test[@]}"); browser=1 ;;
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
   vivid) pkgs=("${need_vivid[@]}") ;;
   image) pkgs=("${need_image[@]}") ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}" "${need_image[@]}"); arm=1; browser=1 ;;
-  *) echo "usage: $0 [build|test|arm|vivid|image|all]" >&2; exit 2 ;;
+  fuzz) fuzz=1 ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}" "${need_image[@]}"); arm=1; browser=1; fuzz=1 ;;
+  *) echo "usage: $0 [build|test|arm|vivid|image|fuzz|all]" >&2; exit 2 ;;
 esac
 # A node from elsewhere (NodeSource, nvm) brings its own npm and is kept: Debian's packages
 # are only the fallback when the commands are missing.
@@ -123,5 +127,26 @@ npm_modules() {
   done
 }
 
+# scripts/fuzz.sh's tools, from rustup and crates.io rather than apt: the nightly toolchain
+# (cargo-fuzz builds with nightly-only sanitizer flags) and cargo-fuzz itself. Without
+# rustup there is no nightly to add: that fails with what to run, it is never skipped.
+fuzz_tools() {
+  [ "$fuzz" = 1 ] || return 0
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    if ! command -v rustup >/dev/null; then
+      echo "scripts/fuzz.sh needs rustup's nightly toolchain: install rustup (https://rustup.rs)," \
+        "then: rustup toolchain install nightly --profile minimal" >&2
+      return 1
+    fi
+    echo "installing: rustup toolchain install nightly --profile minimal" >&2
+    rustup toolchain install nightly --profile minimal >/dev/null
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing: cargo install cargo-fuzz --locked (about 2 minutes)" >&2
+    cargo install cargo-fuzz --locked --quiet
+  fi
+}
+
 system_packages
 npm_modules
+fuzz_tools

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command, for people and CI (.ci/run): stops at the first failing step.
-#   1. system packages  scripts/install-deps.sh all
+#   1. system packages  scripts/install-deps.sh all (also rustup's nightly and cargo-fuzz)
 #   2. format           cargo fmt --all -- --check
 #   3. lint             cargo clippy --all-targets -- -D warnings; shellcheck on the scripts
 #   4. tests            cargo test --release   (unit + integration; the integration tests
@@ -12,6 +12,13 @@
 #      vivid-cold       in the background during steps 6 and 7 (about 15 s, 60 MB download):
 #                       tests/vivid/check-cold-cache.sh, the vivid kernel preparation on an
 #                       empty cache, as on a fresh machine, which step 8's warm cache hides
+#      fuzz             in the background during steps 6 and 7, waited for before step 8:
+#                       scripts/fuzz.sh 60, the cargo-fuzz targets (SDP, the H.264
+#                       depacketiser, RTSP requests) built with nightly (about 4 minutes of
+#                       both cores on a cold fuzz/target, keep it in CI) and run 60 s each, one
+#                       core; a crash, hang or runaway allocation fails it. Compiles do not
+#                       mind sharing the CPU; the QEMU guests of steps 8 and 9 and the tests of
+#                       step 4 do, so nothing runs next to them
 #   8. vivid            cargo test --release --test vivid -- --ignored: the x86_64 and the
 #                       aarch64 dist binary each in a QEMU board with Debian's kernel and the
 #                       vivid camera driver, played from the host (about 40 s each; the first
@@ -126,10 +133,14 @@ start_background image-base image/build.sh --base-only
 # kernel path (prepare_kernel, vivid_download), and aarch64 also downloads its userland
 # (prepare_userland), so it covers both download sites.
 start_background vivid-cold tests/vivid/check-cold-cache.sh aarch64
+# The fuzz targets: their nightly build and 3 x 60 s of fuzzing (one core) next to the two
+# compile-only steps; waited for before the QEMU guests, whose timing it would distort.
+start_background fuzz scripts/fuzz.sh 60
 step dist scripts/build-arm.sh --dist
 step armv7 scripts/build-arm.sh --target armv7
 wait_background vivid-cold
 wait_background image-base
+wait_background fuzz
 # After the dist build, which the aarch64 guest boots and the image holds (build-arm.sh
 # --dist is a no-op by then).
 step vivid cargo test --release --test vivid -- --ignored --nocapture

@@ -10,6 +10,8 @@ pub mod control;
 pub mod encode;
 pub mod fault;
 pub mod firstboot;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h264;
 pub mod health;
 pub mod http;

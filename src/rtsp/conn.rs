@@ -1,10 +1,11 @@
-//! One RTSP connection: framing, CSeq, authentication and request routing.
+//! One RTSP connection: reading, CSeq, authentication and request routing.
 //!
-//! Owns: reading the socket and parsing requests and interleaved data (64 KiB cap; garbage
-//! closes this connection only), answering in the request's order with its CSeq, the
+//! Owns: reading the socket and acting on each framing decision (garbage closes this
+//! connection only, with 400 or 413), answering in the request's order with its CSeq, the
 //! version check, authentication (who this connection is), routing each method to its
-//! handler (`play` for viewers), and the connection's end with one log line. Does not own:
-//! the session and the answers (`play`), writing to the socket (`writer`).
+//! handler (`play` for viewers, `record` for publishers), and the connection's end with one
+//! log line. Does not own: where a message ends and the size caps (`framing`, pure), the
+//! session and the answers (`play`), writing to the socket (`writer`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::permissions::{Action, Verdict};
 use crate::rtsp::auth::AuthResult;
+use crate::rtsp::framing::{frame, Framed};
 use crate::rtsp::play::{path_of, After, Play, WriterGone};
 use crate::rtsp::record::{Record, RecordEvent, READ_TIMEOUT};
 use crate::rtsp::reply::{Reply, StatusCode};
@@ -26,13 +28,8 @@ use crate::rtsp::server::ServerContext;
 use crate::rtsp::session;
 use crate::rtsp::writer::{limit_send_buffer, writer_task, WriterMsg};
 
-/// Largest request we buffer before calling it garbage.
-const MAX_REQUEST: usize = 64 * 1024;
 pub const PUBLIC_METHODS: &str =
     "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
-/// Largest request body (a publisher's SDP, a parameter): a bigger `Content-Length` gets
-/// 413 at once, before any of the body is read.
-const MAX_BODY: usize = 16 * 1024;
 
 /// Why a connection ended, for the log line.
 enum End {
@@ -143,11 +140,10 @@ impl Conn {
             if buf.is_empty() {
                 return Ok(());
             }
-            let parsed = Message::<Vec<u8>>::parse(&buf[..]);
-            match parsed {
-                Ok((msg, consumed)) => {
+            match frame(&buf[..]) {
+                Framed::Message { message, consumed } => {
                     buf.advance(consumed);
-                    match msg {
+                    match message {
                         Message::Request(req) => self.answer(req).await?,
                         Message::Data(data) => {
                             if self.record.active() {
@@ -160,22 +156,18 @@ impl Conn {
                         Message::Response(_) => {} // Answers to nothing we asked: ignore.
                     }
                 }
-                Err(rtsp_types::ParseError::Incomplete(_)) => {
-                    if let Some((length, cseq)) = declared_body(buf) {
-                        if length > MAX_BODY {
-                            let refusal = Reply::new(StatusCode::RequestMessageBodyTooLarge);
-                            self.send_now(refusal.to_bytes(cseq.as_deref())).await;
-                            return Err(End::Garbage("a request body over 16 KiB"));
-                        }
-                    }
-                    if buf.len() > MAX_REQUEST {
-                        self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))
-                            .await;
-                        return Err(End::Garbage("a request over 64 KiB"));
-                    }
-                    return Ok(());
+                Framed::Incomplete => return Ok(()),
+                Framed::BodyTooLarge { cseq } => {
+                    let refusal = Reply::new(StatusCode::RequestMessageBodyTooLarge);
+                    self.send_now(refusal.to_bytes(cseq.as_deref())).await;
+                    return Err(End::Garbage("a request body over 16 KiB"));
                 }
-                Err(rtsp_types::ParseError::Error) => {
+                Framed::TooLong => {
+                    self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))
+                        .await;
+                    return Err(End::Garbage("a request over 64 KiB"));
+                }
+                Framed::Malformed => {
                     self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))
                         .await;
                     return Err(End::Garbage("a malformed request"));
@@ -369,22 +361,4 @@ impl Conn {
         };
         self.play.session_request(req, method).await
     }
-}
-
-/// The `Content-Length` (and `CSeq`, to answer with) of a request whose head is complete
-/// in `buf` (its body may not be).
-fn declared_body(buf: &[u8]) -> Option<(usize, Option<String>)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    let header = |want: &str| {
-        head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(want)
-                .then(|| value.trim().to_string())
-        })
-    };
-    let length = header("content-length")?.parse().ok()?;
-    let cseq = header("cseq").filter(|c| !c.is_empty() && c.len() < 16);
-    Some((length, cseq))
 }

@@ -79,7 +79,7 @@ pub(super) struct Play {
 }
 
 /// The request's path name and the rest of its URL path (`trackID=0`), if any.
-pub(super) fn path_of(req: &Request<Vec<u8>>) -> Option<(String, String)> {
+pub(crate) fn path_of(req: &Request<Vec<u8>>) -> Option<(String, String)> {
     let url = req.request_uri()?;
     let path = url.path().trim_start_matches('/');
     let (name, rest) = match path.split_once('/') {
@@ -90,7 +90,7 @@ pub(super) fn path_of(req: &Request<Vec<u8>>) -> Option<(String, String)> {
 }
 
 /// The request URL without credentials, query or fragment: safe to echo and to log.
-pub(super) fn clean_url(req: &Request<Vec<u8>>) -> String {
+pub(crate) fn clean_url(req: &Request<Vec<u8>>) -> String {
     match req.request_uri() {
         Some(url) => {
             let mut u = url.clone();

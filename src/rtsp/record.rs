@@ -34,14 +34,14 @@ const MAX_SDP: usize = 16 * 1024;
 
 /// One track the publisher announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Track {
+pub(crate) struct Track {
     /// The control URL SETUP names (absolute).
     pub control: String,
     pub kind: TrackKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum TrackKind {
+pub(crate) enum TrackKind {
     /// H.264 video in RTP payload type `payload_type`.
     H264 { payload_type: u8 },
     /// Anything else: accepted, its data dropped. `codec` names it for the log.
@@ -50,7 +50,7 @@ pub(super) enum TrackKind {
 
 /// What an SDP says, for a publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Announced {
+pub(crate) struct Announced {
     pub tracks: Vec<Track>,
     /// `sprop-parameter-sets` of the H.264 track, when given.
     pub sps_pps: Option<(Bytes, Bytes)>,
@@ -58,7 +58,7 @@ pub(super) struct Announced {
 
 /// Reads a publisher's SDP; `base` is the ANNOUNCE URL (relative controls resolve
 /// against it). The error is for the publisher and the log.
-pub(super) fn read_sdp(body: &[u8], base: &str) -> Result<Announced, (StatusCode, String)> {
+pub(crate) fn read_sdp(body: &[u8], base: &str) -> Result<Announced, (StatusCode, String)> {
     let bad = |why: String| (StatusCode::BadRequest, why);
     if body.is_empty() {
         return Err(bad("ANNOUNCE without an SDP body".into()));
@@ -66,6 +66,7 @@ pub(super) fn read_sdp(body: &[u8], base: &str) -> Result<Announced, (StatusCode
     if body.len() > MAX_SDP {
         return Err(bad(format!("an SDP over {MAX_SDP} bytes")));
     }
+    lines_well_formed(body).map_err(bad)?;
     let session =
         sdp_types::Session::parse(body).map_err(|e| bad(format!("the SDP does not parse: {e}")))?;
     let base = base.trim_end_matches('/');
@@ -156,6 +157,27 @@ pub(super) fn read_sdp(body: &[u8], base: &str) -> Result<Announced, (StatusCode
         ));
     }
     Ok(Announced { tracks, sps_pps })
+}
+
+/// Refuses an SDP with a line that is not `x=...` before handing it to sdp-types: its
+/// 0.1 parser panics (an `assert_eq!` on the line key) when such a line is followed by one
+/// that is not `m=` (`v=0\no\na=`), and skips it silently otherwise. Lines are split as
+/// sdp-types splits them (bstr: at `\n`, one `\r` before it dropped; empty lines skipped).
+fn lines_well_formed(body: &[u8]) -> Result<(), String> {
+    let mut lines = body.split(|b| *b == b'\n').peekable();
+    let mut n = 0;
+    while let Some(line) = lines.next() {
+        n += 1;
+        let terminated = lines.peek().is_some();
+        let line = match line {
+            [rest @ .., b'\r'] if terminated => rest,
+            _ => line,
+        };
+        if !line.is_empty() && line.iter().position(|b| *b == b'=') != Some(1) {
+            return Err(format!("SDP line {n} is not `type=value`"));
+        }
+    }
+    Ok(())
 }
 
 /// The values of a media's attributes called `name`.
@@ -597,7 +619,7 @@ impl Record {
 
 /// The announced track a SETUP URL names: its control URL, with or without a trailing
 /// slash, or (publishers differ) by the control's last segment.
-fn track_of(tracks: &[Track], url: &str) -> Option<usize> {
+pub(crate) fn track_of(tracks: &[Track], url: &str) -> Option<usize> {
     let norm = |u: &str| u.trim_end_matches('/').to_string();
     tracks
         .iter()
@@ -672,6 +694,26 @@ mod tests {
             assert!(read_sdp(garbage, "rtsp://h/p").is_err());
         }
         assert!(read_sdp(&vec![b'a'; MAX_SDP + 1], "rtsp://h/p").is_err());
+    }
+
+    #[test]
+    fn a_line_that_is_not_type_value_is_refused_not_a_panic() {
+        // sdp-types 0.1 asserts on these (found by fuzz/fuzz_targets/sdp.rs).
+        for sdp in [
+            &b"v=0\no\na="[..],
+            b"v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\nbroken\r\na=x\r\nm=video 0 RTP/AVP 96\r\n",
+            b"v=0\r\nm=video 0 RTP/AVP 96\r\nbroken\r\na=rtpmap:96 H264/90000\r\n",
+            b"v=0\r\nxy=1\r\nt=0 0\r\n",
+            b"v=0\r\n=a\r\ns=-\r\n",
+            b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\r",
+        ] {
+            let (status, why) = read_sdp(sdp, "rtsp://h/p").unwrap_err();
+            assert_eq!(status, StatusCode::BadRequest);
+            assert!(why.contains("is not `type=value`"), "{why}");
+        }
+        // Blank lines, bare LF and a CR before LF are fine.
+        let sdp = "v=0\n\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\n\r\nt=0 0\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\n";
+        assert!(read_sdp(sdp.as_bytes(), "rtsp://h/p").is_ok());
     }
 
     #[test]
