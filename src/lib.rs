@@ -17,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod hub;
 pub mod led;
+pub mod live;
 pub mod logger;
 pub mod media;
 pub mod mux;

@@ -1,0 +1,215 @@
+//! Live view in the browser: each path's frames as fragmented MP4, muxed once and shared.
+//!
+//! Owns: the per-path live muxer task (`LiveStream`: the path's hub of encoded frames → a
+//! hub of `LiveFragment`s, one `moof`+`mdat` per frame, muxed ONCE for every viewer, as
+//! RTSP packetises once), the init segment and codec string of each stream description
+//! (`fragment::FragmentMuxer`), and what one viewer is sent, in order (`LiveViewer`): a
+//! codec message, the init segment, then fragments from a key frame; a new codec message
+//! and init segment when the description changes; a viewer that falls more than
+//! `MAX_LAG` behind live drops whole frames to the next key frame. Does not own: the fMP4
+//! boxes (`mux::fmp4`, shared with the recorder), the WebSocket, sockets, timeouts or
+//! authentication (the HTTP side), who may watch (`auth`).
+
+pub mod fragment;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::hub::{Demand, Hub, HubItem, HubReader, MediaPath, DEFAULT_HUB_CAPACITY};
+use crate::media::CLOCK_RATE;
+
+pub use fragment::{FragmentMuxer, InitSegment, LiveFragment};
+
+/// How far (in media time) a viewer may fall behind the newest frame before it gives up
+/// the rest of its group of pictures and waits for the next key frame: a live picture is
+/// worth more than a complete one.
+pub const MAX_LAG: Duration = Duration::from_millis(1500);
+
+impl HubItem for LiveFragment {
+    fn is_key(&self) -> bool {
+        self.is_key
+    }
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// One path as the live view serves it: the muxer task and its hub of fragments.
+pub struct LiveStream {
+    hub: Arc<Hub<LiveFragment>>,
+    /// Decode time of the newest fragment: how far behind a viewer is.
+    newest_dts: Arc<AtomicI64>,
+    viewers: AtomicUsize,
+    bytes_sent: AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+    /// While the live view runs, an on-demand source runs for it.
+    _demand: Demand,
+}
+
+impl LiveStream {
+    /// Starts the muxer task for `media` on the current tokio runtime, wanting the path
+    /// (an on-demand source starts) until the stream is dropped. Its hub shares the
+    /// path's key-frame policy, so a viewer joining asks the source for a key frame (rate
+    /// limited) or starts with the group so far (fast start).
+    pub fn start(media: Arc<MediaPath>) -> Arc<LiveStream> {
+        let keyframe = media.frames.keyframe_request().clone();
+        let hub = Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe));
+        let newest_dts = Arc::new(AtomicI64::new(i64::MIN));
+        let demand = media.want();
+        let task = tokio::spawn(mux_task(media, hub.clone(), newest_dts.clone()));
+        Arc::new(LiveStream {
+            hub,
+            newest_dts,
+            viewers: AtomicUsize::new(0),
+            bytes_sent: AtomicU64::new(0),
+            task,
+            _demand: demand,
+        })
+    }
+
+    /// A new viewer: it starts at a key frame.
+    pub fn viewer(self: &Arc<Self>) -> LiveViewer {
+        self.viewers.fetch_add(1, Ordering::Relaxed);
+        LiveViewer {
+            stream: self.clone(),
+            reader: self.hub.subscribe(),
+            init_sent: None,
+            pending: VecDeque::new(),
+            resyncs: 0,
+        }
+    }
+
+    /// Viewers watching now.
+    pub fn viewers(&self) -> usize {
+        self.viewers.load(Ordering::Relaxed)
+    }
+
+    /// Bytes handed to this path's viewers (counted by the transport as it sends).
+    pub fn count_sent(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// Frames muxed so far.
+    pub fn fragments(&self) -> u64 {
+        self.hub.published()
+    }
+
+    /// Frames viewers skipped because they fell behind (or joined between key frames).
+    pub fn dropped_by_viewers(&self) -> u64 {
+        self.hub.dropped_by_readers()
+    }
+}
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.hub.close();
+    }
+}
+
+/// Reads the path's frames and publishes each as one fragment. Ends when the path's hub
+/// closes; the fragment hub closes with it, which ends every viewer.
+async fn mux_task(media: Arc<MediaPath>, hub: Arc<Hub<LiveFragment>>, newest: Arc<AtomicI64>) {
+    let mut reader = media.frames.subscribe();
+    let mut muxer = FragmentMuxer::new();
+    while let Some(frame) = reader.next().await {
+        let info = media.info();
+        let Some(fragment) = muxer.push(&frame, info.as_deref()) else {
+            continue; // No description yet: nothing a player could decode.
+        };
+        newest.store(fragment.dts_90k, Ordering::Relaxed);
+        hub.publish(Arc::new(fragment));
+    }
+    hub.close();
+}
+
+/// What a viewer is sent next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveMessage {
+    /// JSON text, before the init segment: what the player must set up
+    /// (`{"type":"codec","mime":"video/mp4; codecs=\"avc1.64001f\"",...}`).
+    Codec(String),
+    /// The `ftyp`+`moov` a player needs before any fragment.
+    Init(Bytes),
+    /// One frame's `moof`+`mdat`.
+    Fragment(Bytes),
+}
+
+/// One viewer's place in a path's live stream.
+pub struct LiveViewer {
+    stream: Arc<LiveStream>,
+    reader: HubReader<LiveFragment>,
+    /// The description whose init segment this viewer has (its generation).
+    init_sent: Option<u64>,
+    /// Messages due before the next read: an init segment and its first fragment.
+    pending: VecDeque<LiveMessage>,
+    resyncs: u64,
+}
+
+impl LiveViewer {
+    /// The next message for this viewer; `None` when the path's stream ended.
+    pub async fn next(&mut self) -> Option<LiveMessage> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                return Some(m);
+            }
+            let f = self.reader.next().await?;
+            let behind = self.stream.newest_dts.load(Ordering::Relaxed) - f.dts_90k;
+            if !f.is_key && !self.reader.from_backlog() && behind > max_lag_ticks() {
+                // Behind by more than MAX_LAG: the rest of this group only delays the
+                // picture. Skip to the next key frame.
+                self.reader.resync();
+                self.resyncs += 1;
+                continue;
+            }
+            return Some(self.deliver(f));
+        }
+    }
+
+    /// `f`, preceded by its description's codec message and init segment when this viewer
+    /// does not have them yet.
+    fn deliver(&mut self, f: Arc<LiveFragment>) -> LiveMessage {
+        if self.init_sent == Some(f.init.generation) {
+            return LiveMessage::Fragment(f.bytes.clone());
+        }
+        self.init_sent = Some(f.init.generation);
+        self.pending
+            .push_back(LiveMessage::Init(f.init.bytes.clone()));
+        self.pending
+            .push_back(LiveMessage::Fragment(f.bytes.clone()));
+        LiveMessage::Codec(f.init.codec_message())
+    }
+
+    /// Frames this viewer skipped (fell behind, or joined between key frames).
+    pub fn dropped_frames(&self) -> u64 {
+        self.reader.dropped_frames()
+    }
+
+    /// Times this viewer fell more than `MAX_LAG` behind and skipped to a key frame.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// Counts bytes sent to this viewer in its path's total.
+    pub fn count_sent(&self, n: usize) {
+        self.stream.count_sent(n);
+    }
+}
+
+impl Drop for LiveViewer {
+    fn drop(&mut self) {
+        self.stream.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn max_lag_ticks() -> i64 {
+    MAX_LAG.as_millis() as i64 * i64::from(CLOCK_RATE) / 1000
+}
