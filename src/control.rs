@@ -110,3 +110,54 @@ pub trait Recordings: Send + Sync {
     fn open(&self, path: &str, file: &str) -> Result<(std::fs::File, u64), RecordingError>;
     fn delete(&self, path: &str, file: &str) -> Result<(), RecordingError>;
 }
+
+/// One message of a live feed, as a WebSocket carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedMessage {
+    /// JSON text (a codec announcement, a status).
+    Text(String),
+    /// Media (an init segment, a fragment).
+    Binary(bytes::Bytes),
+}
+
+/// The next message of a feed; `None` when the path's stream ended.
+pub type FeedNext<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<FeedMessage>> + Send + 'a>>;
+
+/// One viewer's live feed of a path: `http` pulls messages and writes them to its socket.
+pub trait Feed: Send {
+    fn next(&mut self) -> FeedNext<'_>;
+    /// Counts bytes the transport wrote for this viewer in the path's total.
+    fn count_sent(&self, bytes: usize);
+}
+
+/// Why a live feed could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError {
+    /// No such path.
+    NotFound,
+    /// Too many live viewers (in all or from this address): the message says which limit.
+    Limit(String),
+}
+
+/// The container a feed is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedFormat {
+    /// Fragmented MP4 (Media Source Extensions): a codec message (text), the init
+    /// segment, then one fragment per frame.
+    Fmp4,
+    /// MPEG-2 transport stream (mpegts.js): binary only.
+    MpegTs,
+}
+
+/// Live video for the HTTP side (implemented by the supervisor).
+pub trait LiveViews: Send + Sync {
+    /// A new viewer of `path`'s live video in `format`, starting at a key frame; `peer` is
+    /// the viewer's address, for per-client limits.
+    fn live(
+        &self,
+        path: &str,
+        format: FeedFormat,
+        peer: std::net::IpAddr,
+    ) -> Result<Box<dyn Feed>, FeedError>;
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use common::*;
 use vigint::hub::MediaPath;
-use vigint::live::{LiveMessage, LiveStream, LiveViewer};
+use vigint::live::{Format, LiveMessage, LiveStream, LiveViewer};
 use vigint::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
 use vigint::mux::mp4read;
 
@@ -126,7 +126,7 @@ async fn a_viewer_gets_every_frame_of_a_b_frame_stream_as_decodable_fmp4() {
 
     let media = MediaPath::new("clip");
     media.set_info(info);
-    let live = LiveStream::start(media.clone());
+    let live = LiveStream::start(media.clone(), Format::Fmp4);
     let (a, b) = (live.viewer(), live.viewer());
     assert_eq!(live.viewers(), 2);
     let (ta, tb) = (
@@ -204,6 +204,54 @@ async fn a_viewer_gets_every_frame_of_a_b_frame_stream_as_decodable_fmp4() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_stream_viewer_gets_every_frame_decodable() {
+    let dir = TempDir::new("live-ts");
+    let clip = dir.file("clip.mp4");
+    make_clip(&clip);
+    let (frames, info) = frames_of(&clip);
+    let media = MediaPath::new("clip");
+    media.set_info(info);
+    let live = LiveStream::start(media.clone(), Format::MpegTs);
+    let viewer = tokio::spawn(collect(live.viewer(), frames.len()));
+    publish(&media, &live, &frames).await;
+    let messages = viewer.await.unwrap();
+    // Binary only: the transport stream carries its own tables and parameter sets.
+    let mut ts = Vec::new();
+    for m in &messages {
+        let LiveMessage::Fragment(d) = m else {
+            panic!("a transport stream viewer got {m:?}");
+        };
+        assert_eq!(d.len() % 188, 0);
+        ts.extend_from_slice(d);
+    }
+    let out = dir.file("live.ts");
+    std::fs::write(&out, &ts).unwrap();
+    let (original, _) = framemd5(&clip);
+    let (ours, errors) = framemd5(&out);
+    assert!(errors.is_empty(), "ffmpeg reported: {errors}");
+    assert_eq!(ours.len(), original.len(), "every frame decoded");
+    assert_eq!(ours, original, "the clip's pictures, in order");
+    let probe = run(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,width,height",
+            ])
+            .args(["-show_entries", "format=format_name", "-of", "csv=p=0"])
+            .arg(&out),
+        Duration::from_secs(30),
+    );
+    assert!(probe.stderr.is_empty(), "ffprobe: {}", probe.stderr);
+    // (ffprobe lists the stream twice: in its program and on its own.)
+    let mut lines: Vec<&str> = probe.stdout.lines().filter(|l| !l.is_empty()).collect();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines, ["h264,320,240", "mpegts"], "{}", probe.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_falls_behind_skips_to_a_key_frame_and_the_others_do_not_wait() {
     let dir = TempDir::new("live-lag");
     let clip = dir.file("clip.mp4");
@@ -211,7 +259,7 @@ async fn a_viewer_that_falls_behind_skips_to_a_key_frame_and_the_others_do_not_w
     let (frames, info) = frames_of(&clip);
     let media = MediaPath::new("clip");
     media.set_info(info);
-    let live = LiveStream::start(media.clone());
+    let live = LiveStream::start(media.clone(), Format::Fmp4);
     let fast = tokio::spawn(collect(live.viewer(), frames.len()));
     let mut slow = live.viewer();
 

@@ -398,12 +398,24 @@ impl Default for RtspConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Live viewers (browser live view, stream-viewer WebSockets) at once, in all; 0: no
+    /// limit. Each costs the socket's share of the stream, not an encode.
+    pub max_live_viewers: usize,
+    /// Live viewers at once from one client address; 0: no limit.
+    pub max_live_viewers_per_client: usize,
 }
+
+/// Defaults for the live-viewer limits: a small board serves a household's phones, and
+/// one misbehaving page cannot take every slot.
+pub const DEFAULT_MAX_LIVE_VIEWERS: usize = 20;
+pub const DEFAULT_MAX_LIVE_VIEWERS_PER_CLIENT: usize = 4;
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_live_viewers: DEFAULT_MAX_LIVE_VIEWERS,
+            max_live_viewers_per_client: DEFAULT_MAX_LIVE_VIEWERS_PER_CLIENT,
         }
     }
 }

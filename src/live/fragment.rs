@@ -54,8 +54,9 @@ pub struct LiveFragment {
     pub is_key: bool,
     /// The frame's decode time (the path's media time): how far behind a viewer is.
     pub dts_90k: i64,
-    /// The description this fragment decodes with.
-    pub init: Arc<InitSegment>,
+    /// The description this fragment decodes with (fMP4); `None` for a transport stream,
+    /// which carries its own tables and parameter sets.
+    pub init: Option<Arc<InitSegment>>,
 }
 
 /// Turns a path's frames into fragments, in decode order.
@@ -120,7 +121,7 @@ impl FragmentMuxer {
             bytes: Bytes::from(bytes),
             is_key: frame.is_idr,
             dts_90k: frame.dts_90k,
-            init,
+            init: Some(init),
         })
     }
 
@@ -210,19 +211,35 @@ mod tests {
         let a = m.push(&frame(3000, 3000, true, SPS), None).unwrap();
         let b = m.push(&frame(6000, 6000, false, SPS), None).unwrap();
         assert!(a.is_key && !b.is_key);
-        assert_eq!(a.init.generation, b.init.generation);
-        assert_eq!(a.init.codec, "avc1.42c01e");
-        assert_eq!((a.init.width, a.init.height), (640, 480));
+        assert_eq!(
+            a.init.as_ref().unwrap().generation,
+            b.init.as_ref().unwrap().generation
+        );
+        assert_eq!(a.init.as_ref().unwrap().codec, "avc1.42c01e");
+        assert_eq!(
+            (
+                a.init.as_ref().unwrap().width,
+                a.init.as_ref().unwrap().height
+            ),
+            (640, 480)
+        );
         // The same parameter sets at the next key frame: the same init segment.
         let c = m.push(&frame(9000, 9000, true, SPS), None).unwrap();
-        assert!(Arc::ptr_eq(&a.init, &c.init));
+        assert!(Arc::ptr_eq(
+            a.init.as_ref().unwrap(),
+            c.init.as_ref().unwrap()
+        ));
         // New parameter sets: a new generation.
         let mut other = SPS.to_vec();
         other[3] = 0x1f; // level 3.1
         let d = m.push(&frame(12000, 12000, true, &other), None).unwrap();
-        assert_eq!(d.init.generation, a.init.generation + 1);
-        assert_eq!(d.init.codec, "avc1.42c01f");
-        let msg: serde_json::Value = serde_json::from_str(&d.init.codec_message()).unwrap();
+        assert_eq!(
+            d.init.as_ref().unwrap().generation,
+            a.init.as_ref().unwrap().generation + 1
+        );
+        assert_eq!(d.init.as_ref().unwrap().codec, "avc1.42c01f");
+        let msg: serde_json::Value =
+            serde_json::from_str(&d.init.as_ref().unwrap().codec_message()).unwrap();
         assert_eq!(msg["mime"], "video/mp4; codecs=\"avc1.42c01f\"");
     }
 
@@ -231,7 +248,8 @@ mod tests {
         let init = FragmentMuxer::new()
             .push(&frame(90_000, 90_000, true, SPS), None)
             .unwrap()
-            .init;
+            .init
+            .unwrap();
         let ftyp = fmp4::parse_box_header(&init.bytes).unwrap().unwrap();
         assert_eq!(ftyp.kind, fmp4::FTYP);
         let track = fmp4::parse_moov(&init.bytes[ftyp.size.unwrap() as usize..]).unwrap();

@@ -1,4 +1,5 @@
-//! Live view in the browser: each path's frames as fragmented MP4, muxed once and shared.
+//! Live view in the browser: each path's frames as fragmented MP4 (or an MPEG-2 transport
+//! stream for the stream-viewer API), muxed once and shared.
 //!
 //! Owns: the per-path live muxer task (`LiveStream`: the path's hub of encoded frames → a
 //! hub of `LiveFragment`s, one `moof`+`mdat` per frame, muxed ONCE for every viewer, as
@@ -6,8 +7,9 @@
 //! (`fragment::FragmentMuxer`), and what one viewer is sent, in order (`LiveViewer`): a
 //! codec message, the init segment, then fragments from a key frame; a new codec message
 //! and init segment when the description changes; a viewer that falls more than
-//! `MAX_LAG` behind live drops whole frames to the next key frame. Does not own: the fMP4
-//! boxes (`mux::fmp4`, shared with the recorder), the WebSocket, sockets, timeouts or
+//! `MAX_LAG` behind live drops whole frames to the next key frame. A stream has one
+//! `Format`; a path watched in both has two. Does not own: the fMP4 boxes (`mux::fmp4`,
+//! shared with the recorder) or TS packets (`mux::ts`), the WebSocket, sockets, timeouts or
 //! authentication (the HTTP side), who may watch (`auth`).
 
 pub mod fragment;
@@ -20,9 +22,20 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::hub::{Demand, Hub, HubItem, HubReader, MediaPath, DEFAULT_HUB_CAPACITY};
-use crate::media::CLOCK_RATE;
+use crate::media::{EncodedFrame, StreamInfo, CLOCK_RATE};
+use crate::mux::ts::TsMuxer;
 
 pub use fragment::{FragmentMuxer, InitSegment, LiveFragment};
+
+/// The container a live stream is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Fragmented MP4 for Media Source Extensions: a codec message, an init segment, then
+    /// one `moof`+`mdat` per frame.
+    Fmp4,
+    /// MPEG-2 transport stream (mpegts.js): PAT/PMT before each key frame, a PES per frame.
+    MpegTs,
+}
 
 /// How far (in media time) a viewer may fall behind the newest frame before it gives up
 /// the rest of its group of pictures and waits for the next key frame: a live picture is
@@ -55,12 +68,12 @@ impl LiveStream {
     /// (an on-demand source starts) until the stream is dropped. Its hub shares the
     /// path's key-frame policy, so a viewer joining asks the source for a key frame (rate
     /// limited) or starts with the group so far (fast start).
-    pub fn start(media: Arc<MediaPath>) -> Arc<LiveStream> {
+    pub fn start(media: Arc<MediaPath>, format: Format) -> Arc<LiveStream> {
         let keyframe = media.frames.keyframe_request().clone();
         let hub = Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe));
         let newest_dts = Arc::new(AtomicI64::new(i64::MIN));
         let demand = media.want();
-        let task = tokio::spawn(mux_task(media, hub.clone(), newest_dts.clone()));
+        let task = tokio::spawn(mux_task(media, format, hub.clone(), newest_dts.clone()));
         Arc::new(LiveStream {
             hub,
             newest_dts,
@@ -117,9 +130,17 @@ impl Drop for LiveStream {
 
 /// Reads the path's frames and publishes each as one fragment. Ends when the path's hub
 /// closes; the fragment hub closes with it, which ends every viewer.
-async fn mux_task(media: Arc<MediaPath>, hub: Arc<Hub<LiveFragment>>, newest: Arc<AtomicI64>) {
+async fn mux_task(
+    media: Arc<MediaPath>,
+    format: Format,
+    hub: Arc<Hub<LiveFragment>>,
+    newest: Arc<AtomicI64>,
+) {
     let mut reader = media.frames.subscribe();
-    let mut muxer = FragmentMuxer::new();
+    let mut muxer = match format {
+        Format::Fmp4 => Muxer::Fmp4(FragmentMuxer::new()),
+        Format::MpegTs => Muxer::Ts(TsFramer::default()),
+    };
     while let Some(frame) = reader.next().await {
         let info = media.info();
         let Some(fragment) = muxer.push(&frame, info.as_deref()) else {
@@ -129,6 +150,52 @@ async fn mux_task(media: Arc<MediaPath>, hub: Arc<Hub<LiveFragment>>, newest: Ar
         hub.publish(Arc::new(fragment));
     }
     hub.close();
+}
+
+enum Muxer {
+    Fmp4(FragmentMuxer),
+    Ts(TsFramer),
+}
+
+impl Muxer {
+    fn push(&mut self, frame: &EncodedFrame, info: Option<&StreamInfo>) -> Option<LiveFragment> {
+        match self {
+            Muxer::Fmp4(m) => m.push(frame, info),
+            Muxer::Ts(m) => m.push(frame, info),
+        }
+    }
+}
+
+/// A path's frames as transport stream packets, from its first key frame on (a player
+/// needs PAT/PMT and a key frame first; both come together).
+#[derive(Default)]
+struct TsFramer {
+    muxer: TsMuxer,
+    /// Media time of the first frame: the stream's zero, plus `TS_START`.
+    origin: Option<i64>,
+}
+
+/// Where the transport stream's clock starts (as ffmpeg's, 1.4 s): room for presentation
+/// times a little before the first decode time, never a negative timestamp.
+const TS_START: i64 = 126_000;
+
+impl TsFramer {
+    fn push(&mut self, frame: &EncodedFrame, info: Option<&StreamInfo>) -> Option<LiveFragment> {
+        if self.origin.is_none() && !frame.is_idr {
+            return None;
+        }
+        let origin = *self.origin.get_or_insert(frame.dts_90k);
+        let at = |t: i64| u64::try_from(t - origin + TS_START).unwrap_or(0);
+        let mut out = Vec::with_capacity(frame.data.len() + frame.data.len() / 20 + 2 * 188);
+        self.muxer
+            .push(frame, at(frame.pts_90k), at(frame.dts_90k), info, &mut out);
+        Some(LiveFragment {
+            bytes: Bytes::from(out),
+            is_key: frame.is_idr,
+            dts_90k: frame.dts_90k,
+            init: None,
+        })
+    }
 }
 
 /// What a viewer is sent next.
@@ -175,17 +242,20 @@ impl LiveViewer {
     }
 
     /// `f`, preceded by its description's codec message and init segment when this viewer
-    /// does not have them yet.
+    /// does not have them yet (fMP4; a transport stream carries its own).
     fn deliver(&mut self, f: Arc<LiveFragment>) -> LiveMessage {
-        if self.init_sent == Some(f.init.generation) {
+        let Some(init) = &f.init else {
+            return LiveMessage::Fragment(f.bytes.clone());
+        };
+        if self.init_sent == Some(init.generation) {
             return LiveMessage::Fragment(f.bytes.clone());
         }
-        self.init_sent = Some(f.init.generation);
+        self.init_sent = Some(init.generation);
         self.pending
-            .push_back(LiveMessage::Init(f.init.bytes.clone()));
+            .push_back(LiveMessage::Init(init.bytes.clone()));
         self.pending
             .push_back(LiveMessage::Fragment(f.bytes.clone()));
-        LiveMessage::Codec(f.init.codec_message())
+        LiveMessage::Codec(init.codec_message())
     }
 
     /// Frames this viewer skipped (fell behind, or joined between key frames).

@@ -13,10 +13,11 @@
 //! Does not own: the runtime, the listeners and the shutdown order (`app`), nor any
 //! protocol or media logic.
 
+mod live;
 pub mod plan;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 use crate::config::SourceSpec;
 use crate::config::{Config, HttpConfig, Overrides, PathConfig, RecordingConfig, VideoDefaults};
 use crate::control::{
-    Applied, Change, Control, ControlError, PathRecordings, RecordingError, Recordings,
-    SegmentEntry,
+    Applied, Change, Control, ControlError, Feed, FeedError, FeedFormat, LiveViews, PathRecordings,
+    RecordingError, Recordings, SegmentEntry,
 };
 use crate::http::login::Login;
 use crate::http::HttpServer;
@@ -185,6 +186,8 @@ pub struct Supervisor {
     stopping: Mutex<Vec<JoinHandle<()>>>,
     /// Itself, for the threads that move HTTP (they must outlive the request that asked).
     me: Weak<Supervisor>,
+    /// Live (browser) viewers and their paths' live streams.
+    live: live::LiveRegistry,
 }
 
 /// How long shutdown waits for paths that are still stopping after a change.
@@ -235,6 +238,7 @@ impl Supervisor {
             login: Arc::new(Login::default()),
             stopping: Mutex::new(Vec::new()),
             me: me.clone(),
+            live: live::LiveRegistry::default(),
         })
     }
 
@@ -729,6 +733,33 @@ impl Control for Supervisor {
         self.state().file = file.clone();
         let applied = self.apply(&run);
         Ok((file, applied))
+    }
+}
+
+impl LiveViews for Supervisor {
+    fn live(
+        &self,
+        path: &str,
+        format: FeedFormat,
+        peer: IpAddr,
+    ) -> Result<Box<dyn Feed>, FeedError> {
+        let (media, limits) = {
+            let st = self.state();
+            let served = st.paths.get(path).ok_or(FeedError::NotFound)?;
+            let limits = live::Limits {
+                total: st.run.http.max_live_viewers,
+                per_client: st.run.http.max_live_viewers_per_client,
+            };
+            (served.media.clone(), limits)
+        };
+        // A path's first viewer starts its muxer task on the runtime; this may be called
+        // from a blocking thread.
+        let _in_runtime = self.runtime.enter();
+        let format = match format {
+            FeedFormat::Fmp4 => crate::live::Format::Fmp4,
+            FeedFormat::MpegTs => crate::live::Format::MpegTs,
+        };
+        self.live.viewer(&media, format, peer, limits)
     }
 }
 

@@ -90,7 +90,8 @@ pub fn plan(
     if live_rtsp(p) != live_rtsp(n) {
         out.push(Action::RtspSettings);
     }
-    if previous.http != next.http {
+    // The live-viewer limits are read at each new viewer: only a new address moves HTTP.
+    if previous.http.listen != next.http.listen {
         out.push(Action::MoveHttp);
     }
     if previous.led != next.led {
