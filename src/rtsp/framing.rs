@@ -41,13 +41,21 @@ pub fn frame(buf: &[u8]) -> Framed {
     }
     // rtsp-types skips blank lines before a message; so does everything here.
     let front = without_blank_lines(buf);
+    // A whole head that declares a body over the cap decides at once, from the head alone:
+    // 413 when the head is a good one, else 400, whether or not any of the body came (in
+    // one read, rtsp-types would judge the request line only once the body is whole).
+    // Interleaved data has no head (its payload may hold anything).
+    if front.first() != Some(&b'$') {
+        if let Some((head, cseq)) = head_with_body_too_large(front) {
+            return if head_parses(head) {
+                Framed::BodyTooLarge { cseq }
+            } else {
+                Framed::Malformed
+            };
+        }
+    }
     match Message::<Vec<u8>>::parse(buf) {
-        Ok((message @ Message::Data(_), consumed)) => Framed::Message { message, consumed },
-        // A body over the cap is refused also when it arrived whole in one read.
-        Ok((message, consumed)) => match body_too_large(front) {
-            Some(cseq) => Framed::BodyTooLarge { cseq },
-            None => Framed::Message { message, consumed },
-        },
+        Ok((message, consumed)) => Framed::Message { message, consumed },
         Err(rtsp_types::ParseError::Incomplete(_)) if front.first() == Some(&b'$') => {
             // Interleaved data: no head to read (its payload may hold anything), and its
             // 16-bit length bounds it at 65,539 bytes, above `MAX_REQUEST`.
@@ -58,9 +66,6 @@ pub fn frame(buf: &[u8]) -> Framed {
             }
         }
         Err(rtsp_types::ParseError::Incomplete(_)) => {
-            if let Some(cseq) = body_too_large(front) {
-                return Framed::BodyTooLarge { cseq };
-            }
             if buf.len() > MAX_REQUEST {
                 return Framed::TooLong;
             }
@@ -78,30 +83,45 @@ fn without_blank_lines(mut buf: &[u8]) -> &[u8] {
     buf
 }
 
-/// The `CSeq` to answer with, when the head at the front of `buf` declares a body over
-/// `MAX_BODY`.
-fn body_too_large(buf: &[u8]) -> Option<Option<String>> {
-    declared_body(buf)
-        .filter(|(length, _)| *length > MAX_BODY)
-        .map(|(_, cseq)| cseq)
-}
-
-/// The `Content-Length` (and `CSeq`, to answer with) of a request whose head is complete
-/// in `buf` (its body may not be).
-fn declared_body(buf: &[u8]) -> Option<(usize, Option<String>)> {
+/// The head (through its blank line) and the `CSeq` to answer with, when the message at
+/// the front of `buf` has a whole head that declares a body over `MAX_BODY`.
+fn head_with_body_too_large(buf: &[u8]) -> Option<(&[u8], Option<String>)> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
     let header = |want: &str| {
-        head.lines().find_map(|l| {
+        text.lines().find_map(|l| {
             let (name, value) = l.split_once(':')?;
             name.trim()
                 .eq_ignore_ascii_case(want)
                 .then(|| value.trim().to_string())
         })
     };
-    let length = header("content-length")?.parse().ok()?;
+    let length: usize = header("content-length")?.parse().ok()?;
+    if length <= MAX_BODY {
+        return None;
+    }
     let cseq = header("cseq").filter(|c| !c.is_empty() && c.len() < 16);
-    Some((length, cseq))
+    Some((&buf[..end + 4], cseq))
+}
+
+/// Whether `head` parses as a message on its own, its `Content-Length` left out.
+fn head_parses(head: &[u8]) -> bool {
+    let is_length = |line: &[u8]| {
+        std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(':'))
+            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+    };
+    let without: Vec<u8> = head
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|line| !is_length(line))
+        .flatten()
+        .copied()
+        .collect();
+    matches!(
+        Message::<Vec<u8>>::parse(&without),
+        Ok((Message::Request(_) | Message::Response(_), _))
+    )
 }
 
 #[cfg(test)]

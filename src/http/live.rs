@@ -1,0 +1,393 @@
+//! Live video over WebSocket: the browser live view (`GET /api/v1/paths/{name}/live`,
+//! fMP4 for Media Source Extensions) and the stream-viewer API's socket
+//! (`GET /ws/stream?id={path}[&format=fmp4]`, MPEG-TS by default, with JSON status and error
+//! messages and `start`/`stop`/`reconnect` commands).
+//!
+//! Owns: the socket loop: pulling a viewer's feed and writing its messages, each within
+//! `SEND_DEADLINE` (a viewer whose socket takes longer for one message is closed: it is
+//! stuck, and the live reader behind the feed has already dropped frames for it), counting
+//! the bytes sent, and the stream-viewer protocol's messages. Does not own: muxing, lag
+//! and the viewer limits (the live reader behind `control::LiveViews`), who may watch
+//! (`routes`, `mod.rs`), the handshake and the socket type (`ws`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+
+use crate::control::{Feed, FeedError, FeedFormat, FeedMessage, LiveViews};
+use crate::http::message::{Request, Response};
+use crate::http::ws::{self, Message, WebSocket};
+
+/// The longest one message may take to leave: past it the viewer is stuck and closed.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long the stream-viewer socket waits for the first picture before saying `TIMEOUT`
+/// (a source that is starting, or an on-demand source that does not come up).
+pub const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(15);
+
+/// `GET /api/v1/paths/{name}/live`: the path's live fMP4. The feed is opened before the
+/// upgrade, so that refusals are plain HTTP answers (404, 429).
+pub fn live_view(live: &Arc<dyn LiveViews>, req: &Request, path: &str) -> Response {
+    let feed = match live.live(path, FeedFormat::Fmp4, req.peer.ip()) {
+        Ok(f) => f,
+        Err(FeedError::NotFound) => {
+            return Response::json_error(404, "path_not_found", &format!("no path {path}"))
+        }
+        Err(FeedError::Limit(m)) => return Response::json_error(429, "too_many_viewers", &m),
+    };
+    let peer = req.peer.ip();
+    ws::accept(req, move |socket| async move {
+        let mut v = Viewer { socket, peer };
+        v.plain(feed).await;
+    })
+}
+
+/// What the stream-viewer socket was asked for (`/ws/stream?...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// The path (`id`).
+    pub id: String,
+    pub format: FeedFormat,
+}
+
+/// Why the stream-viewer socket refuses, said in its own protocol after the upgrade
+/// (`{"type":"error","code":"AUTH",...}`), as its clients expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// `GET /ws/stream?id=...`: upgrades, then speaks the stream-viewer protocol. `allowed` is
+/// the access decision for this request (checked by the caller: a refusal is sent as an
+/// `AUTH` error over the socket).
+pub fn stream_viewer(
+    live: Arc<dyn LiveViews>,
+    req: &Request,
+    asked: Result<StreamRequest, Refusal>,
+) -> Response {
+    let peer = req.peer.ip();
+    ws::accept(req, move |socket| async move {
+        let mut v = Viewer { socket, peer };
+        v.stream_viewer(live, asked).await;
+    })
+}
+
+/// Reads `?id=&format=` of `/ws/stream`. The error is for the socket (code `NOT_FOUND`
+/// for a missing id; `url`, the admin's unsaved relays, is not offered).
+pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
+    let mut id = None;
+    let mut format = FeedFormat::MpegTs;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = crate::http::routes::percent_decode(v).unwrap_or_default();
+        match k {
+            "id" => id = Some(v),
+            "format" => {
+                format = match v.as_str() {
+                    "fmp4" | "mp4" => FeedFormat::Fmp4,
+                    "mpegts" | "ts" => FeedFormat::MpegTs,
+                    other => {
+                        return Err(Refusal {
+                            code: "BAD_REQUEST",
+                            message: format!("format {other:?}: mpegts or fmp4"),
+                        })
+                    }
+                }
+            }
+            "url" => {
+                return Err(Refusal {
+                    code: "BAD_REQUEST",
+                    message: "url= is not offered: add the camera as a path (POST /api/streams/) \
+                              and watch it by id"
+                        .into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    match id.filter(|i| !i.is_empty()) {
+        Some(id) => Ok(StreamRequest { id, format }),
+        None => Err(Refusal {
+            code: "NOT_FOUND",
+            message: "which stream? /ws/stream?id=PATH".into(),
+        }),
+    }
+}
+
+/// A command from a stream-viewer client.
+#[derive(serde::Deserialize)]
+struct Command {
+    action: String,
+}
+
+/// One viewer's socket.
+struct Viewer {
+    socket: WebSocket,
+    peer: IpAddr,
+}
+
+/// What happened while waiting for the next thing to do.
+enum Event {
+    Media(Option<FeedMessage>),
+    Client(Option<Message>),
+}
+
+impl Viewer {
+    /// Sends `m`; false when the socket failed or took over `SEND_DEADLINE`.
+    async fn send(&mut self, m: Message) -> bool {
+        match tokio::time::timeout(SEND_DEADLINE, self.socket.send(m)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                log::info!(
+                    "live: a viewer at {} took over {} s for one message; closed",
+                    self.peer,
+                    SEND_DEADLINE.as_secs()
+                );
+                false
+            }
+        }
+    }
+
+    async fn send_feed(&mut self, feed: &dyn Feed, m: FeedMessage) -> bool {
+        let (message, len) = match m {
+            FeedMessage::Text(t) => {
+                let n = t.len();
+                (Message::text(t), n)
+            }
+            FeedMessage::Binary(b) => {
+                let n = b.len();
+                (Message::Binary(b), n)
+            }
+        };
+        let ok = self.send(message).await;
+        if ok {
+            feed.count_sent(len);
+        }
+        ok
+    }
+
+    async fn send_json(&mut self, v: serde_json::Value) -> bool {
+        self.send(Message::text(v.to_string())).await
+    }
+
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(SEND_DEADLINE, self.socket.close(None)).await;
+    }
+
+    /// The next media message of `feed` (none: waits for the client only) or the next
+    /// message from the client. Reading the client keeps pings answered and notices a
+    /// close.
+    async fn next_event(&mut self, feed: Option<&mut Box<dyn Feed>>) -> Event {
+        match feed {
+            Some(feed) => tokio::select! {
+                m = feed.next() => Event::Media(m),
+                c = self.socket.next() => Event::Client(c.and_then(Result::ok)),
+            },
+            None => Event::Client(self.socket.next().await.and_then(Result::ok)),
+        }
+    }
+
+    /// The live view: the feed's messages as they come; nothing is read from the client
+    /// but its close and pings.
+    async fn plain(&mut self, mut feed: Box<dyn Feed>) {
+        loop {
+            match self.next_event(Some(&mut feed)).await {
+                Event::Media(Some(m)) => {
+                    if !self.send_feed(&*feed, m).await {
+                        return;
+                    }
+                }
+                Event::Media(None) => {
+                    // The path stopped or restarted: the page reconnects.
+                    self.close().await;
+                    return;
+                }
+                Event::Client(None | Some(Message::Close(_))) => return,
+                Event::Client(Some(_)) => {}
+            }
+        }
+    }
+
+    async fn status(&mut self, phase: &str) -> bool {
+        self.send_json(serde_json::json!({"type": "status", "phase": phase}))
+            .await
+    }
+
+    async fn error(&mut self, code: &str, message: &str) -> bool {
+        self.send_json(serde_json::json!({"type": "error", "code": code, "message": message}))
+            .await
+    }
+
+    /// The stream-viewer protocol: `connecting`, then `connected` once the feed is open,
+    /// `playing` at its first media, `stopped` when it ends or is stopped; errors as
+    /// `{"type":"error","code":...}`; `start`, `stop` and `reconnect` from the client.
+    async fn stream_viewer(
+        &mut self,
+        live: Arc<dyn LiveViews>,
+        asked: Result<StreamRequest, Refusal>,
+    ) {
+        let asked = match asked {
+            Ok(a) => a,
+            Err(r) => {
+                let _ = self.error(r.code, &r.message).await;
+                self.close().await;
+                return;
+            }
+        };
+        let mut feed = None;
+        let mut playing = false;
+        if !self.status("connecting").await {
+            return;
+        }
+        match open(&*live, &asked, self.peer) {
+            Ok(f) => feed = Some(f),
+            Err((code, m)) => {
+                let _ = self.error(code, &m).await;
+                self.close().await;
+                return;
+            }
+        }
+        if !self.status("connected").await {
+            return;
+        }
+        let mut waiting_since = Some(tokio::time::Instant::now());
+        loop {
+            let deadline = waiting_since.map(|t| t + FIRST_PICTURE_WAIT);
+            let event = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.next_event(feed.as_mut())).await
+                {
+                    Ok(e) => e,
+                    Err(_) => {
+                        waiting_since = None;
+                        if !self
+                            .error(
+                                "TIMEOUT",
+                                &format!(
+                                    "no picture from {} within {} s; still waiting",
+                                    asked.id,
+                                    FIRST_PICTURE_WAIT.as_secs()
+                                ),
+                            )
+                            .await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+                None => self.next_event(feed.as_mut()).await,
+            };
+            match event {
+                Event::Media(Some(m)) => {
+                    if !playing && matches!(m, FeedMessage::Binary(_)) {
+                        playing = true;
+                        waiting_since = None;
+                        if !self.status("playing").await {
+                            return;
+                        }
+                    }
+                    let Some(f) = feed.as_deref() else { continue };
+                    if !self.send_feed(f, m).await {
+                        return;
+                    }
+                }
+                Event::Media(None) => {
+                    feed = None;
+                    playing = false;
+                    waiting_since = None;
+                    if !self.status("stopped").await {
+                        return;
+                    }
+                }
+                Event::Client(None | Some(Message::Close(_))) => return,
+                Event::Client(Some(Message::Text(t))) => {
+                    let action = serde_json::from_str::<Command>(t.as_str()).map(|c| c.action);
+                    match action.as_deref() {
+                        Ok("stop") => {
+                            feed = None;
+                            playing = false;
+                            waiting_since = None;
+                            if !self.status("stopped").await {
+                                return;
+                            }
+                        }
+                        Ok(a @ ("start" | "reconnect")) => {
+                            if a == "start" && feed.is_some() {
+                                continue; // Already playing: nothing to do.
+                            }
+                            feed = None;
+                            playing = false;
+                            if !self.status("connecting").await {
+                                return;
+                            }
+                            match open(&*live, &asked, self.peer) {
+                                Ok(f) => feed = Some(f),
+                                Err((code, m)) => {
+                                    if !self.error(code, &m).await {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                            }
+                            waiting_since = Some(tokio::time::Instant::now());
+                            if !self.status("connected").await {
+                                return;
+                            }
+                        }
+                        _ => {
+                            let m = "send {\"action\":\"start\"}, \"stop\" or \"reconnect\"";
+                            if !self.error("BAD_REQUEST", m).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Event::Client(Some(_)) => {}
+            }
+        }
+    }
+}
+
+/// Opens `asked`'s feed for `peer`; the error is the stream-viewer protocol's code and
+/// message.
+fn open(
+    live: &dyn LiveViews,
+    asked: &StreamRequest,
+    peer: IpAddr,
+) -> Result<Box<dyn Feed>, (&'static str, String)> {
+    live.live(&asked.id, asked.format, peer).map_err(|e| match e {
+        FeedError::NotFound => ("NOT_FOUND", format!("no stream {}", asked.id)),
+        FeedError::Limit(m) => ("LIMIT", m),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_requests() {
+        assert_eq!(
+            stream_request("id=cam"),
+            Ok(StreamRequest {
+                id: "cam".into(),
+                format: FeedFormat::MpegTs
+            })
+        );
+        assert_eq!(
+            stream_request("format=fmp4&id=door%20cam").map(|r| (r.id, r.format)),
+            Ok(("door cam".to_string(), FeedFormat::Fmp4))
+        );
+        assert_eq!(stream_request("").unwrap_err().code, "NOT_FOUND");
+        assert_eq!(stream_request("id=").unwrap_err().code, "NOT_FOUND");
+        assert_eq!(stream_request("id=a&format=flv").unwrap_err().code, "BAD_REQUEST");
+        assert_eq!(
+            stream_request("url=rtsp%3A%2F%2Fx&id=a").unwrap_err().code,
+            "BAD_REQUEST"
+        );
+    }
+}
