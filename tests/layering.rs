@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that read a path's hub and serve or store what they read.
-const READERS: [&str; 4] = ["rtsp", "record", "http", "live"];
+const READERS: [&str; 5] = ["rtsp", "record", "http", "live", "snapshot"];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
