@@ -405,6 +405,58 @@ mod tests {
         assert_eq!((snaps.made(), snaps.served()), (2, 3));
     }
 
+    /// What one snapshot costs (printed; README's figures come from here): a raw picture to
+    /// JPEG, and a group of 1 and 25 frames decoded then encoded.
+    #[test]
+    fn snapshot_cost() {
+        use crate::encode::{Encoder, EncoderSettings, OpenH264Encoder};
+        for (w, h, kbps) in [(640u32, 480u32, 1000u32), (1280, 720, 2000)] {
+            let raw = pattern(w, h, 7);
+            let pic = Picture::from_packed(w, h, &raw.data).expect("picture");
+            let reps = 10;
+            let t = Instant::now();
+            for _ in 0..reps {
+                encode(&pic, None, Instant::now()).expect("jpeg");
+            }
+            let jpeg_ms = t.elapsed().as_secs_f64() * 1000.0 / reps as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                encode(&pic, Some(320), Instant::now()).expect("jpeg");
+            }
+            let small_ms = t.elapsed().as_secs_f64() * 1000.0 / reps as f64;
+            let mut enc = OpenH264Encoder::new(&EncoderSettings {
+                width: w,
+                height: h,
+                fps: 25,
+                bitrate_kbps: kbps,
+                idr_interval_frames: 1000,
+            })
+            .expect("encoder");
+            let aus: Vec<EncodedFrame> = (0..25)
+                .map(|n| {
+                    let f = pattern(w, h, n);
+                    enc.encode(&f, false).expect("encode").expect("output")
+                })
+                .collect();
+            let mut line = format!(
+                "snapshot {w}x{h}: raw picture -> JPEG {jpeg_ms:.1} ms (to 320 wide {small_ms:.1} ms)"
+            );
+            for n in [1usize, 25] {
+                let media = MediaPath::new("cost");
+                for au in &aus[..n] {
+                    media.frames.publish(Arc::new(au.clone()));
+                }
+                let t = Instant::now();
+                for _ in 0..reps {
+                    make(&media, None).expect("snapshot");
+                }
+                let ms = t.elapsed().as_secs_f64() * 1000.0 / reps as f64;
+                line.push_str(&format!("; decode {n} frame(s) + JPEG {ms:.1} ms"));
+            }
+            println!("{line}");
+        }
+    }
+
     #[test]
     fn h264_groups_are_decoded_to_their_latest_picture() {
         use crate::encode::{Encoder, EncoderSettings, OpenH264Encoder};
