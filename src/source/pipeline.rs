@@ -477,6 +477,8 @@ impl Worker {
     fn passthrough(&mut self, mut source: Box<dyn FrameSource>, s: &mut Session) -> SessionEnd {
         let fps = source.fps();
         let mut params: Option<(Bytes, Bytes)> = None;
+        // Snapshots come from the H.264 now, not from a raw picture of an earlier source.
+        self.path.picture.clear();
         // Readers need an IDR to start; ask at once rather than wait for the camera's GOP.
         source.request_keyframe();
         let mut waited = 0u32;
