@@ -1,8 +1,9 @@
 //! The seam between the HTTP API and the supervisor: read the config, change it.
 //!
-//! Owns: the `Control` trait and its error and result types. `http` calls it; `supervisor`
-//! implements it (validate, save atomically, apply live). Keeps `http` free of `rtsp`,
-//! `source` and file handling.
+//! Owns: the `Control` trait and its error and result types (also a path's JPEG snapshot,
+//! `Jpeg` and `SnapshotError`). `http` calls it; `supervisor` implements it (validate, save
+//! atomically, apply live; snapshots through `snapshot`). Keeps `http` free of `rtsp`,
+//! `source`, `snapshot` and file handling.
 
 use crate::config::{Config, ConfigError};
 
@@ -47,6 +48,45 @@ pub struct Applied {
 /// A change to the config file's document: gets the current one, returns the new one.
 pub type Change<'a> = &'a mut dyn FnMut(&Config) -> Result<Config, ControlError>;
 
+/// A path's latest picture as a JPEG (`Control::snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jpeg {
+    /// The JPEG file, shared by every asker within the cache's second.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    pub width: u32,
+    pub height: u32,
+    /// How long before the answer the picture was made (milliseconds): the age of the
+    /// picture itself plus the time it sat in the cache.
+    pub age_ms: u64,
+}
+
+/// Why a path has no snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// No path by that name.
+    UnknownPath(String),
+    /// The path's source is not streaming (its state, for people: `camera lost: ...`).
+    NotStreaming(String),
+    /// The source streams but no picture to show has arrived yet (no key frame yet).
+    NoPicture(String),
+    /// The stream's pictures cannot be decoded (the decoder's reason).
+    Undecodable(String),
+    /// The picture could not be written as a JPEG.
+    Encode(String),
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::UnknownPath(p) => write!(f, "no path named `{p}`"),
+            SnapshotError::NotStreaming(state) => write!(f, "the path is not streaming: {state}"),
+            SnapshotError::NoPicture(m)
+            | SnapshotError::Undecodable(m)
+            | SnapshotError::Encode(m) => f.write_str(m),
+        }
+    }
+}
+
 pub trait Control: Send + Sync {
     /// The config file's document (without command-line overrides).
     fn config(&self) -> Config;
@@ -57,6 +97,10 @@ pub trait Control: Send + Sync {
     /// and applies it. Changes are serialised: the last one wins and the file always holds
     /// a whole, valid config.
     fn update(&self, change: Change<'_>) -> Result<(Config, Applied), ControlError>;
+    /// The path's latest picture as a JPEG, `width` pixels wide when asked (kept to the
+    /// picture's aspect ratio, never wider than the picture). Blocks while a picture is
+    /// decoded and encoded (milliseconds); askers within a second share one answer.
+    fn snapshot(&self, path: &str, width: Option<u32>) -> Result<Jpeg, SnapshotError>;
 }
 
 /// One recorded segment, as the recordings API lists it.

@@ -4,8 +4,9 @@
 //! readers skip whole frames up to the next key frame and the skip is counted), the path's
 //! key-frame policy (`KeyframeRequest`: requests coalesced and forced at most once per
 //! `min_interval`; `fast_start` hands a new reader the group of pictures since the last key
-//! frame) and the `MediaPath` that pairs a hub of encoded frames with the stream
-//! description.
+//! frame), the group since the last key frame (`Hub::group`, also what snapshots decode)
+//! and the `MediaPath` that pairs a hub of encoded frames with the stream description and
+//! the latest raw picture (`LatestPicture`, for sources Vigint encodes itself).
 //! Does not own: what readers do with frames (RTSP, recording) or where frames come from.
 //!
 //! A bounded ring (tokio `broadcast`) holds the last `capacity` items; a reader that falls
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 
-use crate::media::{EncodedFrame, StreamInfo};
+use crate::media::{EncodedFrame, LatestPicture, StreamInfo};
 
 /// Anything a hub can carry: it must say whether a reader may start decoding at it.
 pub trait HubItem: Send + Sync + 'static {
@@ -142,10 +143,14 @@ impl KeyframeRequest {
 struct HubState<T> {
     /// `None` once the hub is closed: readers then see the end of the stream.
     tx: Option<broadcast::Sender<Arc<T>>>,
-    /// Everything since the most recent key frame when the path asks for fast starts,
-    /// else that key frame while it is the latest item: where a new reader starts.
+    /// Everything since the most recent key frame (bounded): where a new reader starts
+    /// when the path asks for fast starts (else only while the key frame is the latest
+    /// item), and what a snapshot decodes.
     gop: Vec<Arc<T>>,
     gop_bytes: usize,
+    /// The group outgrew its bounds: `gop` holds only its key frame (still a picture for
+    /// snapshots, but no start for a reader).
+    gop_cut: bool,
 }
 
 /// Fan-out of items to readers. `publish` never waits for a reader.
@@ -165,6 +170,7 @@ impl<T: HubItem> Hub<T> {
                 tx: Some(tx),
                 gop: Vec::new(),
                 gop_bytes: 0,
+                gop_cut: false,
             }),
             keyframe,
             published: AtomicU64::new(0),
@@ -181,24 +187,26 @@ impl<T: HubItem> Hub<T> {
     /// Hands an item to every reader. Never blocks on readers.
     pub fn publish(&self, item: Arc<T>) {
         let mut st = self.lock();
-        let keep = if item.is_key() {
+        if item.is_key() {
             self.keyframe.key_passed();
             st.gop.clear();
             st.gop_bytes = 0;
-            true
-        } else {
-            // Kept only after a key frame, and only while the group is not too long.
-            self.keyframe.fast_start()
-                && !st.gop.is_empty()
-                && st.gop.len() < FAST_START_MAX_FRAMES
-                && st.gop_bytes + item.size() <= FAST_START_MAX_BYTES
-        };
-        if keep {
+            st.gop_cut = false;
             st.gop_bytes += item.size();
             st.gop.push(item.clone());
-        } else if !st.gop.is_empty() {
-            st.gop.clear();
-            st.gop_bytes = 0;
+        } else if !st.gop.is_empty() && !st.gop_cut {
+            // Kept only after a key frame, and only while the group is not too long; past
+            // that only the key frame stays (one Arc: a snapshot can still show it).
+            if st.gop.len() < FAST_START_MAX_FRAMES
+                && st.gop_bytes + item.size() <= FAST_START_MAX_BYTES
+            {
+                st.gop_bytes += item.size();
+                st.gop.push(item.clone());
+            } else {
+                st.gop.truncate(1);
+                st.gop_bytes = st.gop.first().map_or(0, |k| k.size());
+                st.gop_cut = true;
+            }
         }
         if let Some(tx) = &st.tx {
             // An error only means there is no reader right now.
@@ -214,7 +222,13 @@ impl<T: HubItem> Hub<T> {
         let st = self.lock();
         // Under the lock: the backlog ends exactly where the ring picks up.
         let rx = st.tx.as_ref().map(|tx| tx.subscribe());
-        let backlog: VecDeque<Arc<T>> = st.gop.iter().cloned().collect();
+        // The whole group with fast start; else its key frame only while it is the latest.
+        let start = !st.gop_cut && (st.gop.len() == 1 || self.keyframe.fast_start());
+        let backlog: VecDeque<Arc<T>> = if start {
+            st.gop.iter().cloned().collect()
+        } else {
+            VecDeque::new()
+        };
         drop(st);
         if backlog.is_empty() {
             self.keyframe.request();
@@ -235,6 +249,7 @@ impl<T: HubItem> Hub<T> {
         st.tx = None;
         st.gop.clear();
         st.gop_bytes = 0;
+        st.gop_cut = false;
     }
 
     /// Forgets the cached key frame and its group (the source restarted and they no longer
@@ -243,6 +258,14 @@ impl<T: HubItem> Hub<T> {
         let mut st = self.lock();
         st.gop.clear();
         st.gop_bytes = 0;
+        st.gop_cut = false;
+    }
+
+    /// The group of pictures since the last key frame (the key frame first), or only that
+    /// key frame when the group outgrew `FAST_START_MAX_FRAMES`/`_BYTES`; empty before the
+    /// first key frame. Cheap: `Arc` clones under the lock.
+    pub fn group(&self) -> Vec<Arc<T>> {
+        self.lock().gop.clone()
     }
 
     pub fn published(&self) -> u64 {
@@ -439,6 +462,8 @@ impl<T: HubItem> HubReader<T> {
 pub struct MediaPath {
     pub name: String,
     pub frames: Arc<Hub<EncodedFrame>>,
+    /// The latest picture before encoding, for sources Vigint encodes itself (snapshots).
+    pub picture: LatestPicture,
     info: watch::Sender<Option<Arc<StreamInfo>>>,
     demand: watch::Sender<usize>,
     /// How long a new reader waits for the source to describe itself (longer for sources
@@ -467,6 +492,7 @@ impl MediaPath {
         Arc::new(MediaPath {
             name: name.to_string(),
             frames: Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe)),
+            picture: LatestPicture::default(),
             info: watch::channel(None).0,
             demand: watch::channel(0).0,
             start_wait_ms: AtomicU64::new(DEFAULT_START_WAIT.as_millis() as u64),
@@ -708,5 +734,26 @@ mod tests {
         let mut r = h.subscribe();
         assert!(h.keyframe.take(), "too long a group: wait for a key frame");
         assert!(matches!(r.try_next(), TryNext::Empty));
+        // A snapshot still has the key frame.
+        let g = h.group();
+        assert_eq!(g.iter().map(|i| i.n).collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn the_group_is_kept_for_snapshots_without_fast_start() {
+        let h = hub(8);
+        assert!(h.group().is_empty(), "nothing before a key frame");
+        h.publish(item(0, false));
+        assert!(h.group().is_empty());
+        h.publish(item(1, true));
+        h.publish(item(2, false));
+        h.publish(item(3, false));
+        let g: Vec<u32> = h.group().iter().map(|i| i.n).collect();
+        assert_eq!(g, vec![1, 2, 3]);
+        // A new reader still does not start behind live without fast start.
+        let mut r = h.subscribe();
+        assert!(matches!(r.try_next(), TryNext::Empty));
+        h.forget_key();
+        assert!(h.group().is_empty());
     }
 }

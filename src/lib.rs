@@ -25,6 +25,7 @@ pub mod naming;
 pub mod notify;
 pub mod record;
 pub mod rtsp;
+pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod supervisor;

@@ -1,12 +1,14 @@
 //! Media types shared by every stage: encoded frames, stream descriptions and media time.
 //!
-//! Owns: `RawFrame` and `PixelFormat` (pictures before encoding), `EncodedFrame`,
+//! Owns: `RawFrame` and `PixelFormat` (pictures before encoding), `LatestPicture` (the last
+//! picture an encoder took, handed over without a copy for snapshots), `EncodedFrame`,
 //! `StreamInfo` (and reading it from an IDR access unit), the 90 kHz clock. Does not own:
 //! how frames are made (source, encode) or sent (rtsp, record).
 
 use std::fmt;
 use std::ops::Range;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -143,6 +145,62 @@ impl RawFrame {
         let (y, rest) = self.data.split_at(y_len);
         let (u, rest) = rest.split_at(c_len);
         Some((y, u, &rest[..c_len]))
+    }
+}
+
+/// The last I420 picture a path's encoder took, for snapshots. The pipeline hands each
+/// picture over by swapping buffers with the slot (`swap_in`): per frame one short lock and a
+/// pointer swap, no copy, no conversion and, unless a snapshot still holds the previous
+/// picture, no allocation. Readers take an `Arc` (`latest`) and convert it when asked.
+#[derive(Default)]
+pub struct LatestPicture {
+    slot: Mutex<Option<(Arc<RawFrame>, Instant)>>,
+}
+
+impl LatestPicture {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<RawFrame>, Instant)>> {
+        // Plain field writes under the lock: a poisoned lock is still consistent.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `data` (a tightly packed I420 picture described by `like`, whose own `data` is
+    /// not used) the latest picture; `data` gets the previous picture's buffer back for reuse,
+    /// or an empty one while a snapshot is still reading the previous picture.
+    pub fn swap_in(&self, data: &mut Vec<u8>, like: &RawFrame) {
+        let now = Instant::now();
+        let mut slot = self.lock();
+        if let Some((pic, at)) = slot.as_mut() {
+            if let Some(p) = Arc::get_mut(pic) {
+                std::mem::swap(&mut p.data, data);
+                p.width = like.width;
+                p.height = like.height;
+                p.pts_90k = like.pts_90k;
+                p.wall = like.wall;
+                p.sequence = like.sequence;
+                *at = now;
+                return;
+            }
+        }
+        let pic = RawFrame {
+            format: PixelFormat::I420,
+            width: like.width,
+            height: like.height,
+            data: std::mem::take(data),
+            pts_90k: like.pts_90k,
+            wall: like.wall,
+            sequence: like.sequence,
+        };
+        *slot = Some((Arc::new(pic), now));
+    }
+
+    /// The latest picture and when it was handed over.
+    pub fn latest(&self) -> Option<(Arc<RawFrame>, Instant)> {
+        self.lock().clone()
+    }
+
+    /// Forgets the picture (the source stopped or changed size).
+    pub fn clear(&self) {
+        *self.lock() = None;
     }
 }
 
@@ -298,6 +356,64 @@ mod tests {
         let f =
             EncodedFrame::from_annexb(Bytes::copy_from_slice(&idr_only), 0, SystemTime::UNIX_EPOCH);
         assert_eq!(stream_info_from_idr(&f, 25), None);
+    }
+
+    #[test]
+    fn latest_picture_swaps_buffers_without_copying() {
+        let slot = LatestPicture::default();
+        let like = RawFrame {
+            format: PixelFormat::I420,
+            width: 4,
+            height: 2,
+            data: Vec::new(),
+            pts_90k: 7,
+            wall: SystemTime::UNIX_EPOCH,
+            sequence: 1,
+        };
+        let mut a = vec![1u8; 12];
+        let a_ptr = a.as_ptr();
+        slot.swap_in(&mut a, &like);
+        assert!(a.is_empty(), "first picture: nothing to give back");
+        let (pic, _) = slot.latest().expect("picture");
+        assert_eq!((pic.data.as_ptr(), pic.sequence), (a_ptr, 1));
+        // While a snapshot holds picture 1, picture 2 goes into a new slot entry.
+        let mut b = vec![2u8; 12];
+        slot.swap_in(
+            &mut b,
+            &RawFrame {
+                sequence: 2,
+                ..like.clone_meta()
+            },
+        );
+        assert!(b.is_empty());
+        drop(pic);
+        // Nobody holds picture 2: picture 3 swaps with it, and its buffer comes back.
+        let (p2, _) = slot.latest().expect("picture");
+        let b_ptr = p2.data.as_ptr();
+        drop(p2);
+        let mut c = vec![3u8; 12];
+        let c_ptr = c.as_ptr();
+        slot.swap_in(
+            &mut c,
+            &RawFrame {
+                sequence: 3,
+                ..like.clone_meta()
+            },
+        );
+        assert_eq!(c.as_ptr(), b_ptr, "the previous buffer is reused");
+        let (p3, _) = slot.latest().expect("picture");
+        assert_eq!((p3.data.as_ptr(), p3.sequence, p3.data[0]), (c_ptr, 3, 3));
+        slot.clear();
+        assert!(slot.latest().is_none());
+    }
+
+    impl RawFrame {
+        fn clone_meta(&self) -> RawFrame {
+            RawFrame {
+                data: Vec::new(),
+                ..*self
+            }
+        }
     }
 
     #[test]

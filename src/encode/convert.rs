@@ -310,6 +310,13 @@ impl Converter {
         Ok(out)
     }
 
+    /// The buffer holding the last converted picture, so that the caller can take it
+    /// without a copy by swapping in another buffer (which the next conversion reuses).
+    /// `None` before the first conversion.
+    pub fn output_buffer(&mut self) -> Option<&mut Vec<u8>> {
+        self.out.as_mut().map(|o| &mut o.data)
+    }
+
     /// Decodes an MJPEG frame; its picture must have the size the stream was set up with.
     fn decode_mjpeg<'a>(&'a mut self, frame: &'a RawFrame) -> Result<&'a RawFrame, ConvertError> {
         let decoder = self.mjpeg.get_or_insert_with(MjpegDecoder::new);

@@ -3,7 +3,8 @@
 //! Owns: the `Encoder` trait, `EncoderSettings`, `EncodeError`, picking the stream description
 //! (SPS/PPS, size) out of an IDR access unit, pure pixel conversion to I420 (`convert.rs`),
 //! MJPEG decoding (`mjpeg.rs`, the only file naming zune-jpeg) and the openh264 software
-//! encoder (`openh264.rs`, the only file naming the openh264 crate).
+//! encoder and decoder (`openh264.rs`, the only file naming the openh264 crate; the decoder
+//! turns a group of pictures back into a picture for snapshots).
 //! Does not own: capture, pacing or restarts (`pipeline`), nor distributing frames (`hub`).
 
 pub mod convert;
@@ -16,7 +17,7 @@ use crate::media::EncodedFrame;
 use crate::media::RawFrame;
 
 pub use self::convert::ConvertError;
-pub use self::openh264::OpenH264Encoder;
+pub use self::openh264::{DecodedPicture, H264Decoder, OpenH264Encoder};
 
 /// What to encode and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +77,8 @@ pub enum EncodeError {
     Encode { sequence: u64, reason: String },
     /// The frame could not be converted to I420.
     Convert(ConvertError),
+    /// An H.264 access unit (the `index`th of those given) could not be decoded.
+    Decode { index: usize, reason: String },
 }
 
 impl fmt::Display for EncodeError {
@@ -92,6 +95,9 @@ impl fmt::Display for EncodeError {
                 write!(f, "encoding frame {sequence} failed: {reason}")
             }
             EncodeError::Convert(e) => write!(f, "{e}"),
+            EncodeError::Decode { index, reason } => {
+                write!(f, "access unit {index} cannot be decoded: {reason}")
+            }
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Owns: configuring openh264 for a camera stream (Baseline profile, bitrate rate control,
 //! no skipped frames, SPS/PPS before every IDR, constant parameter set ids so the stream
-//! description stays the same across IDRs, one thread) and choosing the H.264 level.
+//! description stays the same across IDRs, one thread) and choosing the H.264 level; and
+//! `H264Decoder`, which decodes a group of pictures to its latest picture for snapshots.
 //! Under `#[cfg(test)]` it also exports a small decoder helper for tests elsewhere.
 
+use ::openh264::decoder::{DecodeOptions, Decoder as OpenH264Decoder, DecoderConfig, Flush};
 use ::openh264::encoder::{
     BitRate, Encoder as H264Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Level,
     Profile, RateControlMode, SpsPpsStrategy, UsageType,
 };
-use ::openh264::formats::YUVSlices;
+use ::openh264::formats::{YUVSlices, YUVSource};
 use ::openh264::{OpenH264API, Timestamp};
 use bytes::Bytes;
 
@@ -207,6 +209,123 @@ impl Encoder for OpenH264Encoder {
         }
         Ok(Some(out))
     }
+}
+
+/// One decoded picture: tightly packed planar 4:2:0 (Y `width` x `height`, then U and V of
+/// `width.div_ceil(2)` x `height.div_ceil(2)` each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedPicture {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+    /// How many of the access units given were decoded to reach it.
+    pub units: usize,
+}
+
+/// openh264's decoder, for turning a group of pictures back into its latest picture
+/// (snapshots of H.264 that arrives encoded). One decoder per group: it starts at the key
+/// frame. Not for the hot path: nothing decodes unless someone asks for a picture.
+pub struct H264Decoder {
+    inner: OpenH264Decoder,
+}
+
+impl H264Decoder {
+    pub fn new() -> Result<Self, EncodeError> {
+        // Pictures come out when the stream says (B-frames held back), not after every unit.
+        let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+        let inner =
+            OpenH264Decoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
+                EncodeError::Init {
+                    reason: format!("openh264 decoder: {e}"),
+                }
+            })?;
+        Ok(H264Decoder { inner })
+    }
+
+    /// Decodes `units` (Annex-B access units, a key frame with its SPS/PPS first) in order
+    /// and returns the last picture in display order; `None` if none came out. Stops before a
+    /// unit once `deadline` has passed (the picture so far), and at the first unit that
+    /// fails after the first (a broken frame spoils the rest of its group); a first unit
+    /// that fails is the error.
+    pub fn decode_latest(
+        &mut self,
+        units: &[&[u8]],
+        deadline: std::time::Instant,
+    ) -> Result<Option<DecodedPicture>, EncodeError> {
+        let mut out: Option<DecodedPicture> = None;
+        let mut fed = 0;
+        for (i, au) in units.iter().enumerate() {
+            if i > 0 && std::time::Instant::now() >= deadline {
+                break;
+            }
+            let options = DecodeOptions::new().flush_after_decode(Flush::NoFlush);
+            match self.inner.decode_with_options(au, options) {
+                Ok(Some(pic)) => copy_picture(&pic, fed + 1, &mut out),
+                Ok(None) => {}
+                Err(e) if i == 0 => {
+                    return Err(EncodeError::Decode {
+                        index: 0,
+                        reason: format!("openh264: {e}"),
+                    })
+                }
+                Err(e) => {
+                    log::debug!("snapshot: decoding stopped at unit {i} of the group: {e}");
+                    break;
+                }
+            }
+            fed = i + 1;
+        }
+        match self.inner.flush_remaining() {
+            Ok(pics) => {
+                if let Some(pic) = pics.last() {
+                    copy_picture(pic, fed, &mut out);
+                }
+            }
+            Err(e) if out.is_none() => {
+                return Err(EncodeError::Decode {
+                    index: fed,
+                    reason: format!("openh264: {e}"),
+                })
+            }
+            Err(_) => {}
+        }
+        Ok(out)
+    }
+}
+
+/// Copies a decoded picture (rows with stride padding) into `out`, reusing its buffer.
+fn copy_picture(pic: &impl YUVSource, units: usize, out: &mut Option<DecodedPicture>) {
+    let (w, h) = pic.dimensions();
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (sy, su, sv) = pic.strides();
+    let o = out.get_or_insert_with(|| DecodedPicture {
+        width: 0,
+        height: 0,
+        data: Vec::new(),
+        units: 0,
+    });
+    o.data.clear();
+    o.data.reserve(w * h + 2 * cw * ch);
+    for (plane, stride, pw, ph) in [
+        (pic.y(), sy, w, h),
+        (pic.u(), su, cw, ch),
+        (pic.v(), sv, cw, ch),
+    ] {
+        let mut rows = 0;
+        for row in plane.chunks(stride.max(1)).take(ph) {
+            let row = &row[..pw.min(row.len())];
+            o.data.extend_from_slice(row);
+            // A short last row (odd sizes): repeat its last sample.
+            let last = row.last().copied().unwrap_or(128);
+            o.data.extend(std::iter::repeat_n(last, pw - row.len()));
+            rows += 1;
+        }
+        // Rows the decoder's buffer does not have (odd heights): neutral.
+        o.data.extend(std::iter::repeat_n(128, (ph - rows) * pw));
+    }
+    o.width = w as u32;
+    o.height = h as u32;
+    o.units = units;
 }
 
 /// Decoding helper for tests in other modules (they may not name the openh264 crate).

@@ -15,6 +15,7 @@ pub mod play;
 pub mod recordings;
 pub mod routes;
 pub mod server;
+pub mod snapshot;
 
 use std::io;
 use std::sync::Arc;
@@ -467,6 +468,7 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Response {
             }
         }
         Route::Mediamtx(call) => mediamtx::answer(ctx, req, call),
+        Route::Snapshot(path) => snapshot::answer(ctx.control.as_ref(), &path, &req.target),
         Route::DeletePath(name) => written(
             200,
             ctx.control.update(&mut |cur| {
@@ -566,6 +568,22 @@ pub(crate) mod tests {
             *cur = next.clone();
             Ok((next, Applied::default()))
         }
+        fn snapshot(
+            &self,
+            path: &str,
+            width: Option<u32>,
+        ) -> Result<crate::control::Jpeg, crate::control::SnapshotError> {
+            // A fixed 2x1 "picture" for paths in the config, so answers can be checked.
+            if !self.0.lock().unwrap().paths.contains_key(path) {
+                return Err(crate::control::SnapshotError::UnknownPath(path.into()));
+            }
+            Ok(crate::control::Jpeg {
+                bytes: Arc::new(vec![0xff, 0xd8, 0xff, 0xd9]),
+                width: width.unwrap_or(2),
+                height: 1,
+                age_ms: 5,
+            })
+        }
     }
 
     fn ctx() -> HttpContext {
@@ -634,6 +652,31 @@ pub(crate) mod tests {
             answer(&c, &req("PUT", "/api/v1/config", &[], &big)).status,
             413
         );
+    }
+
+    #[test]
+    fn snapshots_answer_jpeg_or_a_json_error() {
+        let c = ctx();
+        let a = get(&c, "/api/v1/paths/cam/snapshot.jpg?width=320");
+        assert_eq!(
+            (a.status, header(&a, "Content-Type")),
+            (200, Some("image/jpeg"))
+        );
+        assert_eq!(a.body, [0xff, 0xd8, 0xff, 0xd9]);
+        assert_eq!(header(&a, "X-Picture-Size"), Some("320x1"));
+        let a = get(&c, "/api/v1/paths/cam/snapshot.jpg?width=big");
+        assert_eq!(
+            (a.status, body(&a)["error"]["code"].as_str()),
+            (400, Some("bad_width"))
+        );
+        let a = get(&c, "/api/v1/paths/nope/snapshot.jpg");
+        assert_eq!(
+            (a.status, body(&a)["error"]["code"].as_str()),
+            (404, Some("unknown_path"))
+        );
+        // Once the admin password is set, a snapshot needs the login like status does.
+        post_setup(&c, "long enough");
+        assert_eq!(get(&c, "/api/v1/paths/cam/snapshot.jpg").status, 401);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Route {
     },
     /// MediaMTX's API (`/v3/...`, `/v1/...`).
     Mediamtx(super::mediamtx::Call),
+    /// A path's latest picture as a JPEG (GET, HEAD; `?width=` read by `snapshot`).
+    Snapshot(String),
 }
 
 /// Who may ask.
@@ -49,7 +51,9 @@ impl Route {
     pub fn access(&self) -> Access {
         match self {
             Route::Page | Route::Healthz | Route::Session | Route::Setup => Access::Open,
-            Route::Status | Route::Paths | Route::Path(_) | Route::Metrics => Access::Status,
+            Route::Status | Route::Paths | Route::Path(_) | Route::Snapshot(_) | Route::Metrics => {
+                Access::Status
+            }
             Route::Mediamtx(call) => call.access(),
             _ => Access::Admin,
         }
@@ -160,6 +164,14 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
             }
         }
         _ => match path.strip_prefix("/api/v1/paths/") {
+            Some(rest) if rest.ends_with("/snapshot.jpg") => {
+                match rest.strip_suffix("/snapshot.jpg") {
+                    Some(name) if !name.is_empty() && !name.contains('/') => {
+                        get_only(Route::Snapshot(name.to_string()))
+                    }
+                    _ => Err(RouteError::NotFound),
+                }
+            }
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 let name = name.to_string();
                 match method {
@@ -211,6 +223,16 @@ mod tests {
                 "/api/v1/paths/cam?pretty#top",
                 Route::Path("cam".into()),
             ),
+            (
+                "GET",
+                "/api/v1/paths/cam/snapshot.jpg",
+                Route::Snapshot("cam".into()),
+            ),
+            (
+                "HEAD",
+                "/api/v1/paths/door/snapshot.jpg?width=320",
+                Route::Snapshot("door".into()),
+            ),
         ];
         for (method, url, route) in cases {
             assert_eq!(decode(method, url), Ok(route), "{method} {url}");
@@ -226,6 +248,9 @@ mod tests {
             "/api/v1/status/",
             "/api/v1/paths/",
             "/api/v1/paths/a/b",
+            "/api/v1/paths//snapshot.jpg",
+            "/api/v1/paths/a/b/snapshot.jpg",
+            "/api/v1/paths/cam/snapshot.png",
             "/api/v2/status",
             "/METRICS",
             "/index.html",
@@ -248,6 +273,10 @@ mod tests {
             );
         }
         assert_eq!(decode("POST", "/api/v1/status"), na("GET, HEAD"));
+        assert_eq!(
+            decode("DELETE", "/api/v1/paths/cam/snapshot.jpg"),
+            na("GET, HEAD")
+        );
         assert_eq!(decode("DELETE", "/"), na("GET, HEAD"));
         assert_eq!(
             decode("POST", "/api/v1/config"),
@@ -348,6 +377,7 @@ mod tests {
         assert_eq!(Route::Setup.access(), Access::Open);
         assert_eq!(Route::Status.access(), Access::Status);
         assert_eq!(Route::Metrics.access(), Access::Status);
+        assert_eq!(Route::Snapshot("cam".into()).access(), Access::Status);
         for r in [
             Route::GetConfig,
             Route::PatchConfig,

@@ -442,6 +442,7 @@ impl Worker {
             );
             self.path.clear_info();
             self.path.frames.forget_key();
+            self.path.picture.clear();
         }
         self.last_size = Some((width, height));
         if let Some(dev) = source.device() {
@@ -476,6 +477,8 @@ impl Worker {
     fn passthrough(&mut self, mut source: Box<dyn FrameSource>, s: &mut Session) -> SessionEnd {
         let fps = source.fps();
         let mut params: Option<(Bytes, Bytes)> = None;
+        // Snapshots come from the H.264 now, not from a raw picture of an earlier source.
+        self.path.picture.clear();
         // Readers need an IDR to start; ask at once rather than wait for the camera's GOP.
         source.request_keyframe();
         let mut waited = 0u32;
@@ -631,6 +634,23 @@ impl Worker {
             };
             bad_in_a_row = 0;
             let took = t.elapsed().as_nanos() as u64;
+            if matches!(encoded, Ok(Some(_))) {
+                // The picture just encoded becomes the snapshot picture: a buffer swap, the
+                // previous picture's buffer comes back for reuse (no copy, no conversion).
+                let like = RawFrame {
+                    format: PixelFormat::I420,
+                    data: Vec::new(),
+                    ..frame
+                };
+                let buffer = if frame.format == PixelFormat::I420 {
+                    Some(&mut frame.data)
+                } else {
+                    converter.output_buffer()
+                };
+                if let Some(buffer) = buffer {
+                    self.path.picture.swap_in(buffer, &like);
+                }
+            }
             let sequence = frame.sequence;
             source.recycle(frame);
             self.stats

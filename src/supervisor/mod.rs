@@ -2,8 +2,9 @@
 //!
 //! Owns: the served paths (hub, pipeline, RTSP stream, recorder, status probe, each
 //! started and stopped here), `Control` for the HTTP API (a change is validated, saved,
-//! planned by the pure `plan` and carried out), `Recordings` (the segments of the paths that
-//! record), moving the HTTP API, and the threads that stop what a change removed.
+//! planned by the pure `plan` and carried out; snapshots of streaming paths through
+//! `snapshot::Snapshots`), `Recordings` (the segments of the paths that record), moving the
+//! HTTP API, and the threads that stop what a change removed.
 //!
 //! Locks: `changes` serialises changes (validate, save, plan, apply); `state` guards what
 //! runs and is held only for short in-memory steps, never across file I/O or a stop. A path
@@ -26,8 +27,8 @@ use std::time::{Duration, Instant};
 use crate::config::SourceSpec;
 use crate::config::{Config, HttpConfig, Overrides, PathConfig, RecordingConfig, VideoDefaults};
 use crate::control::{
-    Applied, Change, Control, ControlError, Feed, FeedError, FeedFormat, LiveViews, PathRecordings,
-    RecordingError, Recordings, SegmentEntry,
+    Applied, Change, Control, ControlError, Feed, FeedError, FeedFormat, Jpeg, LiveViews,
+    PathRecordings, RecordingError, Recordings, SegmentEntry, SnapshotError,
 };
 use crate::http::login::Login;
 use crate::http::HttpServer;
@@ -36,11 +37,12 @@ use crate::record::attach::{self, RecorderView, Recording};
 use crate::record::library;
 use crate::record::store::PathStore;
 use crate::rtsp::server::ServerContext;
+use crate::snapshot::Snapshots;
 use crate::source::file::FileSource;
 use crate::source::pipeline::Pipeline;
 use crate::source::publisher::PublisherSlot;
 use crate::source::relay::{Relay, RelaySettings};
-use crate::status::{Monitor, PathProbe, SourceProbe};
+use crate::status::{Monitor, PathProbe, SourceProbe, SourceState};
 use plan::{plan, Action, RunningPath};
 
 /// Starts the HTTP API on an address (`app` knows how); used when `http.listen` changes.
@@ -184,6 +186,8 @@ pub struct Supervisor {
     pub login: Arc<Login>,
     /// Threads stopping what changes removed (joined, a bounded time, at shutdown).
     stopping: Mutex<Vec<JoinHandle<()>>>,
+    /// JPEG snapshots of the paths, cached.
+    snapshots: Snapshots,
     /// Itself, for the threads that move HTTP (they must outlive the request that asked).
     me: Weak<Supervisor>,
     /// Live (browser) viewers and their paths' live streams.
@@ -237,6 +241,7 @@ impl Supervisor {
             start_http,
             login: Arc::new(Login::default()),
             stopping: Mutex::new(Vec::new()),
+            snapshots: Snapshots::default(),
             me: me.clone(),
             live: live::LiveRegistry::default(),
         })
@@ -733,6 +738,22 @@ impl Control for Supervisor {
         self.state().file = file.clone();
         let applied = self.apply(&run);
         Ok((file, applied))
+    }
+
+    fn snapshot(&self, path: &str, width: Option<u32>) -> Result<Jpeg, SnapshotError> {
+        let (media, stats) = {
+            let st = self.state();
+            let served = st
+                .paths
+                .get(path)
+                .ok_or_else(|| SnapshotError::UnknownPath(path.to_string()))?;
+            (served.media.clone(), served.source.stats())
+        };
+        // Outside the state lock: decoding and encoding take milliseconds.
+        match stats.sample().state {
+            SourceState::Streaming => self.snapshots.take(&media, width),
+            other => Err(SnapshotError::NotStreaming(other.to_string())),
+        }
     }
 }
 
