@@ -15,6 +15,18 @@ use std::time::{Duration, Instant};
 
 use vigint::http::server::{Handler, HttpServer, Limits, Request, Response};
 
+/// One runtime for every server in this file, as `app` has one for the appliance.
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    })
+}
+
 /// Plenty for anything that should happen at once, on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -42,12 +54,11 @@ fn echo() -> Handler {
             r.body.len(),
             String::from_utf8_lossy(&r.body)
         );
-        Response {
-            status: 200,
-            headers: vec![("Content-Type", "text/plain".to_string())],
-            body: body.into_bytes(),
-            file: None,
-        }
+        Response::new(
+            200,
+            vec![("Content-Type", "text/plain".to_string())],
+            body.into_bytes(),
+        )
     })
 }
 
@@ -56,12 +67,19 @@ fn start(limits: Limits) -> HttpServer {
 }
 
 fn start_with(limits: Limits, handler: Handler) -> HttpServer {
-    HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), limits, handler)
-        .expect("start the HTTP server")
+    HttpServer::start(
+        rt().handle(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        limits,
+        handler,
+    )
+    .expect("start the HTTP server")
 }
 
 #[derive(Debug)]
 struct Reply {
+    /// `HTTP/1.1`, or `HTTP/1.0` for an HTTP/1.0 request.
+    version: String,
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
@@ -81,6 +99,15 @@ impl Reply {
         assert!(v["error"]["message"].is_string(), "{self:?}");
         assert_eq!(self.header("Content-Type"), Some("application/json"));
         v["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+
+    /// hyper's own answer to a request it cannot parse (400, 431): the status, an empty
+    /// body and `Connection: close`. hyper writes it before any handler could give it
+    /// our JSON error body, and offers no hook to change it.
+    fn assert_hyper_refusal(&self, status: u16) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("Content-Length"), Some("0"), "{self:?}");
+        assert_eq!(self.body, "", "{self:?}");
     }
 }
 
@@ -124,8 +151,15 @@ impl Client {
     /// The next response; `head_only` for an answer to HEAD.
     fn try_reply(&mut self, head_only: bool) -> std::io::Result<Reply> {
         let status_line = self.line()?;
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
+        let (version, rest) = status_line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        assert!(
+            version == "HTTP/1.1" || version == "HTTP/1.0",
+            "bad status line {status_line:?}"
+        );
+        let version = version.to_string();
+        let status = Some(rest)
             .and_then(|s| s.get(..3))
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
@@ -141,6 +175,7 @@ impl Client {
             headers.push((n.to_string(), v.trim().to_string()));
         }
         let mut reply = Reply {
+            version,
             status,
             headers,
             body: String::new(),
@@ -227,6 +262,8 @@ fn http10_closes_unless_keep_alive_is_asked() {
     c.send(b"GET /old HTTP/1.0\r\n\r\n");
     let r = c.reply();
     assert_eq!((r.status, r.body.as_str()), (200, "GET /old 0:"));
+    // hyper answers an HTTP/1.0 client in HTTP/1.0 (RFC 9110 2.5 allows either).
+    assert_eq!(r.version, "HTTP/1.0");
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(c.closed());
 
@@ -312,22 +349,17 @@ fn garbage_gets_400_and_close() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n",
         b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     ] {
         let mut c = Client::connect(server.local_addr());
         c.send(garbage);
         let r = c.reply();
-        assert_eq!(r.status, 400, "{garbage:?}: {r:?}");
-        assert_eq!(r.error_code(), "bad_request");
-        assert_eq!(r.header("Connection"), Some("close"));
+        // Was our JSON `bad_request`; hyper refuses these itself (empty body).
+        r.assert_hyper_refusal(400);
+        assert_eq!(r.header("Connection"), Some("close"), "{garbage:?}");
         assert!(c.closed());
     }
-    // The whole body, once.
-    let mut c = Client::connect(server.local_addr());
-    c.send(b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
-    assert_eq!(
-        c.reply().body,
-        "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed Content-Length\",\"field\":null}}\n"
-    );
     server.stop();
 }
 
@@ -338,8 +370,8 @@ fn oversize_head_gets_431() {
     let big = "a".repeat(2000);
     c.send(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes());
     let r = c.reply();
-    assert_eq!(r.status, 431);
-    assert_eq!(r.error_code(), "headers_too_large");
+    // Was our JSON `headers_too_large`; hyper answers 431 itself (empty body).
+    r.assert_hyper_refusal(431);
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(c.closed());
     server.stop();
@@ -348,17 +380,24 @@ fn oversize_head_gets_431() {
 #[test]
 fn transfer_encoding_is_refused() {
     let server = start(limits());
-    for (te, status, code) in [
-        ("chunked", 411, "length_required"),
-        ("gzip", 501, "not_implemented"),
-    ] {
+    for te in ["chunked", "gzip, chunked", "gzip"] {
         let mut c = Client::connect(server.local_addr());
         c.send(
             format!("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
                 .as_bytes(),
         );
         let r = c.reply();
-        assert_eq!((r.status, r.error_code().as_str()), (status, code));
+        if te == "gzip" {
+            // Was our 501 `not_implemented`: a request whose last coding is not chunked has
+            // no knowable length, and hyper refuses it itself with 400 (RFC 9112 6.3).
+            r.assert_hyper_refusal(400);
+        } else {
+            // hyper would decode chunked bodies; we refuse them before reading (411).
+            assert_eq!(
+                (r.status, r.error_code().as_str()),
+                (411, "length_required")
+            );
+        }
         assert_eq!(r.header("Connection"), Some("close"));
         assert!(c.closed());
     }
@@ -501,12 +540,7 @@ fn stop_lets_a_running_handler_answer() {
     let handler: Handler = Arc::new(move |r: &Request| {
         let _ = started_tx.lock().map(|tx| tx.send(()));
         std::thread::sleep(Duration::from_millis(500));
-        Response {
-            status: 201,
-            headers: vec![],
-            body: format!("done {}", r.target).into_bytes(),
-            file: None,
-        }
+        Response::new(201, vec![], format!("done {}", r.target).into_bytes())
     });
     let server = start_with(limits(), handler);
     let mut c = Client::connect(server.local_addr());
@@ -523,7 +557,7 @@ fn stop_lets_a_running_handler_answer() {
 fn start_names_the_address_it_cannot_bind() {
     let server = start(limits());
     let addr = server.local_addr();
-    let e = HttpServer::start(addr, limits(), echo())
+    let e = HttpServer::start(rt().handle(), addr, limits(), echo())
         .err()
         .expect("the port is taken");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
@@ -618,16 +652,17 @@ fn file_handler(path: std::path::PathBuf, len: u64) -> Handler {
             "/short" => (len - 10, 20),
             _ => (0, len),
         };
-        Response {
-            status: 200,
-            headers: vec![("Content-Type", "video/mp4".to_string())],
-            body: b"ignored when there is a file".to_vec(),
-            file: Some(vigint::http::server::FileBody {
-                file,
-                offset,
-                len: n,
-            }),
-        }
+        let mut r = Response::new(
+            200,
+            vec![("Content-Type", "video/mp4".to_string())],
+            b"ignored when there is a file".to_vec(),
+        );
+        r.file = Some(vigint::http::server::FileBody {
+            file,
+            offset,
+            len: n,
+        });
+        r
     })
 }
 
@@ -666,10 +701,168 @@ fn file_bodies_are_streamed_exactly_and_keep_the_connection() {
         assert!(c.r.read_line(&mut line).expect("head") > 0);
         head.push_str(&line);
     }
-    assert!(head.contains("Content-Length: 20\r\n"), "{head}");
+    // Header names are case-insensitive; hyper writes them in lower case.
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 20\r\n"),
+        "{head}"
+    );
     let mut rest = Vec::new();
     let _ = c.r.read_to_end(&mut rest);
     assert_eq!(rest, &data[data.len() - 10..]);
     server.stop();
     let _ = std::fs::remove_file(&path);
+}
+
+/// `/ws` echoes every text and binary message back over a WebSocket (the handler owns the
+/// socket as a task); `/stream` sends `one\n`, waits for the test's go, then `two\n` and ends;
+/// anything else is the echo handler's.
+fn live_handler(go: Arc<Mutex<Option<mpsc::Receiver<()>>>>) -> Handler {
+    Arc::new(move |r: &Request| match r.target.as_str() {
+        "/ws" => vigint::http::ws::accept(r, |mut socket| async move {
+            use futures::{SinkExt, StreamExt};
+            while let Some(Ok(m)) = socket.next().await {
+                if m.is_close() {
+                    break;
+                }
+                if (m.is_text() || m.is_binary()) && socket.send(m).await.is_err() {
+                    break;
+                }
+            }
+        }),
+        "/stream" => {
+            let (response, tx) = Response::stream("text/plain", 4);
+            let go = go.lock().unwrap().take();
+            std::thread::spawn(move || {
+                let _ = tx.blocking_send(bytes::Bytes::from_static(b"one\n"));
+                if let Some(go) = go {
+                    let _ = go.recv_timeout(PATIENCE);
+                }
+                let _ = tx.blocking_send(bytes::Bytes::from_static(b"two\n"));
+            });
+            response
+        }
+        _ => echo()(r),
+    })
+}
+
+#[test]
+fn a_websocket_route_echoes_with_a_real_client() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start_with(limits(), live_handler(Arc::default()));
+    let addr = server.local_addr();
+    // A plain GET of a WebSocket address is refused with our JSON error.
+    let mut c = Client::connect(addr);
+    let r = c.get("/ws");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_websocket"));
+    rt().block_on(async {
+        let url = format!("ws://{addr}/ws");
+        let (mut socket, answer) =
+            tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+                .await
+                .expect("in time")
+                .expect("the handshake");
+        assert_eq!(answer.status(), 101);
+        for m in [
+            Message::text("hello"),
+            Message::binary(vec![0u8, 1, 2, 255]),
+            Message::text("x".repeat(20_000)),
+        ] {
+            socket.send(m.clone()).await.expect("send");
+            let back = tokio::time::timeout(PATIENCE, socket.next())
+                .await
+                .expect("an echo in time")
+                .expect("an echo")
+                .expect("a message");
+            assert_eq!(back, m);
+        }
+        // The socket is not an idle HTTP connection: it outlives the idle timeout.
+        tokio::time::sleep(limits().idle_timeout + Duration::from_millis(300)).await;
+        socket.send(Message::text("still")).await.expect("send");
+        let back = socket.next().await.expect("an echo").expect("a message");
+        assert_eq!(back, Message::text("still"));
+        socket.close(None).await.expect("close");
+    });
+    // The server serves plain requests alongside.
+    assert_eq!(Client::connect(addr).get("/after").body, "GET /after 0:");
+    server.stop();
+}
+
+#[test]
+fn stop_ends_an_open_websocket_promptly() {
+    use futures::StreamExt;
+    let server = start_with(limits(), live_handler(Arc::default()));
+    let addr = server.local_addr();
+    let mut socket = rt().block_on(async {
+        let (s, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("the handshake");
+        s
+    });
+    let t = Instant::now();
+    server.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    rt().block_on(async {
+        let end = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("ended in time");
+        assert!(!matches!(
+            end,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))
+        ));
+    });
+}
+
+/// Reads one chunk of a chunked body: `Some(bytes)`, or `None` for the last (empty) one.
+fn read_chunk(c: &mut Client) -> Option<Vec<u8>> {
+    let size = c.line().expect("chunk size");
+    let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+    let mut data = vec![0; n];
+    c.r.read_exact(&mut data).expect("chunk data");
+    assert_eq!(c.line().expect("chunk end"), "");
+    (n > 0).then_some(data)
+}
+
+#[test]
+fn a_streamed_body_of_unknown_length_flows_as_it_comes() {
+    let (go_tx, go_rx) = mpsc::channel();
+    let server = start_with(limits(), live_handler(Arc::new(Mutex::new(Some(go_rx)))));
+    let addr = server.local_addr();
+    let mut c = Client::connect(addr);
+    c.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.try_reply(true).expect("the head");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(head.header("Content-Length"), None);
+    // The first chunk arrives while the producer still holds the stream open.
+    assert_eq!(read_chunk(&mut c).as_deref(), Some(&b"one\n"[..]));
+    go_tx.send(()).expect("go");
+    assert_eq!(read_chunk(&mut c).as_deref(), Some(&b"two\n"[..]));
+    assert_eq!(read_chunk(&mut c), None);
+    // The connection is kept after the stream ends.
+    assert_eq!(c.get("/next").body, "GET /next 0:");
+    // curl, an independent client, decodes the same stream (no go: it ends after
+    // PATIENCE at most, as the producer stops waiting).
+    let (go_tx, go_rx) = mpsc::channel();
+    let server2 = start_with(limits(), live_handler(Arc::new(Mutex::new(Some(go_rx)))));
+    go_tx.send(()).expect("go");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-D", "-"])
+        .arg(format!("http://{}/stream", server2.local_addr()))
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(text.ends_with("\r\n\r\none\ntwo\n"), "{text:?}");
+    server2.stop();
+    server.stop();
 }

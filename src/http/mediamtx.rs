@@ -114,12 +114,11 @@ pub fn decode(method: &str, path: &str) -> Option<Result<Call, RouteError>> {
 
 fn reply(status: u16, body: &Value) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
-    Response {
+    Response::new(
         status,
-        headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
-        body: (text + "\n").into_bytes(),
-        file: None,
-    }
+        vec![("Content-Type", "application/json; charset=utf-8".into())],
+        (text + "\n").into_bytes(),
+    )
 }
 
 fn ok() -> Response {

@@ -10,11 +10,14 @@
 
 pub mod login;
 pub mod mediamtx;
+pub mod message;
 pub mod metrics;
 pub mod play;
 pub mod recordings;
 pub mod routes;
 pub mod server;
+mod timed_io;
+pub mod ws;
 
 use std::io;
 use std::sync::Arc;
@@ -55,12 +58,11 @@ const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
 fn respond(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-    Response {
+    Response::new(
         status,
-        headers: vec![("Content-Type", content_type.to_string())],
-        body: body.into(),
-        file: None,
-    }
+        vec![("Content-Type", content_type.to_string())],
+        body.into(),
+    )
 }
 
 fn json(status: u16, value: &impl Serialize) -> Response {
@@ -517,7 +519,11 @@ fn play_segment(
 
 /// Starts the HTTP API on `cfg.listen`: our own transport (`server`) with `answer` as the
 /// handler, every response marked `Cache-Control: no-store` (status and config are live).
-pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
+pub fn start(
+    rt: &tokio::runtime::Handle,
+    cfg: &HttpConfig,
+    ctx: HttpContext,
+) -> io::Result<HttpServer> {
     let ctx = Arc::new(ctx);
     let handler: server::Handler = Arc::new(move |req: &Request| {
         let mut r = answer(&ctx, req);
@@ -537,7 +543,7 @@ pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
         max_body: MAX_BODY,
         ..server::Limits::default()
     };
-    HttpServer::start(cfg.listen, limits, handler)
+    HttpServer::start(rt, cfg.listen, limits, handler)
 }
 
 #[cfg(test)]

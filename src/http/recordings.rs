@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{error, json, Response};
 use crate::control::{RecordingError, Recordings, SegmentEntry};
-use crate::http::server::FileBody;
+use crate::http::message::FileBody;
 
 const MP4: &str = "video/mp4";
 
@@ -151,16 +151,13 @@ pub fn download(rec: &dyn Recordings, path: &str, file: &str, range: Option<&str
     if let Some((first, last)) = range {
         headers.push(("Content-Range", format!("bytes {first}-{last}/{len}")));
     }
-    Response {
-        status,
-        headers,
-        body: Vec::new(),
-        file: Some(FileBody {
-            file: Arc::new(f),
-            offset,
-            len: n,
-        }),
-    }
+    let mut r = Response::new(status, headers, Vec::new());
+    r.file = Some(FileBody {
+        file: Arc::new(f),
+        offset,
+        len: n,
+    });
+    r
 }
 
 /// `DELETE /api/v1/recordings/{path}/{file}`: 200 `{}`.
