@@ -901,7 +901,13 @@ mod tests {
 
     #[test]
     fn common_errors_take_mediamtx_shape() {
-        let r = reshape_error(crate::http::error(401, "unauthorized", "log in as admin"));
+        let r = reshape_error(
+            crate::http::ApiError::Unauthorized {
+                message: "log in as admin".into(),
+                challenge: true,
+            }
+            .into_response(),
+        );
         assert_eq!(r.status, 401);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v, json!({"status": "error", "error": "log in as admin"}));
