@@ -9,6 +9,7 @@
 //! never imports `rtsp`, `source` or `record`.
 
 pub mod api;
+mod body;
 pub mod error;
 pub mod login;
 pub mod mediamtx;

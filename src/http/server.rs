@@ -15,23 +15,21 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
-use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use crate::http::body::{read_file, Body, Kind};
 use crate::http::timed_io::{BusyGuard, ConnState, TimedIo, Timeouts};
 use crate::http::ws;
 
@@ -77,8 +75,6 @@ impl Default for Limits {
 
 /// More headers than this get 431, whatever their size.
 const MAX_HEADERS: usize = 100;
-/// File bodies are read in chunks this large.
-const FILE_CHUNK: usize = 64 * 1024;
 /// Pause after a failed accept (EMFILE leaves the listener readable: no spinning).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one log line per kind of trouble this often.
@@ -713,123 +709,6 @@ fn start_websocket(
             Err(e) => log::debug!("http: {peer}: upgrade failed: {e}"),
         }
     });
-}
-
-/// Reads `f` in chunks on a blocking thread into a small channel: at most two chunks wait
-/// for a slow client, and the thread ends when the client is gone (the channel closes).
-fn read_file(f: FileBody) -> mpsc::Receiver<io::Result<Bytes>> {
-    let (tx, rx) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        let end = f.offset.saturating_add(f.len);
-        let mut at = f.offset;
-        while at < end {
-            let n = usize::try_from(end - at).map_or(FILE_CHUNK, |n| n.min(FILE_CHUNK));
-            let mut buf = vec![0; n];
-            let item = match f.file.read_at(&mut buf, at) {
-                Ok(0) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file is shorter than its promised length",
-                )),
-                Ok(k) => {
-                    buf.truncate(k);
-                    at += k as u64;
-                    Ok(Bytes::from(buf))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// An answer's body as hyper pulls it; holds the connection busy (no idle timer) until it is
-/// written or dropped.
-pub struct Body {
-    kind: Kind,
-    _busy: Option<BusyGuard>,
-}
-
-enum Kind {
-    Empty,
-    Full(Option<Bytes>),
-    Chunks(mpsc::Receiver<Bytes>),
-    File {
-        rx: mpsc::Receiver<io::Result<Bytes>>,
-        left: u64,
-        /// The error to end with, once hyper has flushed.
-        failed: Option<io::Error>,
-    },
-}
-
-impl Body {
-    fn empty(busy: Option<BusyGuard>) -> Body {
-        Body {
-            kind: Kind::Empty,
-            _busy: busy,
-        }
-    }
-}
-
-impl hyper::body::Body for Body {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.get_mut().kind {
-            Kind::Empty => Poll::Ready(None),
-            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Chunks(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
-            Kind::File { rx, left, failed } => {
-                if let Some(e) = failed.take() {
-                    return Poll::Ready(Some(Err(e)));
-                }
-                let e = match rx.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(b))) => {
-                        *left = left.saturating_sub(b.len() as u64);
-                        return Poll::Ready(Some(Ok(Frame::data(b))));
-                    }
-                    Poll::Ready(None) if *left == 0 => return Poll::Ready(None),
-                    Poll::Ready(Some(Err(e))) => e,
-                    Poll::Ready(None) => {
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "the file body ended early")
-                    }
-                };
-                log::warn!("http: a file body ended early: {e}");
-                // The error ends the connection at once; one Pending first lets hyper
-                // flush what it has (the client gets every byte there was).
-                *failed = Some(e);
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Full(b) => b.is_none(),
-            Kind::Chunks(_) => false,
-            Kind::File { left, .. } => *left == 0,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Chunks(_) => SizeHint::default(),
-            Kind::File { left, .. } => SizeHint::with_exact(*left),
-        }
-    }
 }
 
 #[cfg(test)]
