@@ -122,6 +122,7 @@ async fn serve(
         .map_or(VideoDefaults::BUILT_IN, |b| b.video_defaults);
     monitor.set_startup(startup.board, startup.first_boot);
     let http_monitor = monitor.clone();
+    let http_rt = tokio::runtime::Handle::current();
     let supervisor = Supervisor::new(
         file.path,
         file.config,
@@ -131,7 +132,7 @@ async fn serve(
         ctx.clone(),
         monitor.clone(),
         Box::new(move |http: &HttpConfig, s: Arc<Supervisor>| {
-            start_http(http, http_monitor.clone(), s)
+            start_http(&http_rt, http, http_monitor.clone(), s)
         }),
     );
     supervisor
@@ -237,6 +238,7 @@ fn start_led(
 
 /// Starts the HTTP API on `cfg.listen`, wired to the monitor and the supervisor.
 fn start_http(
+    rt: &tokio::runtime::Handle,
     cfg: &HttpConfig,
     monitor: Arc<Monitor>,
     supervisor: Arc<Supervisor>,
@@ -252,7 +254,7 @@ fn start_http(
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),
     };
-    let h = crate::http::start(cfg, ctx)?;
+    let h = crate::http::start(rt, cfg, ctx)?;
     log::info!("http: listening on {}", h.local_addr());
     Ok(h)
 }

@@ -1,178 +1,24 @@
 //! The HTTP transport (`vigint::http::server`) on real loopback sockets, driven byte by byte
 //! with std `TcpStream`: keep-alive, pipelining, `Connection: close`, HTTP/1.0, HEAD,
 //! `100 Continue`, every refusal (400, 408, 411, 413, 431, 501, 503), timeouts, handler
-//! panics, `stop`, and an accept loop that survives EMFILE.
+//! panics, `stop`, and an accept loop that survives EMFILE. Answers that live on
+//! (WebSockets, streamed bodies) are in tests/http_live.rs.
 //!
 //! Timeouts are short here; upper bounds on elapsed time are generous (the machine may be
 //! loaded) and only check that something happens at all, not how fast.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vigint::http::server::{Handler, HttpServer, Limits, Request, Response};
 
-/// Plenty for anything that should happen at once, on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn limits() -> Limits {
-    Limits {
-        max_head: 1024,
-        max_body: 4000,
-        head_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        max_connections: 16,
-    }
-}
-
-/// `/panic` panics; anything else answers `METHOD TARGET LENGTH:BODY` as text.
-fn echo() -> Handler {
-    Arc::new(|r: &Request| {
-        if r.target == "/panic" {
-            panic!("boom (a test handler panicking on purpose)");
-        }
-        let body = format!(
-            "{} {} {}:{}",
-            r.method,
-            r.target,
-            r.body.len(),
-            String::from_utf8_lossy(&r.body)
-        );
-        Response {
-            status: 200,
-            headers: vec![("Content-Type", "text/plain".to_string())],
-            body: body.into_bytes(),
-            file: None,
-        }
-    })
-}
-
-fn start(limits: Limits) -> HttpServer {
-    start_with(limits, echo())
-}
-
-fn start_with(limits: Limits, handler: Handler) -> HttpServer {
-    HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), limits, handler)
-        .expect("start the HTTP server")
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn error_code(&self) -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
-        assert!(v["error"]["field"].is_null(), "{self:?}");
-        assert!(v["error"]["message"].is_string(), "{self:?}");
-        assert_eq!(self.header("Content-Type"), Some("application/json"));
-        v["error"]["code"].as_str().unwrap_or("").to_string()
-    }
-}
-
-/// One connection. Reads through a `BufReader` and writes through the same socket (no
-/// second descriptor: the EMFILE test counts them).
-struct Client {
-    r: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-        Client {
-            r: BufReader::new(s),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.r.get_mut().write_all(bytes).expect("send");
-    }
-
-    fn get(&mut self, target: &str) -> Reply {
-        self.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        self.reply()
-    }
-
-    fn line(&mut self) -> std::io::Result<String> {
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        if !line.ends_with("\r\n") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("incomplete line {line:?}"),
-            ));
-        }
-        line.truncate(line.len() - 2);
-        Ok(line)
-    }
-
-    /// The next response; `head_only` for an answer to HEAD.
-    fn try_reply(&mut self, head_only: bool) -> std::io::Result<Reply> {
-        let status_line = self.line()?;
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|s| s.get(..3))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let line = self.line()?;
-            if line.is_empty() {
-                break;
-            }
-            let (n, v) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header {line:?}"));
-            headers.push((n.to_string(), v.trim().to_string()));
-        }
-        let mut reply = Reply {
-            status,
-            headers,
-            body: String::new(),
-        };
-        if !head_only {
-            let n: usize = reply
-                .header("Content-Length")
-                .unwrap_or_else(|| panic!("no Content-Length: {reply:?}"))
-                .parse()
-                .expect("Content-Length is a number");
-            let mut body = vec![0; n];
-            self.r.read_exact(&mut body)?;
-            reply.body = String::from_utf8(body).expect("utf-8 body");
-        }
-        Ok(reply)
-    }
-
-    fn reply(&mut self) -> Reply {
-        self.try_reply(false).expect("a response")
-    }
-
-    /// Whether the server has closed the connection (nothing more arrives).
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 64];
-        match self.r.read(&mut b) {
-            Ok(0) => true,
-            Ok(n) => panic!("unexpected bytes {:?}", String::from_utf8_lossy(&b[..n])),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
-            Err(e) => panic!("connection still open: {e}"),
-        }
-    }
-}
+#[path = "common/raw_http.rs"]
+mod raw_http;
+use raw_http::*;
 
 #[test]
 fn keep_alive_serves_two_requests_on_one_connection() {
@@ -227,6 +73,8 @@ fn http10_closes_unless_keep_alive_is_asked() {
     c.send(b"GET /old HTTP/1.0\r\n\r\n");
     let r = c.reply();
     assert_eq!((r.status, r.body.as_str()), (200, "GET /old 0:"));
+    // hyper answers an HTTP/1.0 client in HTTP/1.0 (RFC 9110 2.5 allows either).
+    assert_eq!(r.version, "HTTP/1.0");
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(c.closed());
 
@@ -312,22 +160,17 @@ fn garbage_gets_400_and_close() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n",
         b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     ] {
         let mut c = Client::connect(server.local_addr());
         c.send(garbage);
         let r = c.reply();
-        assert_eq!(r.status, 400, "{garbage:?}: {r:?}");
-        assert_eq!(r.error_code(), "bad_request");
-        assert_eq!(r.header("Connection"), Some("close"));
+        // Was our JSON `bad_request`; hyper refuses these itself (empty body).
+        r.assert_hyper_refusal(400);
+        assert_eq!(r.header("Connection"), Some("close"), "{garbage:?}");
         assert!(c.closed());
     }
-    // The whole body, once.
-    let mut c = Client::connect(server.local_addr());
-    c.send(b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
-    assert_eq!(
-        c.reply().body,
-        "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed Content-Length\",\"field\":null}}\n"
-    );
     server.stop();
 }
 
@@ -338,8 +181,8 @@ fn oversize_head_gets_431() {
     let big = "a".repeat(2000);
     c.send(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes());
     let r = c.reply();
-    assert_eq!(r.status, 431);
-    assert_eq!(r.error_code(), "headers_too_large");
+    // Was our JSON `headers_too_large`; hyper answers 431 itself (empty body).
+    r.assert_hyper_refusal(431);
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(c.closed());
     server.stop();
@@ -348,17 +191,24 @@ fn oversize_head_gets_431() {
 #[test]
 fn transfer_encoding_is_refused() {
     let server = start(limits());
-    for (te, status, code) in [
-        ("chunked", 411, "length_required"),
-        ("gzip", 501, "not_implemented"),
-    ] {
+    for te in ["chunked", "gzip, chunked", "gzip"] {
         let mut c = Client::connect(server.local_addr());
         c.send(
             format!("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
                 .as_bytes(),
         );
         let r = c.reply();
-        assert_eq!((r.status, r.error_code().as_str()), (status, code));
+        if te == "gzip" {
+            // Was our 501 `not_implemented`: a request whose last coding is not chunked has
+            // no knowable length, and hyper refuses it itself with 400 (RFC 9112 6.3).
+            r.assert_hyper_refusal(400);
+        } else {
+            // hyper would decode chunked bodies; we refuse them before reading (411).
+            assert_eq!(
+                (r.status, r.error_code().as_str()),
+                (411, "length_required")
+            );
+        }
         assert_eq!(r.header("Connection"), Some("close"));
         assert!(c.closed());
     }
@@ -501,12 +351,7 @@ fn stop_lets_a_running_handler_answer() {
     let handler: Handler = Arc::new(move |r: &Request| {
         let _ = started_tx.lock().map(|tx| tx.send(()));
         std::thread::sleep(Duration::from_millis(500));
-        Response {
-            status: 201,
-            headers: vec![],
-            body: format!("done {}", r.target).into_bytes(),
-            file: None,
-        }
+        Response::new(201, vec![], format!("done {}", r.target).into_bytes())
     });
     let server = start_with(limits(), handler);
     let mut c = Client::connect(server.local_addr());
@@ -523,7 +368,7 @@ fn stop_lets_a_running_handler_answer() {
 fn start_names_the_address_it_cannot_bind() {
     let server = start(limits());
     let addr = server.local_addr();
-    let e = HttpServer::start(addr, limits(), echo())
+    let e = HttpServer::start(rt().handle(), addr, limits(), echo())
         .err()
         .expect("the port is taken");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
@@ -618,16 +463,17 @@ fn file_handler(path: std::path::PathBuf, len: u64) -> Handler {
             "/short" => (len - 10, 20),
             _ => (0, len),
         };
-        Response {
-            status: 200,
-            headers: vec![("Content-Type", "video/mp4".to_string())],
-            body: b"ignored when there is a file".to_vec(),
-            file: Some(vigint::http::server::FileBody {
-                file,
-                offset,
-                len: n,
-            }),
-        }
+        let mut r = Response::new(
+            200,
+            vec![("Content-Type", "video/mp4".to_string())],
+            b"ignored when there is a file".to_vec(),
+        );
+        r.file = Some(vigint::http::server::FileBody {
+            file,
+            offset,
+            len: n,
+        });
+        r
     })
 }
 
@@ -666,7 +512,11 @@ fn file_bodies_are_streamed_exactly_and_keep_the_connection() {
         assert!(c.r.read_line(&mut line).expect("head") > 0);
         head.push_str(&line);
     }
-    assert!(head.contains("Content-Length: 20\r\n"), "{head}");
+    // Header names are case-insensitive; hyper writes them in lower case.
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 20\r\n"),
+        "{head}"
+    );
     let mut rest = Vec::new();
     let _ = c.r.read_to_end(&mut rest);
     assert_eq!(rest, &data[data.len() - 10..]);

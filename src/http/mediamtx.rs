@@ -114,12 +114,11 @@ pub fn decode(method: &str, path: &str) -> Option<Result<Call, RouteError>> {
 
 fn reply(status: u16, body: &Value) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
-    Response {
+    Response::new(
         status,
-        headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
-        body: (text + "\n").into_bytes(),
-        file: None,
-    }
+        vec![("Content-Type", "application/json; charset=utf-8".into())],
+        (text + "\n").into_bytes(),
+    )
 }
 
 fn ok() -> Response {
@@ -902,7 +901,13 @@ mod tests {
 
     #[test]
     fn common_errors_take_mediamtx_shape() {
-        let r = reshape_error(crate::http::error(401, "unauthorized", "log in as admin"));
+        let r = reshape_error(
+            crate::http::ApiError::Unauthorized {
+                message: "log in as admin".into(),
+                challenge: true,
+            }
+            .into_response(),
+        );
         assert_eq!(r.status, 401);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v, json!({"status": "error", "error": "log in as admin"}));

@@ -1,21 +1,27 @@
 //! The HTTP side: the JSON API (status, config, paths, login, recordings), `/healthz`,
-//! `/metrics` and the phone page, on our own small transport (`server`) with its own threads.
+//! `/metrics` and the phone page, served by hyper on the tokio runtime (`server`).
 //!
 //! Owns: who may do what (`routes::Access`, same-origin and JSON-only writes, the admin
-//! login in `login`), the mapping from routes to responses and from errors to HTTP status
-//! codes and JSON error bodies (`answer`, in one place), and where a play link (`play`)
-//! stands in for the login. Reads the appliance through
-//! `status::Monitor` and changes it only through `control::Control`; never imports `rtsp`,
-//! `source` or `record`.
+//! login in `login`), `answer`: from a request to the one small handler of its area (`api`,
+//! `recordings`, `mediamtx`), and where a play link (`play`) stands in for the login.
+//! Errors are `error::ApiError`, which becomes a status and JSON body in one place. Reads the
+//! appliance through `status::Monitor` and changes it only through `control::Control`;
+//! never imports `rtsp`, `source` or `record`.
 
+pub mod api;
+mod body;
+pub mod error;
 pub mod login;
 pub mod mediamtx;
+pub mod message;
 pub mod metrics;
 pub mod play;
 pub mod recordings;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+mod timed_io;
+pub mod ws;
 
 use std::io;
 use std::sync::Arc;
@@ -23,18 +29,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{self, HttpConfig};
-use crate::control::{Applied, Control, ControlError, Recordings};
+use crate::config::HttpConfig;
+use crate::control::{Control, Recordings};
 use crate::status::Monitor;
+pub use error::ApiError;
 use login::{Login, Verdict};
 use routes::{Access, Route, RouteError};
 pub use server::{HttpServer, Request, Response};
 
 /// Requests are small; anything larger is refused before it is read.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// The phone page: one self-contained file, embedded so the appliance needs nothing else.
-const PAGE: &str = include_str!("page.html");
 
 /// Lists capture devices as JSON (`--list-cameras --json`): injected so that `http` names no
 /// capture code and tests can fake it.
@@ -52,73 +56,19 @@ pub struct HttpContext {
 }
 
 const JSON: &str = "application/json";
-const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
-const HTML: &str = "text/html; charset=utf-8";
 
 fn respond(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-    Response {
+    Response::new(
         status,
-        headers: vec![("Content-Type", content_type.to_string())],
-        body: body.into(),
-        file: None,
-    }
+        vec![("Content-Type", content_type.to_string())],
+        body.into(),
+    )
 }
 
 fn json(status: u16, value: &impl Serialize) -> Response {
     match serde_json::to_string_pretty(value) {
         Ok(body) => respond(status, JSON, body + "\n"),
-        Err(e) => error(500, "internal", &format!("cannot serialise: {e}")),
-    }
-}
-
-/// A JSON error naming a config field: `{"error":{"code":..,"message":..,"field":..}}`.
-pub fn field_error(status: u16, code: &str, message: &str, field: Option<&str>) -> Response {
-    Response::json_field_error(status, code, message, field)
-}
-
-/// A JSON error without a field.
-pub fn error(status: u16, code: &str, message: &str) -> Response {
-    field_error(status, code, message, None)
-}
-
-fn with_header(mut r: Response, name: &'static str, value: String) -> Response {
-    r.headers.push((name, value));
-    r
-}
-
-/// The one place control errors become HTTP answers.
-fn control_error(e: ControlError) -> Response {
-    match e {
-        ControlError::Invalid(c) => {
-            let field = (!c.field.is_empty()).then_some(c.field.as_str());
-            field_error(400, "invalid", &c.reason, field)
-        }
-        ControlError::Conflict(code, m) => error(409, code, &m),
-        ControlError::NotFound(code, m) => error(404, code, &m),
-        ControlError::Save(m) => {
-            log::error!("http: {m}");
-            error(500, "save_failed", &m)
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Written {
-    config: serde_json::Value,
-    #[serde(flatten)]
-    applied: Applied,
-}
-
-fn written(status: u16, result: Result<(config::Config, Applied), ControlError>) -> Response {
-    match result {
-        Ok((cfg, applied)) => json(
-            status,
-            &Written {
-                config: config::to_public_json(&cfg),
-                applied,
-            },
-        ),
-        Err(e) => control_error(e),
+        Err(e) => ApiError::internal(format!("cannot serialise: {e}")).into_response(),
     }
 }
 
@@ -144,24 +94,16 @@ fn same_origin(req: &Request) -> bool {
 }
 
 /// The request body as JSON (an empty body is `{}`); must be an object unless `any`.
-fn json_body(req: &Request, any: bool) -> Result<serde_json::Value, Response> {
+fn json_body(req: &Request, any: bool) -> Result<serde_json::Value, ApiError> {
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(serde_json::json!({}));
     }
     let v: serde_json::Value = serde_json::from_slice(&req.body)
-        .map_err(|e| error(400, "bad_json", &format!("the body is not JSON: {e}")))?;
+        .map_err(|e| ApiError::bad("bad_json", format!("the body is not JSON: {e}")))?;
     if !any && !v.is_object() {
-        return Err(error(400, "bad_json", "the body must be a JSON object"));
+        return Err(ApiError::bad("bad_json", "the body must be a JSON object"));
     }
     Ok(v)
-}
-
-/// Runs `f` on the JSON body, or answers the body's error.
-fn with_body(req: &Request, any: bool, f: impl FnOnce(serde_json::Value) -> Response) -> Response {
-    match json_body(req, any) {
-        Ok(v) => f(v),
-        Err(a) => a,
-    }
 }
 
 /// A client that is not a browser: browsers send `Origin` or `Sec-Fetch-Site` with every
@@ -195,25 +137,9 @@ fn content_type_ok(req: &Request, route: &Route) -> bool {
             ))
 }
 
-/// `{"password": "..."}` checked as a new admin password, hashed.
-fn new_admin_hash(req: &Request) -> Result<String, Response> {
-    let body = json_body(req, false)?;
-    let password = body
-        .get("password")
-        .and_then(|p| p.as_str())
-        .ok_or_else(|| field_error(400, "invalid", "a password is needed", Some("password")))?;
-    crate::auth::password::check_new_password(password)
-        .map_err(|why| field_error(400, "invalid", &why, Some("password")))?;
-    crate::auth::password::hash_password(password).map_err(|e| error(500, "internal", &e))
-}
-
-fn session(setup_required: bool, logged_in: bool) -> serde_json::Value {
-    serde_json::json!({"setup_required": setup_required, "logged_in": logged_in})
-}
-
 /// Answers one request; errors under MediaMTX's API take its shape.
 pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
-    let r = answer_route(ctx, req);
+    let r = answer_route(ctx, req).unwrap_or_else(ApiError::into_response);
     if mediamtx::is_mediamtx(&req.target) {
         mediamtx::reshape_error(r)
     } else {
@@ -221,50 +147,67 @@ pub fn answer(ctx: &HttpContext, req: &Request) -> Response {
     }
 }
 
-fn answer_route(ctx: &HttpContext, req: &Request) -> Response {
+/// The route, once the request may ask for it.
+fn decode(req: &Request) -> Result<Route, ApiError> {
     if req.body.len() > MAX_BODY {
-        return error(
-            413,
-            "payload_too_large",
-            &format!("request bodies are limited to {MAX_BODY} bytes"),
-        );
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY });
     }
-    let route = match routes::decode(&req.method, &req.target) {
-        Ok(r) => r,
-        Err(RouteError::NotFound) => return error(404, "not_found", "no such resource"),
-        Err(RouteError::BadTarget(why)) => return error(400, "bad_path", why),
-        Err(RouteError::MethodNotAllowed { allow }) => {
-            let a = error(
-                405,
-                "method_not_allowed",
-                &format!("{} is not allowed here; allowed: {allow}", req.method),
-            );
-            return with_header(a, "Allow", allow.to_string());
-        }
-    };
+    let route = routes::decode(&req.method, &req.target).map_err(|e| match e {
+        RouteError::NotFound => ApiError::not_found("not_found", "no such resource"),
+        RouteError::BadTarget(why) => ApiError::bad("bad_path", why),
+        RouteError::MethodNotAllowed { allow } => ApiError::MethodNotAllowed {
+            method: req.method.clone(),
+            allow,
+        },
+    })?;
     if routes::changes_state(&req.method) {
         if !same_origin(req) {
-            return error(
-                403,
-                "cross_origin",
-                "changes must come from this device's own page",
-            );
+            return Err(ApiError::Forbidden {
+                code: "cross_origin",
+                message: "changes must come from this device's own page".into(),
+            });
         }
         if !content_type_ok(req, &route) {
-            return error(
-                415,
-                "unsupported_media_type",
-                "send the body as Content-Type: application/json",
-            );
+            return Err(ApiError::UnsupportedMediaType);
         }
     }
+    Ok(route)
+}
+
+/// Whether the login lets this route through; `Err` is the refusal.
+fn admit(req: &Request, access: Access, verdict: Verdict) -> Result<(), ApiError> {
+    match (access, verdict) {
+        (Access::Open, _) | (_, Verdict::LoggedIn) => Ok(()),
+        (Access::Status, Verdict::SetupRequired) => Ok(()),
+        (Access::Admin, Verdict::SetupRequired) => Err(ApiError::Forbidden {
+            code: "setup_required",
+            message: "set the admin password first (first-run setup on the page)".into(),
+        }),
+        (_, Verdict::Wait(wait)) => Err(ApiError::TooManyAttempts {
+            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }),
+        (_, verdict) => Err(ApiError::Unauthorized {
+            message: if verdict == Verdict::Wrong {
+                "wrong password"
+            } else {
+                "log in as admin"
+            }
+            .into(),
+            // A page's own fetch() gets no browser login dialog.
+            challenge: req.header("X-Requested-With").is_none(),
+        }),
+    }
+}
+
+fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let route = decode(req)?;
     let admin_hash = ctx.control.admin_hash();
     // A play link stands in for the login on GET/HEAD of the one segment it names, and only
     // there (a DELETE with one still needs the login). It is judged alone, never by the
     // password check: a stale link is not a password guess and must not lock the admin out.
     if let Route::Segment { path, file } = &route {
         if let Some(token) = play::token_in(&req.target) {
-            return play_segment(ctx, req, admin_hash.as_deref(), path, file, token);
+            return recordings::play_segment(ctx, req, admin_hash.as_deref(), path, file, token);
         }
     }
     let verdict = ctx.login.check(
@@ -273,253 +216,39 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Response {
         req.peer.ip(),
         Instant::now(),
     );
-    let needs_login = match (route.access(), verdict) {
-        (Access::Open, _) | (_, Verdict::LoggedIn) => false,
-        (Access::Status, Verdict::SetupRequired) => false,
-        (Access::Admin, Verdict::SetupRequired) => {
-            return error(
-                403,
-                "setup_required",
-                "set the admin password first (first-run setup on the page)",
-            )
-        }
-        _ => true,
-    };
-    if needs_login {
-        return match verdict {
-            Verdict::Wait(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let a = error(
-                    429,
-                    "too_many_attempts",
-                    &format!("too many failed logins from this address; try again in {secs} s"),
-                );
-                with_header(a, "Retry-After", secs.to_string())
-            }
-            _ => {
-                let message = if verdict == Verdict::Wrong {
-                    "wrong password"
-                } else {
-                    "log in as admin"
-                };
-                let a = error(401, "unauthorized", message);
-                // A page's own fetch() gets no browser login dialog.
-                if req.header("X-Requested-With").is_some() {
-                    a
-                } else {
-                    with_header(
-                        a,
-                        "WWW-Authenticate",
-                        "Basic realm=\"vigint\", charset=\"UTF-8\"".into(),
-                    )
-                }
-            }
-        };
-    }
-    let m = &ctx.monitor;
+    admit(req, route.access(), verdict)?;
+    let setup_required = verdict == Verdict::SetupRequired;
     match route {
-        Route::Page => {
-            let mut r = respond(200, HTML, PAGE);
-            r.headers.push((
-                "Content-Security-Policy",
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'".into(),
-            ));
-            r.headers.push(("X-Frame-Options", "DENY".into()));
-            r
+        Route::Page => api::paths::page(),
+        Route::Status => api::paths::status(ctx),
+        Route::Paths => api::paths::list(ctx),
+        Route::Path(name) => api::paths::one(ctx, &name),
+        Route::Cameras => api::paths::cameras(ctx),
+        Route::Healthz => api::paths::health(ctx),
+        Route::Metrics => api::paths::metrics(ctx),
+        Route::Session => api::admin::state(setup_required, verdict == Verdict::LoggedIn),
+        Route::Setup => api::admin::setup(ctx, req, setup_required),
+        Route::SetAdminPassword => api::admin::set_password(ctx, req),
+        Route::GetConfig => api::config::get(ctx),
+        Route::PutConfig => api::config::put(ctx, req),
+        Route::PatchConfig => api::config::patch(ctx, req),
+        Route::AddPath(name) => api::config::add_path(ctx, req, &name),
+        Route::DeletePath(name) => api::config::delete_path(ctx, &name),
+        r @ (Route::Recordings | Route::Segment { .. } | Route::DeleteSegment { .. }) => {
+            recordings::answer(ctx, req, r, admin_hash.as_deref())
         }
-        Route::Status => json(200, &m.snapshot()),
-        Route::Paths => json(200, &m.snapshot().paths),
-        Route::Path(name) => match m.path(&name) {
-            Some(p) => json(200, &p),
-            None => error(404, "unknown_path", &format!("no path named `{name}`")),
-        },
-        Route::Cameras => json(200, &(ctx.cameras)()),
-        Route::Healthz => {
-            let s = m.snapshot();
-            let problems: Vec<serde_json::Value> = s
-                .paths
-                .iter()
-                .filter_map(|p| {
-                    let why = p.problem.as_ref()?;
-                    Some(serde_json::json!({"path": p.name, "problem": why}))
-                })
-                .collect();
-            if problems.is_empty() {
-                json(200, &serde_json::json!({"status": "ok"}))
-            } else {
-                json(
-                    503,
-                    &serde_json::json!({"status": "unhealthy", "problems": problems}),
-                )
-            }
-        }
-        Route::Metrics => respond(
-            200,
-            METRICS,
-            metrics::render(&m.snapshot(), metrics::process_rss_bytes()),
-        ),
-        Route::Session => json(
-            200,
-            &session(
-                verdict == Verdict::SetupRequired,
-                verdict == Verdict::LoggedIn,
-            ),
-        ),
-        Route::Setup => {
-            if verdict != Verdict::SetupRequired {
-                return error(409, "already_set", "the admin password is already set");
-            }
-            let hash = match new_admin_hash(req) {
-                Ok(h) => h,
-                Err(a) => return a,
-            };
-            let result = ctx.control.update(&mut |cur| {
-                if cur.admin.password_hash.is_some() {
-                    return Err(ControlError::Conflict(
-                        "already_set",
-                        "the admin password is already set".into(),
-                    ));
-                }
-                let mut next = cur.clone();
-                next.admin.password_hash = Some(hash.clone());
-                Ok(next)
-            });
-            match result {
-                Ok(_) => {
-                    log::info!(
-                        "http: admin password set (first-run setup) from {}",
-                        req.peer.ip()
-                    );
-                    json(201, &session(false, false))
-                }
-                Err(e) => control_error(e),
-            }
-        }
-        Route::SetAdminPassword => {
-            let hash = match new_admin_hash(req) {
-                Ok(h) => h,
-                Err(a) => return a,
-            };
-            let result = ctx.control.update(&mut |cur| {
-                let mut next = cur.clone();
-                next.admin.password_hash = Some(hash.clone());
-                Ok(next)
-            });
-            match result {
-                Ok(_) => {
-                    log::info!("http: admin password changed from {}", req.peer.ip());
-                    json(200, &session(false, false))
-                }
-                Err(e) => control_error(e),
-            }
-        }
-        Route::GetConfig => json(200, &config::to_public_json(&ctx.control.config())),
-        Route::PutConfig => with_body(req, false, |doc| {
-            written(
-                200,
-                ctx.control
-                    .update(&mut |cur| Ok(config::from_public_json(doc.clone(), cur)?)),
-            )
-        }),
-        Route::PatchConfig => with_body(req, true, |patch| {
-            written(
-                200,
-                ctx.control.update(&mut |cur| {
-                    let mut doc = config::to_public_json(cur);
-                    config::merge_patch::apply(&mut doc, &patch);
-                    Ok(config::from_public_json(doc, cur)?)
-                }),
-            )
-        }),
-        Route::AddPath(name) => with_body(req, false, |body| {
-            written(
-                201,
-                ctx.control.update(&mut |cur| {
-                    if cur.paths.contains_key(&name) {
-                        return Err(ControlError::Conflict(
-                            "path_exists",
-                            format!("path `{name}` exists; change it with PATCH /api/v1/config"),
-                        ));
-                    }
-                    let mut doc = config::to_public_json(cur);
-                    doc["paths"][&name] = body.clone();
-                    Ok(config::from_public_json(doc, cur)?)
-                }),
-            )
-        }),
-        Route::Recordings | Route::Segment { .. } | Route::DeleteSegment { .. } => {
-            let Some(rec) = ctx.recordings.as_deref() else {
-                return error(404, "recording_off", "recording is not enabled");
-            };
-            match route {
-                Route::Segment { path, file } => {
-                    recordings::download(rec, &path, &file, req.header("Range"))
-                }
-                Route::DeleteSegment { path, file } => recordings::delete(rec, &path, &file),
-                _ => {
-                    // Only the admin gets here (Access::Admin), so the hash is set.
-                    let hash = admin_hash.unwrap_or_default();
-                    let now = Instant::now();
-                    recordings::list(rec, &|path: &str, file: &str| {
-                        let token = ctx.login.play().mint(&hash, path, file, now)?;
-                        Some(play::segment_url(path, file, Some(&token)))
-                    })
-                }
-            }
-        }
-        Route::Mediamtx(call) => mediamtx::answer(ctx, req, call),
+        Route::Mediamtx(call) => Ok(mediamtx::answer(ctx, req, call)),
         Route::Snapshot(path) => snapshot::answer(ctx.control.as_ref(), &path, &req.target),
-        Route::DeletePath(name) => written(
-            200,
-            ctx.control.update(&mut |cur| {
-                let mut next = cur.clone();
-                if next.paths.remove(&name).is_none() {
-                    return Err(ControlError::NotFound(
-                        "unknown_path",
-                        format!("no path named `{name}`"),
-                    ));
-                }
-                Ok(next)
-            }),
-        ),
     }
 }
 
-/// GET or HEAD of a segment with a play link (`?token=`) instead of a login. A bad, expired
-/// or revoked link is 401 like a missing login, without `WWW-Authenticate` (a `<video>`
-/// must not open a login dialog) and without counting as a failed password: guessing a
-/// 256-bit MAC is hopeless, so there is nothing for the limiter to slow down, while an open
-/// tab's stale links would otherwise lock its admin out.
-fn play_segment(
-    ctx: &HttpContext,
-    req: &Request,
-    admin_hash: Option<&str>,
-    path: &str,
-    file: &str,
-    token: &str,
-) -> Response {
-    let valid = admin_hash.is_some_and(|hash| {
-        ctx.login
-            .play()
-            .check(hash, path, file, token, Instant::now())
-            .is_ok()
-    });
-    if !valid {
-        return error(
-            401,
-            "unauthorized",
-            "this play link is not valid or has expired; reload the recordings list",
-        );
-    }
-    match ctx.recordings.as_deref() {
-        Some(rec) => recordings::download(rec, path, file, req.header("Range")),
-        None => error(404, "recording_off", "recording is not enabled"),
-    }
-}
-
-/// Starts the HTTP API on `cfg.listen`: our own transport (`server`) with `answer` as the
-/// handler, every response marked `Cache-Control: no-store` (status and config are live).
-pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
+/// Starts the HTTP API on `cfg.listen` on the runtime `rt`, with `answer` as the handler,
+/// every response marked `Cache-Control: no-store` (status and config are live).
+pub fn start(
+    rt: &tokio::runtime::Handle,
+    cfg: &HttpConfig,
+    ctx: HttpContext,
+) -> io::Result<HttpServer> {
     let ctx = Arc::new(ctx);
     let handler: server::Handler = Arc::new(move |req: &Request| {
         let mut r = answer(&ctx, req);
@@ -539,13 +268,14 @@ pub fn start(cfg: &HttpConfig, ctx: HttpContext) -> io::Result<HttpServer> {
         max_body: MAX_BODY,
         ..server::Limits::default()
     };
-    HttpServer::start(cfg.listen, limits, handler)
+    HttpServer::start(rt, cfg.listen, limits, handler)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::control::{Applied, ControlError};
     use std::sync::Mutex;
 
     /// A `Control` that keeps the config in memory and records nothing else.
@@ -691,10 +421,16 @@ pub(crate) mod tests {
         assert_eq!(a.status, 503);
         assert_eq!(body(&a)["problems"][0]["problem"], "camera lost: unplugged");
         let a = get(&c, "/metrics");
-        assert_eq!((a.status, header(&a, "Content-Type")), (200, Some(METRICS)));
+        assert_eq!(
+            (a.status, header(&a, "Content-Type")),
+            (200, Some(api::paths::METRICS))
+        );
         assert!(String::from_utf8_lossy(&a.body).contains("vigint_frames_total{path=\"cam\"} 10"));
         let a = get(&c, "/");
-        assert_eq!((a.status, header(&a, "Content-Type")), (200, Some(HTML)));
+        assert_eq!(
+            (a.status, header(&a, "Content-Type")),
+            (200, Some(api::paths::HTML))
+        );
     }
 
     #[test]

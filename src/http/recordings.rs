@@ -6,12 +6,16 @@
 //! and checked by `routes`; the implementation checks them again against the disk.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{error, json, Response};
-use crate::control::{RecordingError, Recordings, SegmentEntry};
-use crate::http::server::FileBody;
+use super::error::ApiError;
+use super::{json, Response};
+use crate::control::{Recordings, SegmentEntry};
+use crate::http::message::FileBody;
+use crate::http::routes::Route;
+use crate::http::{play, HttpContext, Request};
 
 const MP4: &str = "video/mp4";
 
@@ -74,18 +78,6 @@ pub fn parse_range(header: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((a, b.min(len - 1))))
 }
 
-/// The one place recording errors become answers.
-fn recording_error(e: RecordingError) -> Response {
-    match e {
-        RecordingError::NotFound => error(404, "not_found", "no such recording"),
-        RecordingError::Forbidden(m) => error(409, "recording", &m),
-        RecordingError::Io(m) => {
-            log::error!("http: recordings: {m}");
-            error(500, "io", &m)
-        }
-    }
-}
-
 /// A segment as listed: the entry and its play link.
 #[derive(Serialize)]
 struct Listed<'a> {
@@ -102,7 +94,10 @@ struct ListedPath<'a> {
 
 /// `GET /api/v1/recordings`: `[{"path", "segments": [...]}]`, each segment with the
 /// `play_url` that `play_url(path, file)` makes (null when it makes none).
-pub fn list(rec: &dyn Recordings, play_url: &dyn Fn(&str, &str) -> Option<String>) -> Response {
+pub fn list(
+    rec: &dyn Recordings,
+    play_url: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Response, ApiError> {
     let all = rec.list();
     let listed: Vec<ListedPath> = all
         .iter()
@@ -118,27 +113,21 @@ pub fn list(rec: &dyn Recordings, play_url: &dyn Fn(&str, &str) -> Option<String
                 .collect(),
         })
         .collect();
-    json(200, &listed)
+    Ok(json(200, &listed))
 }
 
 /// `GET` or `HEAD /api/v1/recordings/{path}/{file}`, with `range` the `Range` header.
-pub fn download(rec: &dyn Recordings, path: &str, file: &str, range: Option<&str>) -> Response {
-    let (f, len) = match rec.open(path, file) {
-        Ok(x) => x,
-        Err(e) => return recording_error(e),
-    };
+pub fn download(
+    rec: &dyn Recordings,
+    path: &str,
+    file: &str,
+    range: Option<&str>,
+) -> Result<Response, ApiError> {
+    let (f, len) = rec.open(path, file)?;
     let range = match range.map(|r| parse_range(r, len)) {
         None | Some(Ok(None)) => None,
         Some(Ok(Some(r))) => Some(r),
-        Some(Err(())) => {
-            let mut a = error(
-                416,
-                "range_not_satisfiable",
-                &format!("the recording has {len} bytes"),
-            );
-            a.headers.push(("Content-Range", format!("bytes */{len}")));
-            return a;
-        }
+        Some(Err(())) => return Err(ApiError::RangeNotSatisfiable { len }),
     };
     let (status, offset, n) = match range {
         Some((first, last)) => (206, first, last - first + 1),
@@ -151,30 +140,84 @@ pub fn download(rec: &dyn Recordings, path: &str, file: &str, range: Option<&str
     if let Some((first, last)) = range {
         headers.push(("Content-Range", format!("bytes {first}-{last}/{len}")));
     }
-    Response {
-        status,
-        headers,
-        body: Vec::new(),
-        file: Some(FileBody {
-            file: Arc::new(f),
-            offset,
-            len: n,
-        }),
-    }
+    let mut r = Response::new(status, headers, Vec::new());
+    r.file = Some(FileBody {
+        file: Arc::new(f),
+        offset,
+        len: n,
+    });
+    Ok(r)
 }
 
 /// `DELETE /api/v1/recordings/{path}/{file}`: 200 `{}`.
-pub fn delete(rec: &dyn Recordings, path: &str, file: &str) -> Response {
-    match rec.delete(path, file) {
-        Ok(()) => json(200, &serde_json::json!({})),
-        Err(e) => recording_error(e),
+pub fn delete(rec: &dyn Recordings, path: &str, file: &str) -> Result<Response, ApiError> {
+    rec.delete(path, file)?;
+    Ok(json(200, &serde_json::json!({})))
+}
+
+/// The recordings routes, for the logged-in admin; 404 `recording_off` when recording is
+/// off. `admin_hash` keys the play links the list hands out.
+pub fn answer(
+    ctx: &HttpContext,
+    req: &Request,
+    route: Route,
+    admin_hash: Option<&str>,
+) -> Result<Response, ApiError> {
+    let rec = recordings_on(ctx)?;
+    match route {
+        Route::Segment { path, file } => download(rec, &path, &file, req.header("Range")),
+        Route::DeleteSegment { path, file } => delete(rec, &path, &file),
+        _ => {
+            // Only the admin gets here (Access::Admin), so the hash is set.
+            let hash = admin_hash.unwrap_or_default();
+            let now = Instant::now();
+            list(rec, &|path: &str, file: &str| {
+                let token = ctx.login.play().mint(hash, path, file, now)?;
+                Some(play::segment_url(path, file, Some(&token)))
+            })
+        }
     }
+}
+
+fn recordings_on(ctx: &HttpContext) -> Result<&dyn Recordings, ApiError> {
+    ctx.recordings
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("recording_off", "recording is not enabled"))
+}
+
+/// GET or HEAD of a segment with a play link (`?token=`) instead of a login. A bad, expired
+/// or revoked link is 401 like a missing login, without `WWW-Authenticate` (a `<video>`
+/// must not open a login dialog) and without counting as a failed password: guessing a
+/// 256-bit MAC is hopeless, so there is nothing for the limiter to slow down, while an open
+/// tab's stale links would otherwise lock its admin out.
+pub fn play_segment(
+    ctx: &HttpContext,
+    req: &Request,
+    admin_hash: Option<&str>,
+    path: &str,
+    file: &str,
+    token: &str,
+) -> Result<Response, ApiError> {
+    let valid = admin_hash.is_some_and(|hash| {
+        ctx.login
+            .play()
+            .check(hash, path, file, token, Instant::now())
+            .is_ok()
+    });
+    if !valid {
+        return Err(ApiError::Unauthorized {
+            message: "this play link is not valid or has expired; reload the recordings list"
+                .into(),
+            challenge: false,
+        });
+    }
+    download(recordings_on(ctx)?, path, file, req.header("Range"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{PathRecordings, SegmentEntry};
+    use crate::control::{PathRecordings, RecordingError, SegmentEntry};
     use crate::http::{answer, tests::MemoryControl, HttpContext, Request};
     use std::os::unix::fs::FileExt;
     use std::path::PathBuf;

@@ -2,12 +2,13 @@
 //!
 //! Owns: reading `width` from the query (pure, refused with 400 `bad_width` when it is not
 //! a whole number from `MIN_WIDTH` to `MAX_WIDTH`), the `image/jpeg` answer with the
-//! picture's size and age in headers, and the mapping of `control::SnapshotError` to HTTP
-//! (the one place it happens). Who may ask is `routes::Access`; making the picture is the
+//! picture's size and age in headers (`control::SnapshotError` becomes an answer in
+//! `error::ApiError`). Who may ask is `routes::Access`; making the picture is the
 //! supervisor's (`Control::snapshot`, with the `snapshot` module's cache).
 
-use super::{error, with_header, Response};
-use crate::control::{Control, SnapshotError};
+use super::error::ApiError;
+use super::message::Response;
+use crate::control::Control;
 
 /// The narrowest snapshot one may ask for.
 pub const MIN_WIDTH: u32 = 16;
@@ -46,50 +47,26 @@ pub fn width_of(target: &str) -> Result<Option<u32>, String> {
     Ok(width)
 }
 
-/// The one place snapshot errors become HTTP answers.
-fn snapshot_error(e: SnapshotError) -> Response {
-    let message = e.to_string();
-    match e {
-        SnapshotError::UnknownPath(_) => error(404, "unknown_path", &message),
-        SnapshotError::NotStreaming(_) => with_header(
-            error(503, "not_streaming", &message),
-            "Retry-After",
-            "5".into(),
-        ),
-        SnapshotError::NoPicture(_) => with_header(
-            error(503, "no_picture", &message),
-            "Retry-After",
-            "1".into(),
-        ),
-        SnapshotError::Undecodable(_) => error(503, "undecodable", &message),
-        SnapshotError::Encode(_) => error(500, "snapshot_failed", &message),
-    }
-}
-
-/// Answers the snapshot route for `path`.
-pub fn answer(control: &dyn Control, path: &str, target: &str) -> Response {
-    let width = match width_of(target) {
-        Ok(w) => w,
-        Err(why) => return error(400, "bad_width", &why),
-    };
-    match control.snapshot(path, width) {
-        Ok(jpeg) => Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "image/jpeg".into()),
-                ("X-Picture-Size", format!("{}x{}", jpeg.width, jpeg.height)),
-                ("X-Picture-Age-Ms", jpeg.age_ms.to_string()),
-            ],
-            body: jpeg.bytes.to_vec(),
-            file: None,
-        },
-        Err(e) => snapshot_error(e),
-    }
+/// Answers the snapshot route for `path` (errors become answers in `ApiError`, from
+/// `SnapshotError`).
+pub fn answer(control: &dyn Control, path: &str, target: &str) -> Result<Response, ApiError> {
+    let width = width_of(target).map_err(|why| ApiError::bad("bad_width", why))?;
+    let jpeg = control.snapshot(path, width)?;
+    Ok(Response::new(
+        200,
+        vec![
+            ("Content-Type", "image/jpeg".into()),
+            ("X-Picture-Size", format!("{}x{}", jpeg.width, jpeg.height)),
+            ("X-Picture-Age-Ms", jpeg.age_ms.to_string()),
+        ],
+        jpeg.bytes.to_vec(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::SnapshotError;
 
     #[test]
     fn widths_are_whole_numbers_in_range() {
@@ -122,8 +99,8 @@ mod tests {
 
     #[test]
     fn errors_have_their_codes() {
-        let code = |e| {
-            let r = snapshot_error(e);
+        let code = |e: SnapshotError| {
+            let r = ApiError::from(e).into_response();
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
             (r.status, v["error"]["code"].as_str().unwrap().to_string())
         };
