@@ -245,11 +245,13 @@ fn start_http(
 ) -> std::io::Result<HttpServer> {
     let control: Arc<dyn Control> = supervisor.clone();
     let recordings: Arc<dyn Recordings> = supervisor.clone();
+    let live: Arc<dyn crate::control::LiveViews> = supervisor.clone();
     let ctx = HttpContext {
         monitor,
         control,
         login: supervisor.login.clone(),
         recordings: Some(recordings),
+        live: Some(live),
         cameras: Arc::new(|| {
             serde_json::to_value(v4l2::list_cameras()).unwrap_or(serde_json::Value::Null)
         }),

@@ -17,8 +17,14 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 
 use crate::control::{Feed, FeedError, FeedFormat, FeedMessage, LiveViews};
+use crate::http::error::ApiError;
 use crate::http::message::{Request, Response};
 use crate::http::ws::{self, Message, WebSocket};
+
+/// What a live link's token is minted for, in place of a recording's file name (no file
+/// name the API accepts contains a NUL, so a recording's play link never opens live video
+/// and a live link never opens a recording).
+pub const LINK_SCOPE: &str = "\0live";
 
 /// The longest one message may take to leave: past it the viewer is stuck and closed.
 pub const SEND_DEADLINE: Duration = Duration::from_secs(10);
@@ -28,20 +34,29 @@ pub const SEND_DEADLINE: Duration = Duration::from_secs(10);
 pub const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(15);
 
 /// `GET /api/v1/paths/{name}/live`: the path's live fMP4. The feed is opened before the
-/// upgrade, so that refusals are plain HTTP answers (404, 429).
-pub fn live_view(live: &Arc<dyn LiveViews>, req: &Request, path: &str) -> Response {
-    let feed = match live.live(path, FeedFormat::Fmp4, req.peer.ip()) {
-        Ok(f) => f,
-        Err(FeedError::NotFound) => {
-            return Response::json_error(404, "path_not_found", &format!("no path {path}"))
-        }
-        Err(FeedError::Limit(m)) => return Response::json_error(429, "too_many_viewers", &m),
-    };
+/// upgrade, so that refusals are plain HTTP answers (404, 503).
+pub fn live_view(
+    live: &Arc<dyn LiveViews>,
+    req: &Request,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let feed = live
+        .live(path, FeedFormat::Fmp4, req.peer.ip())
+        .map_err(|e| match e {
+            FeedError::NotFound => {
+                ApiError::not_found("unknown_path", format!("no path named `{path}`"))
+            }
+            FeedError::Limit(message) => ApiError::Unavailable {
+                code: "too_many_viewers",
+                message,
+                retry_after_s: Some(5),
+            },
+        })?;
     let peer = req.peer.ip();
-    ws::accept(req, move |socket| async move {
+    Ok(ws::accept(req, move |socket| async move {
         let mut v = Viewer { socket, peer };
         v.plain(feed).await;
-    })
+    }))
 }
 
 /// What the stream-viewer socket was asked for (`/ws/stream?...`).
@@ -152,7 +167,8 @@ impl Viewer {
         }
     }
 
-    async fn send_feed(&mut self, feed: &dyn Feed, m: FeedMessage) -> bool {
+    /// Sends a feed's message; the bytes sent, or `None` when the socket failed.
+    async fn send_media(&mut self, m: FeedMessage) -> Option<usize> {
         let (message, len) = match m {
             FeedMessage::Text(t) => {
                 let n = t.len();
@@ -163,11 +179,7 @@ impl Viewer {
                 (Message::Binary(b), n)
             }
         };
-        let ok = self.send(message).await;
-        if ok {
-            feed.count_sent(len);
-        }
-        ok
+        self.send(message).await.then_some(len)
     }
 
     async fn send_json(&mut self, v: serde_json::Value) -> bool {
@@ -196,11 +208,10 @@ impl Viewer {
     async fn plain(&mut self, mut feed: Box<dyn Feed>) {
         loop {
             match self.next_event(Some(&mut feed)).await {
-                Event::Media(Some(m)) => {
-                    if !self.send_feed(&*feed, m).await {
-                        return;
-                    }
-                }
+                Event::Media(Some(m)) => match self.send_media(m).await {
+                    Some(n) => feed.count_sent(n),
+                    None => return,
+                },
                 Event::Media(None) => {
                     // The path stopped or restarted: the page reconnects.
                     self.close().await;
@@ -223,7 +234,7 @@ impl Viewer {
     }
 
     /// The stream-viewer protocol: `connecting`, then `connected` once the feed is open,
-    /// `playing` at its first media, `stopped` when it ends or is stopped; errors as
+    /// `playing` at its first media (the codec message included), `stopped` when it ends or is stopped; errors as
     /// `{"type":"error","code":...}`; `start`, `stop` and `reconnect` from the client.
     async fn stream_viewer(
         &mut self,
@@ -238,7 +249,7 @@ impl Viewer {
                 return;
             }
         };
-        let mut feed = None;
+        let mut feed: Option<Box<dyn Feed>>;
         let mut playing = false;
         if !self.status("connecting").await {
             return;
@@ -258,8 +269,7 @@ impl Viewer {
         loop {
             let deadline = waiting_since.map(|t| t + FIRST_PICTURE_WAIT);
             let event = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, self.next_event(feed.as_mut())).await
-                {
+                Some(d) => match tokio::time::timeout_at(d, self.next_event(feed.as_mut())).await {
                     Ok(e) => e,
                     Err(_) => {
                         waiting_since = None;
@@ -283,16 +293,20 @@ impl Viewer {
             };
             match event {
                 Event::Media(Some(m)) => {
-                    if !playing && matches!(m, FeedMessage::Binary(_)) {
+                    if !playing {
                         playing = true;
                         waiting_since = None;
                         if !self.status("playing").await {
                             return;
                         }
                     }
-                    let Some(f) = feed.as_deref() else { continue };
-                    if !self.send_feed(f, m).await {
-                        return;
+                    match self.send_media(m).await {
+                        Some(n) => {
+                            if let Some(f) = &feed {
+                                f.count_sent(n);
+                            }
+                        }
+                        None => return,
                     }
                 }
                 Event::Media(None) => {
@@ -359,10 +373,11 @@ fn open(
     asked: &StreamRequest,
     peer: IpAddr,
 ) -> Result<Box<dyn Feed>, (&'static str, String)> {
-    live.live(&asked.id, asked.format, peer).map_err(|e| match e {
-        FeedError::NotFound => ("NOT_FOUND", format!("no stream {}", asked.id)),
-        FeedError::Limit(m) => ("LIMIT", m),
-    })
+    live.live(&asked.id, asked.format, peer)
+        .map_err(|e| match e {
+            FeedError::NotFound => ("NOT_FOUND", format!("no stream {}", asked.id)),
+            FeedError::Limit(m) => ("LIMIT", m),
+        })
 }
 
 #[cfg(test)]
@@ -384,7 +399,10 @@ mod tests {
         );
         assert_eq!(stream_request("").unwrap_err().code, "NOT_FOUND");
         assert_eq!(stream_request("id=").unwrap_err().code, "NOT_FOUND");
-        assert_eq!(stream_request("id=a&format=flv").unwrap_err().code, "BAD_REQUEST");
+        assert_eq!(
+            stream_request("id=a&format=flv").unwrap_err().code,
+            "BAD_REQUEST"
+        );
         assert_eq!(
             stream_request("url=rtsp%3A%2F%2Fx&id=a").unwrap_err().code,
             "BAD_REQUEST"

@@ -11,6 +11,7 @@
 pub mod api;
 mod body;
 pub mod error;
+pub mod live;
 pub mod login;
 pub mod mediamtx;
 pub mod message;
@@ -30,7 +31,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::HttpConfig;
-use crate::control::{Control, Recordings};
+use crate::control::{Control, LiveViews, Recordings};
 use crate::status::Monitor;
 pub use error::ApiError;
 use login::{Login, Verdict};
@@ -53,6 +54,8 @@ pub struct HttpContext {
     pub login: Arc<Login>,
     /// The recordings on disk; None when recording is off (the routes answer 404).
     pub recordings: Option<Arc<dyn Recordings>>,
+    /// Live video (WebSocket routes); None: they answer 404.
+    pub live: Option<Arc<dyn LiveViews>>,
 }
 
 const JSON: &str = "application/json";
@@ -210,12 +213,59 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
             return recordings::play_segment(ctx, req, admin_hash.as_deref(), path, file, token);
         }
     }
-    let verdict = ctx.login.check(
-        admin_hash.as_deref(),
-        req.header("Authorization"),
-        req.peer.ip(),
-        Instant::now(),
-    );
+    // A live link stands in for the login on reading the one path it names: its live view,
+    // stream-viewer socket and snapshot (a WebSocket or an <img> cannot send the login).
+    let live_path = match &route {
+        Route::Live(p) | Route::Snapshot(p) => Some(p.clone()),
+        Route::StreamViewer => live::stream_request(query_of(&req.target))
+            .ok()
+            .map(|r| r.id),
+        _ => None,
+    };
+    if matches!(route, Route::Live(_) | Route::StreamViewer) && !same_origin(req) {
+        // Another site's page must not open a socket with this browser's login.
+        return Err(ApiError::Forbidden {
+            code: "cross_origin",
+            message: "live video is opened from this device's own page".into(),
+        });
+    }
+    let by_link = match (&live_path, play::token_in(&req.target), &admin_hash) {
+        (Some(path), Some(token), Some(hash)) => {
+            let checked =
+                ctx.login
+                    .play()
+                    .check(hash, path, live::LINK_SCOPE, token, Instant::now());
+            if checked.is_err() && !matches!(route, Route::StreamViewer) {
+                return Err(ApiError::Unauthorized {
+                    message: "this live link is not valid (expired, or the password changed)"
+                        .into(),
+                    challenge: false,
+                });
+            }
+            checked.is_ok()
+        }
+        _ => false,
+    };
+    let verdict = if by_link {
+        Verdict::LoggedIn
+    } else {
+        ctx.login.check(
+            admin_hash.as_deref(),
+            req.header("Authorization"),
+            req.peer.ip(),
+            Instant::now(),
+        )
+    };
+    if route == Route::StreamViewer {
+        // Refusals are said in the stream-viewer protocol, after the upgrade.
+        let asked = admit(req, Access::Status, verdict)
+            .map_err(|e| live::Refusal {
+                code: "AUTH",
+                message: e.to_string(),
+            })
+            .and_then(|()| live::stream_request(query_of(&req.target)));
+        return Ok(live::stream_viewer(live_views(ctx)?, req, asked));
+    }
     admit(req, route.access(), verdict)?;
     let setup_required = verdict == Verdict::SetupRequired;
     match route {
@@ -239,7 +289,70 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
         }
         Route::Mediamtx(call) => Ok(mediamtx::answer(ctx, req, call)),
         Route::Snapshot(path) => snapshot::answer(ctx.control.as_ref(), &path, &req.target),
+        Route::Live(path) => live::live_view(&live_views(ctx)?, req, &path),
+        Route::LiveLinks(path) => live_links(ctx, admin_hash.as_deref(), &path),
+        Route::StreamViewer => Err(ApiError::internal("the stream viewer is answered above")),
     }
+}
+
+/// The live video side, or 404 when this server has none.
+fn live_views(ctx: &HttpContext) -> Result<Arc<dyn LiveViews>, ApiError> {
+    ctx.live
+        .clone()
+        .ok_or_else(|| ApiError::not_found("not_found", "live video is off"))
+}
+
+/// The query of a request target (empty when none).
+fn query_of(target: &str) -> &str {
+    target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or_default())
+}
+
+/// `GET /api/v1/paths/{name}/live-links`: the path's live view, stream-viewer socket and
+/// snapshot with a token each (none needed before the first-run setup).
+fn live_links(
+    ctx: &HttpContext,
+    admin_hash: Option<&str>,
+    path: &str,
+) -> Result<Response, ApiError> {
+    if ctx.monitor.path(path).is_none() {
+        return Err(ApiError::not_found(
+            "unknown_path",
+            format!("no path named `{path}`"),
+        ));
+    }
+    let token = match admin_hash {
+        None => None,
+        Some(hash) => Some(
+            ctx.login
+                .play()
+                .mint(hash, path, live::LINK_SCOPE, Instant::now())
+                .ok_or_else(|| ApiError::Unavailable {
+                    code: "no_links",
+                    message: "this device cannot make links (no random numbers)".into(),
+                    retry_after_s: None,
+                })?,
+        ),
+    };
+    let with = |url: String| match &token {
+        Some(t) => format!(
+            "{url}{}token={t}",
+            if url.contains('?') { '&' } else { '?' }
+        ),
+        None => url,
+    };
+    let enc = play::encode_component(path);
+    Ok(json(
+        200,
+        &serde_json::json!({
+            "path": path,
+            "expires_in_s": play::LIFETIME.as_secs(),
+            "live": with(format!("/api/v1/paths/{enc}/live")),
+            "stream": with(format!("/ws/stream?id={enc}")),
+            "snapshot": with(format!("/api/v1/paths/{enc}/snapshot.jpg")),
+        }),
+    ))
 }
 
 /// Starts the HTTP API on `cfg.listen` on the runtime `rt`, with `answer` as the handler,
@@ -323,6 +436,7 @@ pub(crate) mod tests {
             control: Arc::new(MemoryControl(Mutex::new(Config::default()))),
             login: Arc::default(),
             recordings: None,
+            live: None,
         }
     }
 

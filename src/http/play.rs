@@ -141,7 +141,7 @@ pub fn token_in(target: &str) -> Option<&str> {
 }
 
 /// Percent-encodes one path component: everything but RFC 3986's unreserved characters.
-fn encode_component(c: &str) -> String {
+pub fn encode_component(c: &str) -> String {
     let mut out = String::with_capacity(c.len());
     for b in c.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

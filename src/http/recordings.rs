@@ -352,6 +352,7 @@ mod tests {
             control: Arc::new(MemoryControl(Mutex::new(config))),
             login: Arc::default(),
             recordings: Some(fake.clone()),
+            live: None,
         };
         Setup { ctx, fake, root }
     }
@@ -553,6 +554,7 @@ mod tests {
         assert!(s.root.join("cam/b.mp4").exists());
         let off = HttpContext {
             recordings: None,
+            live: None,
             monitor: s.ctx.monitor.clone(),
             cameras: s.ctx.cameras.clone(),
             control: s.ctx.control.clone(),
@@ -726,6 +728,7 @@ mod tests {
         // A new process: a new login (and key), the same config and files.
         let restarted = HttpContext {
             recordings: Some(s.fake.clone()),
+            live: None,
             monitor: s.ctx.monitor.clone(),
             cameras: s.ctx.cameras.clone(),
             control: s.ctx.control.clone(),

@@ -34,6 +34,14 @@ pub enum Route {
     Mediamtx(super::mediamtx::Call),
     /// A path's latest picture as a JPEG (GET, HEAD; `?width=` read by `snapshot`).
     Snapshot(String),
+    /// A path's live fMP4 over a WebSocket (GET with an upgrade).
+    Live(String),
+    /// Links with a token for a path's live view, stream-viewer socket and snapshot: what
+    /// a page uses where it cannot send the login (a WebSocket, an `<img>`).
+    LiveLinks(String),
+    /// The stream-viewer API's WebSocket (`/ws/stream?id=...`): login or token checked in
+    /// its own protocol, so that a refusal is its `AUTH` error.
+    StreamViewer,
 }
 
 /// Who may ask.
@@ -51,9 +59,14 @@ impl Route {
     pub fn access(&self) -> Access {
         match self {
             Route::Page | Route::Healthz | Route::Session | Route::Setup => Access::Open,
-            Route::Status | Route::Paths | Route::Path(_) | Route::Snapshot(_) | Route::Metrics => {
-                Access::Status
-            }
+            Route::Status
+            | Route::Paths
+            | Route::Path(_)
+            | Route::Snapshot(_)
+            | Route::Live(_)
+            | Route::LiveLinks(_)
+            | Route::Metrics => Access::Status,
+            Route::StreamViewer => Access::Open,
             Route::Mediamtx(call) => call.access(),
             _ => Access::Admin,
         }
@@ -140,6 +153,7 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
         "/healthz" => get_only(Route::Healthz),
         "/api/v1/recordings" => get_only(Route::Recordings),
         "/metrics" => get_only(Route::Metrics),
+        "/ws/stream" | "/ws/stream/" => get_only(Route::StreamViewer),
         "/api/v1/config" => match method {
             "GET" => Ok(Route::GetConfig),
             "PUT" => Ok(Route::PutConfig),
@@ -171,6 +185,21 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
                     }
                     _ => Err(RouteError::NotFound),
                 }
+            }
+            Some(rest) if rest.ends_with("/live") || rest.ends_with("/live-links") => {
+                let (name, links) = match rest.strip_suffix("/live-links") {
+                    Some(name) => (name, true),
+                    None => (rest.strip_suffix("/live").unwrap_or_default(), false),
+                };
+                if name.is_empty() || name.contains('/') {
+                    return Err(RouteError::NotFound);
+                }
+                let name = name.to_string();
+                get_only(if links {
+                    Route::LiveLinks(name)
+                } else {
+                    Route::Live(name)
+                })
             }
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 let name = name.to_string();
@@ -233,6 +262,17 @@ mod tests {
                 "/api/v1/paths/door/snapshot.jpg?width=320",
                 Route::Snapshot("door".into()),
             ),
+            (
+                "GET",
+                "/api/v1/paths/cam/live?token=1.x",
+                Route::Live("cam".into()),
+            ),
+            (
+                "GET",
+                "/api/v1/paths/cam/live-links",
+                Route::LiveLinks("cam".into()),
+            ),
+            ("GET", "/ws/stream?id=cam", Route::StreamViewer),
         ];
         for (method, url, route) in cases {
             assert_eq!(decode(method, url), Ok(route), "{method} {url}");
@@ -249,6 +289,8 @@ mod tests {
             "/api/v1/paths/",
             "/api/v1/paths/a/b",
             "/api/v1/paths//snapshot.jpg",
+            "/api/v1/paths//live",
+            "/api/v1/paths/a/b/live",
             "/api/v1/paths/a/b/snapshot.jpg",
             "/api/v1/paths/cam/snapshot.png",
             "/api/v2/status",

@@ -1,0 +1,317 @@
+//! Live video over WebSocket against the real binary on loopback, read by an independent
+//! client (tokio-tungstenite) and checked by ffmpeg: the browser live view
+//! (`/api/v1/paths/{name}/live`, fMP4) and the stream-viewer socket (`/ws/stream?id=`,
+//! MPEG-TS or fMP4, with its status and error messages and commands). What the socket
+//! carries must decode without an error into the test pattern's frames, gapless by their
+//! burned-in numbers. Live links stand in for the login; cross-site pages are refused.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::http::{admin, assert_error, get, request, setup_admin};
+use common::*;
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const W: u32 = 320;
+const H: u32 = 240;
+const FPS: u32 = 15;
+const PASSWORD: &str = "live-admin-1";
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens `target` as a WebSocket, with the admin's login when `login`, and `origin`.
+async fn open(
+    http: SocketAddr,
+    target: &str,
+    login: bool,
+    origin: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{http}{target}")
+        .into_client_request()
+        .unwrap();
+    if login {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
+        req.headers_mut()
+            .insert("Authorization", format!("Basic {basic}").parse().unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("the handshake answers")
+    .map(|(s, _)| s)
+}
+
+/// The HTTP status a refused handshake got.
+fn refused_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("not an HTTP refusal: {other}"),
+    }
+}
+
+/// What came over a socket in `seconds`: the text messages and the binary bytes in order.
+async fn read_for(socket: &mut Socket, seconds: f64) -> (Vec<serde_json::Value>, Vec<u8>) {
+    let until = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let (mut texts, mut bytes) = (Vec::new(), Vec::new());
+    while let Ok(m) = tokio::time::timeout_at(until, socket.next()).await {
+        match m {
+            Some(Ok(Message::Text(t))) => texts.push(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(Message::Binary(b))) => bytes.extend_from_slice(&b),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
+    (texts, bytes)
+}
+
+/// The next text message (skipping nothing: a binary one first fails).
+async fn next_text(socket: &mut Socket) -> serde_json::Value {
+    match tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Decodes `bytes` (a file ffmpeg reads) to the pattern's frames; asserts a clean decode
+/// and gapless frame numbers; returns the number of frames.
+fn check_decodes(dir: &TempDir, name: &str, bytes: &[u8]) -> usize {
+    let file = dir.file(name);
+    std::fs::write(&file, bytes).unwrap();
+    let path = file.display().to_string();
+    let (ok, frames, stderr) = ffmpeg_gray(&["-i", &path], Duration::from_secs(60), W, H);
+    assert!(ok, "ffmpeg failed on {name}: {stderr}");
+    assert!(stderr.is_empty(), "ffmpeg reported on {name}: {stderr}");
+    let codes = codes_of(&frames, W, H);
+    assert_gapless(&codes, name);
+    frames.len()
+}
+
+fn start() -> Server {
+    let s = Server::start(serde_json::json!({
+        "http": { "max_live_viewers": 6, "max_live_viewers_per_client": 3 },
+        "paths": {
+            "cam": pattern_path(W, H, FPS, 400),
+            "door": { "source": "publisher" }
+        }
+    }));
+    setup_admin(s.http.unwrap(), PASSWORD);
+    s
+}
+
+fn links(http: SocketAddr, path: &str) -> serde_json::Value {
+    let r = request(
+        http,
+        "GET",
+        &format!("/api/v1/paths/{path}/live-links"),
+        &admin(PASSWORD),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[test]
+fn the_live_view_sends_fmp4_that_decodes_to_every_frame() {
+    let s = start();
+    let http = s.http.unwrap();
+    let dir = TempDir::new("live-ws");
+    let l = links(http, "cam");
+    let live = l["live"].as_str().unwrap().to_string();
+    assert!(live.starts_with("/api/v1/paths/cam/live?token="), "{l}");
+    rt().block_on(async {
+        // With the link and no login, from the device's own page.
+        let mut ws = open(http, &live, false, Some(&format!("http://{http}")))
+            .await
+            .unwrap();
+        let codec = next_text(&mut ws).await;
+        assert_eq!(codec["type"], "codec", "{codec}");
+        assert!(
+            codec["mime"]
+                .as_str()
+                .unwrap()
+                .starts_with("video/mp4; codecs=\"avc1."),
+            "{codec}"
+        );
+        assert_eq!(
+            (codec["width"].as_u64(), codec["height"].as_u64()),
+            (Some(320), Some(240))
+        );
+        let t0 = Instant::now();
+        let (texts, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(texts.is_empty(), "{texts:?}");
+        let frames = check_decodes(&dir, "live.mp4", &bytes);
+        // About 3 s of 15 fps from a key frame (the first may come up to a second later).
+        assert!(frames >= 25, "{frames} frames in {:?}", t0.elapsed());
+        println!("live view: {frames} frames, {} bytes in 3 s", bytes.len());
+
+        // Refusals are plain HTTP answers to the handshake.
+        let no_login = open(http, "/api/v1/paths/cam/live", false, None).await;
+        assert_eq!(refused_status(no_login.unwrap_err()), 401);
+        let forged = open(http, "/api/v1/paths/cam/live?token=1.AAAA", false, None).await;
+        assert_eq!(refused_status(forged.unwrap_err()), 401);
+        // The link is for cam only.
+        let other = live.replace("/cam/", "/door/");
+        assert_eq!(
+            refused_status(open(http, &other, false, None).await.unwrap_err()),
+            401
+        );
+        let cross = open(http, &live, false, Some("http://evil.example")).await;
+        assert_eq!(refused_status(cross.unwrap_err()), 403);
+        let unknown = open(http, "/api/v1/paths/nope/live", true, None).await;
+        assert_eq!(refused_status(unknown.unwrap_err()), 404);
+        // The login works as well as a link.
+        let mut ws2 = open(http, "/api/v1/paths/cam/live", true, None)
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut ws2).await["type"], "codec");
+    });
+    // A plain GET (no upgrade) is a clear 400.
+    let r = request(http, "GET", "/api/v1/paths/cam/live", &admin(PASSWORD));
+    assert_error(&r, 400, "bad_websocket");
+    // The live link also opens the snapshot (an <img> cannot send the login either).
+    let snap = get(http, l["snapshot"].as_str().unwrap());
+    assert_eq!(snap.status, 200);
+    assert_eq!(snap.header("Content-Type"), Some("image/jpeg"));
+}
+
+#[test]
+fn the_stream_viewer_socket_speaks_its_protocol() {
+    let s = start();
+    let http = s.http.unwrap();
+    let dir = TempDir::new("ws-stream");
+    let l = links(http, "cam");
+    let stream = l["stream"].as_str().unwrap().to_string();
+    assert!(stream.starts_with("/ws/stream?id=cam&token="), "{l}");
+    rt().block_on(async {
+        // MPEG-TS by default: connecting, connected, playing, then binary only.
+        let mut ws = open(http, &stream, false, None).await.unwrap();
+        for phase in ["connecting", "connected", "playing"] {
+            let m = next_text(&mut ws).await;
+            assert_eq!(
+                (m["type"].as_str(), m["phase"].as_str()),
+                (Some("status"), Some(phase)),
+                "{m}"
+            );
+        }
+        let (texts, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(texts.is_empty(), "{texts:?}");
+        assert_eq!(bytes.len() % 188, 0);
+        let frames = check_decodes(&dir, "stream.ts", &bytes);
+        assert!(frames >= 25, "{frames}");
+        let probe = run(
+            std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "format=format_name",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(dir.file("stream.ts")),
+            Duration::from_secs(30),
+        );
+        assert_eq!(probe.stdout.trim(), "mpegts", "{}", probe.stderr);
+
+        // stop, then start: the phases again, and video again.
+        ws.send(Message::text(r#"{"action":"stop"}"#))
+            .await
+            .unwrap();
+        let (texts, _) = read_for(&mut ws, 1.0).await;
+        assert!(texts.iter().any(|m| m["phase"] == "stopped"), "{texts:?}");
+        let (texts, bytes) = read_for(&mut ws, 1.0).await;
+        assert!(texts.is_empty() && bytes.is_empty(), "nothing after stop");
+        ws.send(Message::text(r#"{"action":"start"}"#))
+            .await
+            .unwrap();
+        let (texts, bytes) = read_for(&mut ws, 3.0).await;
+        let phases: Vec<&str> = texts.iter().filter_map(|m| m["phase"].as_str()).collect();
+        assert_eq!(phases, ["connecting", "connected", "playing"], "{texts:?}");
+        assert!(bytes.len() > 10_000, "video again: {} bytes", bytes.len());
+        ws.send(Message::text(r#"{"action":"dance"}"#))
+            .await
+            .unwrap();
+        let (texts, _) = read_for(&mut ws, 0.5).await;
+        assert!(
+            texts
+                .iter()
+                .any(|m| m["type"] == "error" && m["code"] == "BAD_REQUEST"),
+            "{texts:?}"
+        );
+
+        // format=fmp4: the status messages, then the codec message and fMP4.
+        drop(ws);
+        let mut ws = open(http, "/ws/stream?id=cam&format=fmp4", true, None)
+            .await
+            .unwrap();
+        let mut texts = Vec::new();
+        for _ in 0..3 {
+            texts.push(next_text(&mut ws).await);
+        }
+        assert_eq!(texts[2]["phase"], "playing", "{texts:?}");
+        let codec = next_text(&mut ws).await;
+        assert_eq!(codec["type"], "codec");
+        let (_, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(check_decodes(&dir, "stream.mp4", &bytes) >= 25);
+
+        // Errors, in the protocol: no login, an unknown stream, too many from one client.
+        drop(ws);
+        let mut ws = open(http, "/ws/stream?id=cam", false, None).await.unwrap();
+        let m = next_text(&mut ws).await;
+        assert_eq!(
+            (m["type"].as_str(), m["code"].as_str()),
+            (Some("error"), Some("AUTH")),
+            "{m}"
+        );
+        let mut ws = open(http, "/ws/stream?id=nope", true, None).await.unwrap();
+        let (texts, _) = read_for(&mut ws, 1.0).await;
+        assert!(texts.iter().any(|m| m["code"] == "NOT_FOUND"), "{texts:?}");
+        let mut ws = open(http, "/ws/stream?id=cam&url=rtsp%3A%2F%2Fx%2Fy", true, None)
+            .await
+            .unwrap();
+        let (texts, _) = read_for(&mut ws, 1.0).await;
+        assert!(texts.iter().any(|m| m["type"] == "error"), "{texts:?}");
+        // Three per client: the fourth is refused with LIMIT while three watch.
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut ws = open(http, "/ws/stream?id=cam", true, None).await.unwrap();
+            let (texts, _) = read_for(&mut ws, 0.5).await;
+            assert!(texts.iter().all(|m| m["type"] == "status"), "{texts:?}");
+            held.push(ws);
+        }
+        let mut ws = open(http, "/ws/stream?id=cam", true, None).await.unwrap();
+        let (texts, _) = read_for(&mut ws, 1.0).await;
+        let limit = texts.iter().find(|m| m["code"] == "LIMIT");
+        assert!(limit.is_some(), "{texts:?}");
+        assert!(limit.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_live_viewers_per_client"));
+        // One leaves: a place is free again.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ws = open(http, "/ws/stream?id=cam", true, None).await.unwrap();
+        let (texts, _) = read_for(&mut ws, 1.5).await;
+        assert!(texts.iter().any(|m| m["phase"] == "playing"), "{texts:?}");
+    });
+}
