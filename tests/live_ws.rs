@@ -315,3 +315,95 @@ fn the_stream_viewer_socket_speaks_its_protocol() {
         assert!(texts.iter().any(|m| m["phase"] == "playing"), "{texts:?}");
     });
 }
+
+#[test]
+fn streams_are_relay_paths_added_listed_watched_and_removed() {
+    let s = start();
+    let http = s.http.unwrap();
+    let dir = TempDir::new("streams");
+    let json_extra = format!("{}Content-Type: application/json\r\n", admin(PASSWORD));
+    // The camera to relay: this server's own test pattern, with a password in the URL.
+    let upstream = s
+        .url("cam")
+        .replace("rtsp://", "rtsp://viewer:relay-secret-9@");
+    let body = serde_json::json!({ "id": "yard", "url": upstream }).to_string();
+    let r = common::http::send(http, "POST", "/api/streams/", &json_extra, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        !r.body.contains("relay-secret-9"),
+        "the password is never shown: {}",
+        r.body
+    );
+    let made = r.json();
+    assert_eq!(made["id"], "yard");
+    assert_eq!(made["on_demand"], true);
+    assert_eq!(made["ws"], "/ws/stream?id=yard");
+    assert!(
+        made["url"].as_str().unwrap().starts_with("rtsp://viewer:"),
+        "{made}"
+    );
+
+    // Listed (the test pattern is a path but not a stream), one by one, in the health.
+    let list = request(http, "GET", "/api/streams/", &admin(PASSWORD)).json();
+    let ids: Vec<&str> = list["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["yard"], "{list}");
+    let one = request(http, "GET", "/api/streams/yard/", &admin(PASSWORD));
+    assert_eq!(one.status, 200);
+    assert!(!one.body.contains("relay-secret-9"));
+    let health = request(http, "GET", "/api/health/", &admin(PASSWORD)).json();
+    assert_eq!(health["streams"], 1, "{health}");
+    assert!(health["status"].is_string());
+
+    // Watched by id: the on-demand relay starts and its video decodes, gapless.
+    rt().block_on(async {
+        let mut ws = open(http, "/ws/stream?id=yard", true, None).await.unwrap();
+        let mut phases = Vec::new();
+        for _ in 0..3 {
+            phases.push(
+                next_text(&mut ws).await["phase"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(phases, ["connecting", "connected", "playing"]);
+        let (_, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(check_decodes(&dir, "yard.ts", &bytes) >= 20);
+    });
+
+    // Refusals.
+    let r = common::http::send(http, "POST", "/api/streams/", &json_extra, &body);
+    assert_error(&r, 409, "stream_exists");
+    let bad = serde_json::json!({ "id": "x", "url": "http://cam/" }).to_string();
+    let field = assert_error(
+        &common::http::send(http, "POST", "/api/streams/", &json_extra, &bad),
+        400,
+        "invalid",
+    );
+    assert_eq!(field, "url");
+    let extra_field = serde_json::json!({ "id": "x", "url": upstream, "fps": 5 }).to_string();
+    let r = common::http::send(http, "POST", "/api/streams/", &json_extra, &extra_field);
+    assert_eq!(assert_error(&r, 400, "invalid"), "fps");
+    assert_eq!(request(http, "GET", "/api/streams/", "").status, 401);
+    let r = common::http::send(
+        http,
+        "POST",
+        "/api/streams/",
+        "Content-Type: application/json\r\n",
+        &body,
+    );
+    assert_eq!(r.status, 401);
+    // A camera is not a stream: not removed from here.
+    let r = request(http, "DELETE", "/api/streams/cam/", &admin(PASSWORD));
+    assert_error(&r, 404, "unknown_stream");
+    let r = request(http, "DELETE", "/api/streams/yard/", &admin(PASSWORD));
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = request(http, "GET", "/api/streams/yard/", &admin(PASSWORD));
+    assert_error(&r, 404, "unknown_stream");
+    assert!(request(http, "GET", "/api/v1/paths/cam", &admin(PASSWORD)).status == 200);
+}

@@ -292,6 +292,11 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
         Route::Live(path) => live::live_view(&live_views(ctx)?, req, &path),
         Route::LiveLinks(path) => live_links(ctx, admin_hash.as_deref(), &path),
         Route::StreamViewer => Err(ApiError::internal("the stream viewer is answered above")),
+        Route::StreamList => api::streams::list(ctx),
+        Route::AddStream => api::streams::add(ctx, req),
+        Route::Stream(id) => api::streams::one(ctx, &id),
+        Route::DeleteStream(id) => api::streams::delete(ctx, &id),
+        Route::StreamsHealth => api::streams::health(ctx),
     }
 }
 

@@ -42,6 +42,12 @@ pub enum Route {
     /// The stream-viewer API's WebSocket (`/ws/stream?id=...`): login or token checked in
     /// its own protocol, so that a refusal is its `AUTH` error.
     StreamViewer,
+    /// The stream-viewer API's REST side: streams are relay paths.
+    StreamList,
+    AddStream,
+    Stream(String),
+    DeleteStream(String),
+    StreamsHealth,
 }
 
 /// Who may ask.
@@ -65,6 +71,9 @@ impl Route {
             | Route::Snapshot(_)
             | Route::Live(_)
             | Route::LiveLinks(_)
+            | Route::StreamList
+            | Route::Stream(_)
+            | Route::StreamsHealth
             | Route::Metrics => Access::Status,
             Route::StreamViewer => Access::Open,
             Route::Mediamtx(call) => call.access(),
@@ -154,6 +163,24 @@ pub fn decode(method: &str, url: &str) -> Result<Route, RouteError> {
         "/api/v1/recordings" => get_only(Route::Recordings),
         "/metrics" => get_only(Route::Metrics),
         "/ws/stream" | "/ws/stream/" => get_only(Route::StreamViewer),
+        "/api/health" | "/api/health/" => get_only(Route::StreamsHealth),
+        "/api/streams" | "/api/streams/" => match method {
+            "GET" => Ok(Route::StreamList),
+            "POST" => Ok(Route::AddStream),
+            _ => not_allowed("GET, HEAD, POST"),
+        },
+        _ if path.starts_with("/api/streams/") => {
+            let id = path["/api/streams/".len()..].trim_end_matches('/');
+            if id.is_empty() || id.contains('/') {
+                return Err(RouteError::NotFound);
+            }
+            let id = percent_decode(id).ok_or(RouteError::BadTarget("bad percent-encoding"))?;
+            match method {
+                "GET" => Ok(Route::Stream(id)),
+                "DELETE" => Ok(Route::DeleteStream(id)),
+                _ => not_allowed("GET, HEAD, DELETE"),
+            }
+        }
         "/api/v1/config" => match method {
             "GET" => Ok(Route::GetConfig),
             "PUT" => Ok(Route::PutConfig),
@@ -273,6 +300,15 @@ mod tests {
                 Route::LiveLinks("cam".into()),
             ),
             ("GET", "/ws/stream?id=cam", Route::StreamViewer),
+            ("GET", "/api/streams/", Route::StreamList),
+            ("POST", "/api/streams", Route::AddStream),
+            ("GET", "/api/streams/door/", Route::Stream("door".into())),
+            (
+                "DELETE",
+                "/api/streams/door",
+                Route::DeleteStream("door".into()),
+            ),
+            ("GET", "/api/health/", Route::StreamsHealth),
         ];
         for (method, url, route) in cases {
             assert_eq!(decode(method, url), Ok(route), "{method} {url}");

@@ -467,6 +467,12 @@ impl Writer {
         };
         if rotate {
             self.close_segment(Some(frame.dts_90k));
+            if self.paused_check.is_some() {
+                // Closing found the disk full and paused: no new segment until there is
+                // room (opening one would free the closed segment's space for its init and
+                // then report "recording" while every frame is skipped).
+                return;
+            }
             let Some(info) = info else {
                 return;
             };
