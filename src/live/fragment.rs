@@ -160,10 +160,10 @@ impl FragmentMuxer {
         self.generations += 1;
         self.init = Some(Arc::new(InitSegment {
             bytes: Bytes::from(fmp4::init_segment(&described)),
-            codec: format!(
-                "avc1.{:02x}{:02x}{:02x}",
-                parsed.profile_idc, parsed.constraint_flags, parsed.level_idc
-            ),
+            codec: {
+                let [profile, constraints, level] = described.profile_level_id();
+                format!("avc1.{profile:02x}{constraints:02x}{level:02x}")
+            },
             width: parsed.width,
             height: parsed.height,
             generation: self.generations,

@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
+use super::lock;
 use crate::control::{Feed, FeedError, FeedMessage, FeedNext};
 use crate::hub::MediaPath;
 use crate::live::{Format, LiveMessage, LiveStream, LiveViewer};
@@ -38,10 +39,6 @@ pub(super) struct LiveRegistry {
     /// Per path and format.
     streams: Mutex<HashMap<(String, Format), Running>>,
     counts: Arc<Mutex<Counts>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LiveRegistry {
