@@ -24,7 +24,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::procs::*;
@@ -234,23 +234,14 @@ fn latency() {
         "paths": { "door": { "source": "publisher" } }
     }));
     let _push = Proc(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-            ])
-            .arg(&source)
-            .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-            .arg(publisher.url_with_user("door", "pub", "bench-pub-pw"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg push"),
+        ffmpeg_copy_command(
+            &source,
+            &publisher.url_with_user("door", "pub", "bench-pub-pw"),
+            "tcp",
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg push"),
     );
     std::thread::sleep(Duration::from_secs(4));
     let direct = latency_of(&source);

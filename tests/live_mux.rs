@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +60,29 @@ fn frames_of(path: &Path) -> (Vec<EncodedFrame>, StreamInfo) {
         pps: Bytes::from(track.pps.clone()),
     };
     (frames, info)
+}
+
+/// A path fed by nothing yet, its description that of a fresh clip (`make_clip`) in a
+/// scratch directory named `what`, and a live stream of it in `format`: the directory
+/// (kept while the test runs), the clip, its frames, the path and the stream.
+fn clip_path(
+    what: &str,
+    format: Format,
+) -> (
+    TempDir,
+    PathBuf,
+    Vec<EncodedFrame>,
+    Arc<MediaPath>,
+    Arc<LiveStream>,
+) {
+    let dir = TempDir::new(what);
+    let clip = dir.file("clip.mp4");
+    make_clip(&clip);
+    let (frames, info) = frames_of(&clip);
+    let media = MediaPath::new("clip");
+    media.set_info(info);
+    let live = LiveStream::start(media.clone(), format);
+    (dir, clip, frames, media, live)
 }
 
 /// Publishes `frames` into `media`, each once the live muxer has taken the one before.
@@ -114,19 +137,13 @@ fn framemd5(path: &Path) -> (Vec<String>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_gets_every_frame_of_a_b_frame_stream_as_decodable_fmp4() {
-    let dir = TempDir::new("live-mux");
-    let clip = dir.file("clip.mp4");
-    make_clip(&clip);
-    let (frames, info) = frames_of(&clip);
+    let (dir, clip, frames, media, live) = clip_path("live-mux", Format::Fmp4);
     assert_eq!(frames.len(), 50);
     assert!(
         frames.iter().any(|f| f.pts_90k != f.dts_90k),
         "the clip has B-frames"
     );
 
-    let media = MediaPath::new("clip");
-    media.set_info(info);
-    let live = LiveStream::start(media.clone(), Format::Fmp4);
     let (a, b) = (live.viewer(), live.viewer());
     assert_eq!(live.viewers(), 2);
     let (ta, tb) = (
@@ -205,13 +222,7 @@ async fn a_viewer_gets_every_frame_of_a_b_frame_stream_as_decodable_fmp4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transport_stream_viewer_gets_every_frame_decodable() {
-    let dir = TempDir::new("live-ts");
-    let clip = dir.file("clip.mp4");
-    make_clip(&clip);
-    let (frames, info) = frames_of(&clip);
-    let media = MediaPath::new("clip");
-    media.set_info(info);
-    let live = LiveStream::start(media.clone(), Format::MpegTs);
+    let (dir, clip, frames, media, live) = clip_path("live-ts", Format::MpegTs);
     let viewer = tokio::spawn(collect(live.viewer(), frames.len()));
     publish(&media, &live, &frames).await;
     let messages = viewer.await.unwrap();
@@ -253,13 +264,7 @@ async fn a_transport_stream_viewer_gets_every_frame_decodable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_falls_behind_skips_to_a_key_frame_and_the_others_do_not_wait() {
-    let dir = TempDir::new("live-lag");
-    let clip = dir.file("clip.mp4");
-    make_clip(&clip);
-    let (frames, info) = frames_of(&clip);
-    let media = MediaPath::new("clip");
-    media.set_info(info);
-    let live = LiveStream::start(media.clone(), Format::Fmp4);
+    let (_dir, _clip, frames, media, live) = clip_path("live-lag", Format::Fmp4);
     let fast = tokio::spawn(collect(live.viewer(), frames.len()));
     let mut slow = live.viewer();
 

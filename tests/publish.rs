@@ -41,24 +41,14 @@ fn server(extra_door: serde_json::Value) -> Server {
 
 /// ffmpeg relaying `cam` into `door` (copying the H.264 as is) over `transport`.
 fn relay_publisher(s: &Server, transport: &str) -> Child {
-    require("ffmpeg");
-    Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-        ])
-        .arg(s.url_with_user("cam", VIEWER, VIEW_PASS))
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", transport])
-        .arg(s.url_with_user("door", PUBLISHER, PUB_PASS))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ffmpeg")
+    ffmpeg_copy_command(
+        &s.url_with_user("cam", VIEWER, VIEW_PASS),
+        &s.url_with_user("door", PUBLISHER, PUB_PASS),
+        transport,
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn ffmpeg")
 }
 
 fn stop(mut child: Child) -> String {

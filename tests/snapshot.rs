@@ -225,24 +225,14 @@ const PUB_PASS: &str = "publish-pw-1";
 
 /// ffmpeg relaying `cam` into the publisher path `door`, the H.264 copied as it is.
 fn relay_publisher(s: &Server) -> Child {
-    require("ffmpeg");
-    Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-        ])
-        .arg(s.url_with_user("cam", "pub", PUB_PASS))
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-        .arg(s.url_with_user("door", "pub", PUB_PASS))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg")
+    ffmpeg_copy_command(
+        &s.url_with_user("cam", "pub", PUB_PASS),
+        &s.url_with_user("door", "pub", PUB_PASS),
+        "tcp",
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn ffmpeg")
 }
 
 #[test]

@@ -310,6 +310,28 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// ffmpeg pulling `from` over TCP and pushing its H.264 as it is (`-c copy`) to `to` over
+/// `transport`: a publisher fed by another RTSP server. Standard input and output are
+/// null; the caller picks what becomes of standard error, and spawns it.
+pub fn ffmpeg_copy_command(from: &str, to: &str, transport: &str) -> Command {
+    require("ffmpeg");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+    ])
+    .arg(from)
+    .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", transport])
+    .arg(to)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    cmd
+}
+
 /// Decoded luma frames of `url` for `seconds`, as a player sees them (ffmpeg decodes every
 /// frame, none duplicated or dropped by ffmpeg itself). Returns the frames and ffmpeg's
 /// error output, which must be empty for a clean stream.
