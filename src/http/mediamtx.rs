@@ -281,8 +281,7 @@ fn list(req: &Request, mut items: Vec<Value>) -> Response {
 
 /// The value of `key` in the target's query string (not percent-decoded: numbers only).
 fn query_param<'a>(target: &'a str, key: &str) -> Option<&'a str> {
-    let query = target.split_once('?')?.1.split('#').next()?;
-    query
+    super::routes::query_of(target)
         .split('&')
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
         .find(|(k, _)| *k == key)

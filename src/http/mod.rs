@@ -217,7 +217,7 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
     // stream-viewer socket and snapshot (a WebSocket or an <img> cannot send the login).
     let live_path = match &route {
         Route::Live(p) | Route::Snapshot(p) => Some(p.clone()),
-        Route::StreamViewer => live::stream_request(query_of(&req.target))
+        Route::StreamViewer => live::stream_request(routes::query_of(&req.target))
             .ok()
             .map(|r| r.id),
         _ => None,
@@ -263,7 +263,7 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
                 code: "AUTH",
                 message: e.to_string(),
             })
-            .and_then(|()| live::stream_request(query_of(&req.target)));
+            .and_then(|()| live::stream_request(routes::query_of(&req.target)));
         return Ok(live::stream_viewer(live_views(ctx)?, req, asked));
     }
     admit(req, route.access(), verdict)?;
@@ -305,13 +305,6 @@ fn live_views(ctx: &HttpContext) -> Result<Arc<dyn LiveViews>, ApiError> {
     ctx.live
         .clone()
         .ok_or_else(|| ApiError::not_found("not_found", "live video is off"))
-}
-
-/// The query of a request target (empty when none).
-fn query_of(target: &str) -> &str {
-    target
-        .split_once('?')
-        .map_or("", |(_, q)| q.split('#').next().unwrap_or_default())
 }
 
 /// `GET /api/v1/paths/{name}/live-links`: the path's live view, stream-viewer socket and

@@ -131,13 +131,13 @@ impl PlayKey {
 /// token's alphabet (digits, '.', base64url) needs no percent-decoding; anything encoded
 /// fails the check.
 pub fn token_in(target: &str) -> Option<&str> {
-    let query = target.split_once('?')?.1;
-    let query = query.split('#').next().unwrap_or_default();
-    query.split('&').find_map(|kv| match kv.split_once('=') {
-        Some((k, v)) if k == PARAM => Some(v),
-        None if kv == PARAM => Some(""),
-        _ => None,
-    })
+    super::routes::query_of(target)
+        .split('&')
+        .find_map(|kv| match kv.split_once('=') {
+            Some((k, v)) if k == PARAM => Some(v),
+            None if kv == PARAM => Some(""),
+            _ => None,
+        })
 }
 
 /// Percent-encodes one path component: everything but RFC 3986's unreserved characters.

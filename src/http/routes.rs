@@ -94,6 +94,13 @@ pub enum RouteError {
     BadTarget(&'static str),
 }
 
+/// The query of a request target, without a fragment (empty when none).
+pub fn query_of(target: &str) -> &str {
+    target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or_default())
+}
+
 /// Percent-decodes one path component (once; '+' stays '+'). `None` for a bad escape or
 /// bytes that are not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {

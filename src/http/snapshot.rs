@@ -17,12 +17,8 @@ pub const MAX_WIDTH: u32 = 7680;
 
 /// `width` from a request target's query: `Ok(None)` when absent.
 pub fn width_of(target: &str) -> Result<Option<u32>, String> {
-    let Some((_, query)) = target.split_once('?') else {
-        return Ok(None);
-    };
-    let query = query.split('#').next().unwrap_or_default();
     let mut width = None;
-    for pair in query.split('&') {
+    for pair in super::routes::query_of(target).split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name != "width" {
             continue;
