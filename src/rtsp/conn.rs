@@ -165,7 +165,7 @@ impl Conn {
                 Framed::TooLong => {
                     self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))
                         .await;
-                    return Err(End::Garbage("a request over 64 KiB"));
+                    return Err(End::Garbage("a request line or head over 64 KiB"));
                 }
                 Framed::Malformed => {
                     self.send_now(Reply::new(StatusCode::BadRequest).to_bytes(None))

@@ -2,10 +2,12 @@
 //!
 //! Owns: the framing decision for the front of a connection's buffer (`frame`): a whole
 //! message (request, response or `$` interleaved data, parsed with rtsp-types), more bytes
-//! needed, a declared body over `MAX_BODY` (413 before the body is read), a message over
-//! `MAX_REQUEST` or one that does not parse (400). Pure: no I/O, so `conn` and the fuzz
-//! harness (`src/fuzzing.rs`) share it. Does not own: reading the socket, answering or
-//! closing (`conn`), what a message's headers mean (the handlers).
+//! needed, a declared body over `MAX_BODY` (413 before the body is read), a line or head
+//! not within `MAX_REQUEST` (400) or one that does not parse (400). The first line, the
+//! head and the body are each judged once whole, so the answer never depends on how the
+//! bytes were split into reads. Pure: no I/O, so `conn` and the fuzz harness
+//! (`src/fuzzing.rs`) share it. Does not own: reading the socket, answering or closing
+//! (`conn`), what a message's headers mean (the handlers).
 
 use rtsp_types::Message;
 
@@ -27,52 +29,86 @@ pub enum Framed {
     Incomplete,
     /// A request whose head declares a body over `MAX_BODY`: 413 with its `CSeq`, then close.
     BodyTooLarge { cseq: Option<String> },
-    /// Over `MAX_REQUEST` and still not a whole message: 400, then close.
+    /// A request line or head that does not end within `MAX_REQUEST` bytes (blank lines
+    /// before it counted): 400, then close.
     TooLong,
     /// Not RTSP: 400, then close.
     Malformed,
 }
 
 /// Decides what the front of `buf` is. The decision depends only on the bytes, never on
-/// how they were split into reads (the fuzz harness checks that).
+/// how they were split into reads (the fuzz harness checks that): each step below waits
+/// for a boundary (the first line's end, the head's end, the body's end) and then judges
+/// the bytes up to it alone, so a longer buffer never takes back what a shorter one said.
+/// rtsp-types is only ever asked about such whole pieces: on a partial head it may call a
+/// prefix malformed and the longer buffer incomplete.
 pub fn frame(buf: &[u8]) -> Framed {
-    if buf.is_empty() {
-        return Framed::Incomplete;
-    }
     // rtsp-types skips blank lines before a message; so does everything here.
     let front = without_blank_lines(buf);
-    // A whole head that declares a body over the cap decides at once, from the head alone:
-    // 413 when the head is a good one, else 400, whether or not any of the body came (in
-    // one read, rtsp-types would judge the request line only once the body is whole).
-    // Interleaved data has no head (its payload may hold anything).
-    if front.first() != Some(&b'$') {
-        if let Some((head, cseq)) = head_with_body_too_large(front) {
-            return if head_parses(head) {
-                Framed::BodyTooLarge { cseq }
-            } else {
-                Framed::Malformed
-            };
-        }
+    let skipped = buf.len() - front.len();
+    if skipped > MAX_REQUEST {
+        return Framed::TooLong;
     }
-    match Message::<Vec<u8>>::parse(buf) {
-        Ok((message, consumed)) => Framed::Message { message, consumed },
-        Err(rtsp_types::ParseError::Incomplete(_)) if front.first() == Some(&b'$') => {
-            // Interleaved data: no head to read (its payload may hold anything), and its
-            // 16-bit length bounds it at 65,539 bytes, above `MAX_REQUEST`.
-            if buf.len() - front.len() > MAX_REQUEST {
-                Framed::TooLong
-            } else {
-                Framed::Incomplete
-            }
-        }
-        Err(rtsp_types::ParseError::Incomplete(_)) => {
-            if buf.len() > MAX_REQUEST {
-                return Framed::TooLong;
-            }
-            Framed::Incomplete
-        }
-        Err(rtsp_types::ParseError::Error) => Framed::Malformed,
+    if front.is_empty() {
+        return Framed::Incomplete;
     }
+    if front[0] == b'$' {
+        // Interleaved data: no head to read (its payload may hold anything), and its
+        // 16-bit length bounds it at 65,539 bytes: never over the cap, only incomplete.
+        return match Message::<Vec<u8>>::parse(buf) {
+            Ok((message, consumed)) => Framed::Message { message, consumed },
+            Err(_) => Framed::Incomplete,
+        };
+    }
+    // A request or response: its line and head are looked for in the first MAX_REQUEST
+    // bytes only, so that "too long" is decided at the same byte however the reads fell.
+    let window = &front[..front.len().min(MAX_REQUEST - skipped)];
+    let Some(line_end) = find(window, b"\r\n") else {
+        return wait_or_too_long(buf);
+    };
+    if !line_parses(&window[..line_end]) {
+        return Framed::Malformed;
+    }
+    let Some(head_end) = find(window, b"\r\n\r\n").map(|at| at + 4) else {
+        return wait_or_too_long(buf);
+    };
+    let head = &window[..head_end];
+    if !head_parses(head) {
+        return Framed::Malformed;
+    }
+    let Some(length) = content_length(head) else {
+        return Framed::Malformed;
+    };
+    if length > MAX_BODY {
+        return Framed::BodyTooLarge { cseq: cseq(head) };
+    }
+    // The body: bounded by MAX_BODY, so it may end past MAX_REQUEST.
+    let Some(message) = front.get(..head_end + length) else {
+        return Framed::Incomplete;
+    };
+    match Message::<Vec<u8>>::parse(message) {
+        Ok((message, consumed)) if consumed == head_end + length => Framed::Message {
+            message,
+            consumed: skipped + consumed,
+        },
+        // rtsp-types read another length, or refused the whole: not a message we frame.
+        _ => Framed::Malformed,
+    }
+}
+
+/// No boundary yet: more bytes, unless the buffer is already over the cap.
+fn wait_or_too_long(buf: &[u8]) -> Framed {
+    if buf.len() > MAX_REQUEST {
+        Framed::TooLong
+    } else {
+        Framed::Incomplete
+    }
+}
+
+/// Where `needle` first starts in `haystack`. Every read rescans the buffer (a client
+/// may send a head a byte at a time), so this is memchr's vectorised search.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
 }
 
 /// `buf` without the blank lines (CRLF pairs) rtsp-types skips before a message.
@@ -83,38 +119,24 @@ fn without_blank_lines(mut buf: &[u8]) -> &[u8] {
     buf
 }
 
-/// The head (through its blank line) and the `CSeq` to answer with, when the message at
-/// the front of `buf` has a whole head that declares a body over `MAX_BODY`.
-fn head_with_body_too_large(buf: &[u8]) -> Option<(&[u8], Option<String>)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let text = std::str::from_utf8(&buf[..end]).ok()?;
-    let header = |want: &str| {
-        text.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(want)
-                .then(|| value.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length")?.parse().ok()?;
-    if length <= MAX_BODY {
-        return None;
-    }
-    let cseq = header("cseq").filter(|c| !c.is_empty() && c.len() < 16);
-    Some((&buf[..end + 4], cseq))
+/// Whether `line` (without its CRLF) is a request or status line: rtsp-types' judgement
+/// of it as a message with no headers.
+fn line_parses(line: &[u8]) -> bool {
+    let mut alone = Vec::with_capacity(line.len() + 4);
+    alone.extend_from_slice(line);
+    alone.extend_from_slice(b"\r\n\r\n");
+    matches!(
+        Message::<Vec<u8>>::parse(&alone),
+        Ok((Message::Request(_) | Message::Response(_), _))
+    )
 }
 
-/// Whether `head` parses as a message on its own, its `Content-Length` left out.
+/// Whether `head` (through its blank line) parses as a message on its own, its
+/// `Content-Length` left out (with it, rtsp-types would wait for the body).
 fn head_parses(head: &[u8]) -> bool {
-    let is_length = |line: &[u8]| {
-        std::str::from_utf8(line)
-            .ok()
-            .and_then(|l| l.split_once(':'))
-            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-    };
     let without: Vec<u8> = head
         .split_inclusive(|b| *b == b'\n')
-        .filter(|line| !is_length(line))
+        .filter(|line| !is_header(line, "content-length"))
         .flatten()
         .copied()
         .collect();
@@ -122,6 +144,37 @@ fn head_parses(head: &[u8]) -> bool {
         Message::<Vec<u8>>::parse(&without),
         Ok((Message::Request(_) | Message::Response(_), _))
     )
+}
+
+/// Whether `line` is a header named `name` (any case).
+fn is_header(line: &[u8], name: &str) -> bool {
+    header_value(line, name).is_some()
+}
+
+/// The trimmed value of `line` when it is a header named `name` (any case).
+fn header_value<'a>(line: &'a [u8], name: &str) -> Option<&'a str> {
+    let (n, value) = std::str::from_utf8(line).ok()?.split_once(':')?;
+    n.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+}
+
+/// The body length a parsed head declares, read as rtsp-types reads it (the first
+/// `Content-Length`, a decimal `usize`; none: 0); `None` when it cannot be read.
+fn content_length(head: &[u8]) -> Option<usize> {
+    match head
+        .split_inclusive(|b| *b == b'\n')
+        .find_map(|line| header_value(line, "content-length"))
+    {
+        Some(value) => value.parse().ok(),
+        None => Some(0),
+    }
+}
+
+/// The `CSeq` to answer a refused head with (short and non-empty, else none).
+fn cseq(head: &[u8]) -> Option<String> {
+    head.split_inclusive(|b| *b == b'\n')
+        .find_map(|line| header_value(line, "cseq"))
+        .filter(|c| !c.is_empty() && c.len() < 16)
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -224,5 +277,57 @@ mod tests {
         .into_bytes();
         ok.resize(ok.len() + MAX_BODY, b'x');
         assert_eq!(read_in_pieces(&ok, 100), (1, "Incomplete".into()));
+    }
+
+    #[test]
+    fn garbage_in_a_head_gets_one_answer_however_it_arrives() {
+        // Found by CI's fuzzing: a status line, then a header of bytes that are not UTF-8
+        // continued over folded lines. In one read rtsp-types called it incomplete; read in
+        // pieces, a prefix ending at a CRLF was malformed. Now nothing is judged before the
+        // head is whole, and the line alone is judged as soon as it is whole.
+        let repro = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/rtsp_request/response-garbage-incomplete-whole-malformed-in-pieces"
+        ))
+        .unwrap();
+        let stream = &repro[1..];
+        let whole = read_in_pieces(stream, stream.len());
+        for step in 1..stream.len() {
+            assert_eq!(read_in_pieces(stream, step), whole, "{step}");
+        }
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"RTSP/1.0 200 OK\r\nCSeq: \xff\xff\r\n\tmore\r\n".to_vec(),
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 1\r\n\r\nGARBAGE\r\n".to_vec(),
+            b"\x01\x02 not a line\r\nCSeq: 1\r\n".to_vec(),
+            b"\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n$\x00\x00\x01z".to_vec(),
+            b"ANNOUNCE rtsp://h/cam RTSP/1.0\r\nContent-Length: 3\r\n\r\nv=0".to_vec(),
+            b"ANNOUNCE rtsp://h/cam RTSP/1.0\r\nContent-Length: x\r\n\r\nv=0".to_vec(),
+        ];
+        // A head still open at the cap, and blank lines over it before interleaved data.
+        let mut long = b"OPTIONS rtsp://h/cam RTSP/1.0\r\nX: ".to_vec();
+        long.resize(MAX_REQUEST + 10, b'a');
+        long.extend_from_slice(b"\r\n\r\n");
+        cases.push(long);
+        let mut blank = b"\r\n".repeat(MAX_REQUEST / 2 + 1);
+        blank.extend_from_slice(b"$\x00\x00\x01z");
+        cases.push(blank);
+        for case in &cases {
+            let whole = read_in_pieces(case, case.len());
+            // (Byte by byte over 64 KiB is minutes unoptimised: the long ones from 64 up.)
+            let steps: &[usize] = if case.len() > 1000 {
+                &[64, 1000, 4096]
+            } else {
+                &[1, 2, 3, 5, 7, 64]
+            };
+            for &step in steps {
+                assert_eq!(read_in_pieces(case, step), whole, "{step}: {case:?}");
+            }
+        }
+        assert!(matches!(frame(&cases[2]), Framed::Malformed));
+        assert!(matches!(frame(&cases[5]), Framed::Malformed));
+        assert!(matches!(frame(&cases[6]), Framed::TooLong));
+        assert!(matches!(frame(&cases[7]), Framed::TooLong));
+        assert_eq!(read_in_pieces(&cases[3], 3), (2, "Incomplete".into()));
+        assert_eq!(read_in_pieces(&cases[4], 3), (1, "Incomplete".into()));
     }
 }
