@@ -180,8 +180,12 @@ pub trait Feed: Send {
 pub enum FeedError {
     /// No such path.
     NotFound,
-    /// Too many live viewers (in all or from this address): the message says which limit.
+    /// Too many live viewers (in all or from this address), or unsaved relays: the
+    /// message says which limit.
     Limit(String),
+    /// An unsaved relay's URL that cannot be pulled (not rtsp://, no host): the message
+    /// says why, its password masked.
+    BadSource(String),
 }
 
 /// The container a feed is sent in.
@@ -201,6 +205,16 @@ pub trait LiveViews: Send + Sync {
     fn live(
         &self,
         path: &str,
+        format: FeedFormat,
+        peer: std::net::IpAddr,
+    ) -> Result<Box<dyn Feed>, FeedError>;
+
+    /// A new viewer of another RTSP server's stream at `url`, relayed without a path in
+    /// the config (the stream-viewer API's `?url=`, which `http` offers the admin only):
+    /// one pull per URL while anyone watches it.
+    fn live_url(
+        &self,
+        url: &str,
         format: FeedFormat,
         peer: std::net::IpAddr,
     ) -> Result<Box<dyn Feed>, FeedError>;

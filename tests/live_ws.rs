@@ -407,3 +407,115 @@ fn streams_are_relay_paths_added_listed_watched_and_removed() {
     assert_error(&r, 404, "unknown_stream");
     assert!(request(http, "GET", "/api/v1/paths/cam", &admin(PASSWORD)).status == 200);
 }
+
+/// The RTSP viewers `path` has now, as the MediaMTX API lists them.
+fn rtsp_readers(http: SocketAddr, path: &str) -> usize {
+    let r = request(
+        http,
+        "GET",
+        &format!("/v3/paths/get/{path}"),
+        &admin(PASSWORD),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["readers"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn an_unsaved_relay_of_a_url_is_the_admins_and_stops_with_its_last_viewer() {
+    let s = start();
+    let http = s.http.unwrap();
+    let dir = TempDir::new("ws-url");
+    // The camera: this server's own test pattern, a password in the URL.
+    let upstream = s
+        .url("cam")
+        .replace("rtsp://", "rtsp://viewer:url-secret-7@");
+    let query: String = url::form_urlencoded::byte_serialize(upstream.as_bytes()).collect();
+    let target = format!("/ws/stream?url={query}");
+    let token = links(http, "cam")["stream"]
+        .as_str()
+        .unwrap()
+        .split_once("token=")
+        .unwrap()
+        .1
+        .to_string();
+    rt().block_on(async {
+        // Not for a live link (it is for a path), nor without a login.
+        for (target, login) in [
+            (format!("{target}&token={token}"), false),
+            (target.clone(), false),
+        ] {
+            let mut ws = open(http, &target, login, None).await.unwrap();
+            let m = next_text(&mut ws).await;
+            assert_eq!(
+                (m["type"].as_str(), m["code"].as_str()),
+                (Some("error"), Some("AUTH")),
+                "{m}"
+            );
+        }
+        assert_eq!(rtsp_readers(http, "cam"), 0, "no pull for a refused asker");
+
+        // The admin: the phases, then MPEG-TS of the relayed camera, gapless.
+        let mut ws = open(http, &target, true, None).await.unwrap();
+        let mut phases = Vec::new();
+        for _ in 0..3 {
+            phases.push(
+                next_text(&mut ws).await["phase"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(phases, ["connecting", "connected", "playing"]);
+        let (texts, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(texts.is_empty(), "{texts:?}");
+        assert!(check_decodes(&dir, "url.ts", &bytes) >= 20);
+        // A second viewer of the same URL shares the one pull.
+        let mut second = open(http, &format!("{target}&format=fmp4"), true, None)
+            .await
+            .unwrap();
+        let (_, bytes) = read_for(&mut second, 2.0).await;
+        assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+        assert_eq!(rtsp_readers(http, "cam"), 1, "one pull for two viewers");
+
+        // Nothing saved: no path, no stream, and the URL's password nowhere.
+        let config = request(http, "GET", "/api/v1/config", &admin(PASSWORD));
+        assert!(!config.body.contains("url-secret-7") && !config.body.contains("url-relay"));
+        let streams = request(http, "GET", "/api/streams/", &admin(PASSWORD)).json();
+        assert_eq!(
+            streams["streams"].as_array().map(Vec::len),
+            Some(0),
+            "{streams}"
+        );
+        let paths = request(http, "GET", "/v3/paths/list", &admin(PASSWORD));
+        assert!(!paths.body.contains("url-relay"), "{}", paths.body);
+
+        // The last viewer gone: the pull stops.
+        drop(ws);
+        drop(second);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while rtsp_readers(http, "cam") != 0 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the pull outlived its viewers"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // A URL that cannot be pulled: a clear error in the protocol, the password masked.
+        let bad = "/ws/stream?url=http%3A%2F%2Fu%3Aurl-secret-7%40cam%2F";
+        let mut ws = open(http, bad, true, None).await.unwrap();
+        let (texts, _) = read_for(&mut ws, 1.0).await;
+        let err = texts
+            .iter()
+            .find(|m| m["type"] == "error")
+            .expect("an error");
+        assert_eq!(err["code"], "BAD_REQUEST", "{texts:?}");
+        assert!(!err.to_string().contains("url-secret-7"), "{err}");
+    });
+    let log = s.log_text();
+    assert!(log.contains("unsaved relay of rtsp://viewer:***@"), "{log}");
+    assert!(
+        !log.contains("url-secret-7"),
+        "the password reached the log"
+    );
+}

@@ -583,15 +583,19 @@ impl RtspTransport {
 pub const PASSWORD_MASK: &str = "***";
 
 /// `source` as it may be shown (API, status, logs): a URL's password replaced by `***`.
+/// Any scheme's: a source refused for its scheme (`http://u:pw@...`) is shown in the error.
 pub fn masked_source(source: &str) -> String {
-    let Some(rest) = source
-        .strip_prefix("rtsp://")
-        .map(|r| ("rtsp://", r))
-        .or_else(|| source.strip_prefix("rtsps://").map(|r| ("rtsps://", r)))
-    else {
+    let Some((scheme, rest)) = source.split_once("://") else {
         return source.to_string();
     };
-    let (scheme, rest) = rest;
+    let is_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return source.to_string();
+    }
+    let scheme = format!("{scheme}://");
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {

@@ -122,5 +122,7 @@ mod tests {
         assert_eq!(masked_source("rtsp://u@h/p"), "rtsp://u@h/p");
         assert_eq!(masked_source("rtsp://h:554/p"), "rtsp://h:554/p");
         assert_eq!(masked_source("test-pattern"), "test-pattern");
+        assert_eq!(masked_source("http://u:pw@h/p"), "http://u:***@h/p");
+        assert_eq!(masked_source("/dev/video0"), "/dev/video0");
     }
 }

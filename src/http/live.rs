@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 
+use crate::config::masked_source;
 use crate::control::{Feed, FeedError, FeedFormat, FeedMessage, LiveViews};
 use crate::http::error::ApiError;
 use crate::http::message::{Request, Response};
@@ -51,6 +52,7 @@ pub fn live_view(
                 message,
                 retry_after_s: Some(5),
             },
+            FeedError::BadSource(message) => ApiError::bad("bad_source", message),
         })?;
     let peer = req.peer.ip();
     Ok(ws::accept(req, move |socket| async move {
@@ -62,8 +64,10 @@ pub fn live_view(
 /// What the stream-viewer socket was asked for (`/ws/stream?...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRequest {
-    /// The path (`id`).
+    /// The path (`id`); for a `url` request, the URL as it may be shown (password masked).
     pub id: String,
+    /// `url=`: another RTSP server's stream, relayed unsaved (the admin's only).
+    pub url: Option<String>,
     pub format: FeedFormat,
 }
 
@@ -90,10 +94,12 @@ pub fn stream_viewer(
     })
 }
 
-/// Reads `?id=&format=` of `/ws/stream`. The error is for the socket (code `NOT_FOUND`
-/// for a missing id; `url`, the admin's unsaved relays, is not offered).
+/// Reads `?id=&format=` (or `?url=&format=`) of `/ws/stream`. The error is for the socket
+/// (code `NOT_FOUND` for neither; `BAD_REQUEST` for both or a bad format). Whether the
+/// asker may have a `url` is the caller's to check.
 pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
     let mut id = None;
+    let mut url = None;
     let mut format = FeedFormat::MpegTs;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -112,22 +118,28 @@ pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
                     }
                 }
             }
-            "url" => {
-                return Err(Refusal {
-                    code: "BAD_REQUEST",
-                    message: "url= is not offered: add the camera as a path (POST /api/streams/) \
-                              and watch it by id"
-                        .into(),
-                })
-            }
+            "url" => url = Some(v),
             _ => {}
         }
     }
-    match id.filter(|i| !i.is_empty()) {
-        Some(id) => Ok(StreamRequest { id, format }),
-        None => Err(Refusal {
+    match (id.filter(|i| !i.is_empty()), url.filter(|u| !u.is_empty())) {
+        (Some(id), None) => Ok(StreamRequest {
+            id,
+            url: None,
+            format,
+        }),
+        (None, Some(url)) => Ok(StreamRequest {
+            id: masked_source(&url),
+            url: Some(url),
+            format,
+        }),
+        (Some(_), Some(_)) => Err(Refusal {
+            code: "BAD_REQUEST",
+            message: "id= or url=, not both".into(),
+        }),
+        (None, None) => Err(Refusal {
             code: "NOT_FOUND",
-            message: "which stream? /ws/stream?id=PATH".into(),
+            message: "which stream? /ws/stream?id=PATH (or, for the admin, url=rtsp://...)".into(),
         }),
     }
 }
@@ -373,11 +385,15 @@ fn open(
     asked: &StreamRequest,
     peer: IpAddr,
 ) -> Result<Box<dyn Feed>, (&'static str, String)> {
-    live.live(&asked.id, asked.format, peer)
-        .map_err(|e| match e {
-            FeedError::NotFound => ("NOT_FOUND", format!("no stream {}", asked.id)),
-            FeedError::Limit(m) => ("LIMIT", m),
-        })
+    let feed = match &asked.url {
+        Some(url) => live.live_url(url, asked.format, peer),
+        None => live.live(&asked.id, asked.format, peer),
+    };
+    feed.map_err(|e| match e {
+        FeedError::NotFound => ("NOT_FOUND", format!("no stream {}", asked.id)),
+        FeedError::Limit(m) => ("LIMIT", m),
+        FeedError::BadSource(m) => ("BAD_REQUEST", m),
+    })
 }
 
 #[cfg(test)]
@@ -390,6 +406,7 @@ mod tests {
             stream_request("id=cam"),
             Ok(StreamRequest {
                 id: "cam".into(),
+                url: None,
                 format: FeedFormat::MpegTs
             })
         );
@@ -407,5 +424,11 @@ mod tests {
             stream_request("url=rtsp%3A%2F%2Fx&id=a").unwrap_err().code,
             "BAD_REQUEST"
         );
+        // A URL: shown with its password masked.
+        let relay =
+            stream_request("url=rtsp%3A%2F%2Fu%3Asecret%40cam.lan%2Fs1&format=fmp4").unwrap();
+        assert_eq!(relay.url.as_deref(), Some("rtsp://u:secret@cam.lan/s1"));
+        assert_eq!(relay.id, "rtsp://u:***@cam.lan/s1");
+        assert_eq!(relay.format, FeedFormat::Fmp4);
     }
 }

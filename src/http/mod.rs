@@ -217,8 +217,10 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
     // stream-viewer socket and snapshot (a WebSocket or an <img> cannot send the login).
     let live_path = match &route {
         Route::Live(p) | Route::Snapshot(p) => Some(p.clone()),
+        // A token is for a path; an unsaved relay's `url` needs the admin's login.
         Route::StreamViewer => live::stream_request(routes::query_of(&req.target))
             .ok()
+            .filter(|r| r.url.is_none())
             .map(|r| r.id),
         _ => None,
     };
@@ -258,12 +260,21 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
     };
     if route == Route::StreamViewer {
         // Refusals are said in the stream-viewer protocol, after the upgrade.
+        let refusal = |e: ApiError| live::Refusal {
+            code: "AUTH",
+            message: e.to_string(),
+        };
         let asked = admit(req, Access::Status, verdict)
-            .map_err(|e| live::Refusal {
-                code: "AUTH",
-                message: e.to_string(),
-            })
-            .and_then(|()| live::stream_request(routes::query_of(&req.target)));
+            .map_err(refusal)
+            .and_then(|()| live::stream_request(routes::query_of(&req.target)))
+            .and_then(|asked| match asked.url {
+                // `url=` starts a pull from anywhere: the admin's alone (links are for a
+                // path, so only the login gets here).
+                Some(_) => admit(req, Access::Admin, verdict)
+                    .map(|()| asked)
+                    .map_err(refusal),
+                None => Ok(asked),
+            });
         return Ok(live::stream_viewer(live_views(ctx)?, req, asked));
     }
     admit(req, route.access(), verdict)?;

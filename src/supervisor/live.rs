@@ -3,18 +3,26 @@
 //!
 //! Owns: the registry of running live streams (one per served path and format; a path restarted by a
 //! config change gets a new one, the old one ends with its viewers), counting viewers
-//! against `http.max_live_viewers` and `http.max_live_viewers_per_client`, and the
-//! `control::Feed` a viewer is handed. Does not own: muxing or lag (`live`), sockets,
-//! WebSockets and who may watch (`http`).
+//! against `http.max_live_viewers` and `http.max_live_viewers_per_client`, the
+//! `control::Feed` a viewer is handed, and the admin's unsaved relays of a URL
+//! (`UrlRelays`: one pull per URL, alive while anyone watches it, never in the config).
+//! Does not own: muxing or lag (`live`), pulling (`source::relay`), sockets, WebSockets
+//! and who may watch (`http`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::lock;
+use crate::config::{masked_source, RtspTransport, SourceSpec};
 use crate::control::{Feed, FeedError, FeedMessage, FeedNext};
 use crate::hub::MediaPath;
 use crate::live::{Format, LiveMessage, LiveStream, LiveViewer};
+use crate::source::relay::{Relay, RelaySettings};
+
+/// Unsaved relays running at once at most: each is an upstream session and a muxer.
+pub(super) const MAX_URL_RELAYS: usize = 4;
 
 /// The live-viewer limits; 0 means no limit.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +87,89 @@ impl LiveRegistry {
     #[cfg(test)]
     fn viewers(&self) -> usize {
         lock(&self.counts).total
+    }
+}
+
+/// The admin's relays of a URL given to the stream-viewer socket (`?url=rtsp://...`):
+/// pulled like a relay path (retina, TCP, reconnecting with backoff) into a media path of
+/// their own that no config names, started by the first viewer of the URL and stopped
+/// when its last viewer leaves.
+#[derive(Default)]
+pub(super) struct UrlRelays {
+    /// Per URL (as given, credentials included: the key never leaves this map).
+    running: Mutex<HashMap<String, Weak<UrlRelay>>>,
+    /// Numbers the media paths' names (`url-relay-N`), which logs show.
+    next: AtomicU64,
+}
+
+/// One unsaved relay: its media and the pull, stopped when the last viewer drops it.
+pub(super) struct UrlRelay {
+    pub media: Arc<MediaPath>,
+    _pull: Relay,
+}
+
+impl UrlRelays {
+    /// The running relay of `url`, or a new one. Call inside the runtime.
+    pub(super) fn relay(
+        &self,
+        url: &str,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Arc<UrlRelay>, FeedError> {
+        match SourceSpec::parse(url) {
+            Ok(SourceSpec::Relay(_)) => {}
+            Ok(_) => {
+                return Err(FeedError::BadSource(format!(
+                    "`{}`: url= takes an rtsp:// or rtsps:// URL",
+                    masked_source(url)
+                )))
+            }
+            Err(why) => return Err(FeedError::BadSource(why)),
+        }
+        let mut running = lock(&self.running);
+        running.retain(|_, r| r.strong_count() > 0);
+        if let Some(r) = running.get(url).and_then(Weak::upgrade) {
+            return Ok(r);
+        }
+        if running.len() >= MAX_URL_RELAYS {
+            return Err(FeedError::Limit(format!(
+                "{} unsaved relays already; add the camera as a path (POST /api/streams/)",
+                running.len()
+            )));
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let media = MediaPath::new(&format!("url-relay-{n}"));
+        log::info!(
+            "path url-relay-{n}: unsaved relay of {} for the stream viewer",
+            masked_source(url)
+        );
+        let settings = RelaySettings {
+            url: url.to_string(),
+            transport: RtspTransport::Tcp,
+            on_demand: None,
+        };
+        let relay = Arc::new(UrlRelay {
+            _pull: Relay::start(media.clone(), settings, runtime),
+            media,
+        });
+        running.insert(url.to_string(), Arc::downgrade(&relay));
+        Ok(relay)
+    }
+}
+
+/// A viewer of an unsaved relay: the feed, then the relay it keeps running (dropped in
+/// this order: the viewer leaves before the last one stops the pull).
+pub(super) struct RelayFeed {
+    pub feed: Box<dyn Feed>,
+    pub _relay: Arc<UrlRelay>,
+}
+
+impl Feed for RelayFeed {
+    fn next(&mut self) -> FeedNext<'_> {
+        self.feed.next()
+    }
+
+    fn count_sent(&self, bytes: usize) {
+        self.feed.count_sent(bytes);
     }
 }
 

@@ -192,6 +192,8 @@ pub struct Supervisor {
     me: Weak<Supervisor>,
     /// Live (browser) viewers and their paths' live streams.
     live: live::LiveRegistry,
+    /// The admin's unsaved relays of a URL (the stream viewer's `?url=`).
+    url_relays: live::UrlRelays,
 }
 
 /// How long shutdown waits for paths that are still stopping after a change.
@@ -244,6 +246,7 @@ impl Supervisor {
             snapshots: Snapshots::default(),
             me: me.clone(),
             live: live::LiveRegistry::default(),
+            url_relays: live::UrlRelays::default(),
         })
     }
 
@@ -764,23 +767,50 @@ impl LiveViews for Supervisor {
         format: FeedFormat,
         peer: IpAddr,
     ) -> Result<Box<dyn Feed>, FeedError> {
-        let (media, limits) = {
+        let media = {
             let st = self.state();
-            let served = st.paths.get(path).ok_or(FeedError::NotFound)?;
-            let limits = live::Limits {
-                total: st.run.http.max_live_viewers,
-                per_client: st.run.http.max_live_viewers_per_client,
-            };
-            (served.media.clone(), limits)
+            st.paths.get(path).ok_or(FeedError::NotFound)?.media.clone()
         };
         // A path's first viewer starts its muxer task on the runtime; this may be called
         // from a blocking thread.
         let _in_runtime = self.runtime.enter();
-        let format = match format {
-            FeedFormat::Fmp4 => crate::live::Format::Fmp4,
-            FeedFormat::MpegTs => crate::live::Format::MpegTs,
-        };
-        self.live.viewer(&media, format, peer, limits)
+        self.live
+            .viewer(&media, live_format(format), peer, self.live_limits())
+    }
+
+    fn live_url(
+        &self,
+        url: &str,
+        format: FeedFormat,
+        peer: IpAddr,
+    ) -> Result<Box<dyn Feed>, FeedError> {
+        let limits = self.live_limits();
+        let _in_runtime = self.runtime.enter();
+        let relay = self.url_relays.relay(url, &self.runtime)?;
+        let feed = self
+            .live
+            .viewer(&relay.media, live_format(format), peer, limits)?;
+        Ok(Box::new(live::RelayFeed {
+            feed,
+            _relay: relay,
+        }))
+    }
+}
+
+impl Supervisor {
+    fn live_limits(&self) -> live::Limits {
+        let st = self.state();
+        live::Limits {
+            total: st.run.http.max_live_viewers,
+            per_client: st.run.http.max_live_viewers_per_client,
+        }
+    }
+}
+
+fn live_format(format: FeedFormat) -> crate::live::Format {
+    match format {
+        FeedFormat::Fmp4 => crate::live::Format::Fmp4,
+        FeedFormat::MpegTs => crate::live::Format::MpegTs,
     }
 }
 
