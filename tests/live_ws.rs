@@ -102,6 +102,25 @@ fn check_decodes(dir: &TempDir, name: &str, bytes: &[u8]) -> usize {
     assert!(stderr.is_empty(), "ffmpeg reported on {name}: {stderr}");
     let codes = codes_of(&frames, W, H);
     assert_gapless(&codes, name);
+    // The path's size and rate, as the container and stream say them.
+    let probe = run(
+        std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,width,height,r_frame_rate",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    // (MPEG-TS lists the stream under its program too: the same line twice.)
+    assert_eq!(
+        probe.stdout.lines().next().unwrap_or(""),
+        format!("h264,{W},{H},{FPS}/1"),
+        "{name}: {}",
+        probe.stderr
+    );
     frames.len()
 }
 
