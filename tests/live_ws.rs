@@ -91,6 +91,17 @@ async fn next_text(socket: &mut Socket) -> serde_json::Value {
     }
 }
 
+/// The first three messages: the phases `connecting`, `connected`, `playing`.
+async fn assert_starts_playing(socket: &mut Socket) {
+    let mut phases = Vec::new();
+    for _ in 0..3 {
+        let m = next_text(socket).await;
+        assert_eq!(m["type"], "status", "{m}");
+        phases.push(m["phase"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(phases, ["connecting", "connected", "playing"]);
+}
+
 /// Decodes `bytes` (a file ffmpeg reads) to the pattern's frames; asserts a clean decode
 /// and gapless frame numbers; returns the number of frames.
 fn check_decodes(dir: &TempDir, name: &str, bytes: &[u8]) -> usize {
@@ -381,16 +392,7 @@ fn streams_are_relay_paths_added_listed_watched_and_removed() {
     // Watched by id: the on-demand relay starts and its video decodes, gapless.
     rt().block_on(async {
         let mut ws = open(http, "/ws/stream?id=yard", true, None).await.unwrap();
-        let mut phases = Vec::new();
-        for _ in 0..3 {
-            phases.push(
-                next_text(&mut ws).await["phase"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        assert_eq!(phases, ["connecting", "connected", "playing"]);
+        assert_starts_playing(&mut ws).await;
         let (_, bytes) = read_for(&mut ws, 3.0).await;
         assert!(check_decodes(&dir, "yard.ts", &bytes) >= 20);
     });
@@ -475,16 +477,7 @@ fn an_unsaved_relay_of_a_url_is_the_admins_and_stops_with_its_last_viewer() {
 
         // The admin: the phases, then MPEG-TS of the relayed camera, gapless.
         let mut ws = open(http, &target, true, None).await.unwrap();
-        let mut phases = Vec::new();
-        for _ in 0..3 {
-            phases.push(
-                next_text(&mut ws).await["phase"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        assert_eq!(phases, ["connecting", "connected", "playing"]);
+        assert_starts_playing(&mut ws).await;
         let (texts, bytes) = read_for(&mut ws, 3.0).await;
         assert!(texts.is_empty(), "{texts:?}");
         assert!(check_decodes(&dir, "url.ts", &bytes) >= 20);
