@@ -9,7 +9,7 @@
 //!   - vigint's live view (`/api/v1/paths/cam/live`, fMP4 over a WebSocket into Media Source
 //!     Extensions), played by the minimal player `benches/browser/live_player.html`; with
 //!     `--page` by vigint's own phone page instead (`http://ADDRESS/`, logged in through its
-//!     form, the element `--selector CSS`, default `video`);
+//!     form, the element `--selector CSS`, default `#cards video`: the first card's);
 //!   - the design the stream-viewer API comes from: node-rtsp-stream (npm) running the system
 //!     ffmpeg to turn vigint's RTSP of the same path into MPEG-1 over a WebSocket, played by
 //!     JSMpeg (`benches/browser/jsmpeg_peer.mjs`, `jsmpeg_player.html`);
@@ -99,15 +99,20 @@ fn browser_latency(url: &str, selector: &str, seconds: u32, extra: &[&str]) -> s
 }
 
 fn latency_row(what: &str, v: &serde_json::Value) {
+    let n = |k: &str| v[k].as_i64().unwrap_or(-1);
+    let dropped = match v["dropped_by_video"].as_i64() {
+        Some(d) => format!(", {d} dropped by <video> (whole run)"),
+        None => String::new(),
+    };
     println!(
-        "  {what:<46} median {:>4} ms, p95 {:>4} ms | {} pictures, {} undecodable, {} skipped, {} backwards, first picture after {} ms{}",
-        v["median_ms"],
-        v["p95_ms"],
-        v["count"],
-        v["undecodable"],
-        v["skipped"],
-        v["backwards"],
-        v["first_picture_ms"],
+        "  {what:<48} median {:>4} ms, p95 {:>4} ms | {} pictures, {} undecodable, {} skipped, {} backwards{dropped}, first picture after {} ms{}",
+        n("median_ms"),
+        n("p95_ms"),
+        n("count"),
+        n("undecodable"),
+        n("skipped"),
+        n("backwards"),
+        n("first_picture_ms"),
         match v["problems"].as_array() {
             Some(p) if !p.is_empty() => format!(" | page problems: {p:?}"),
             _ => String::new(),
@@ -128,7 +133,7 @@ fn latency(opts: &Opts) {
 
     let (med, p95, n) = ffmpeg_latency(&rtsp, W, H, FPS, secs);
     println!(
-        "  {:<46} median {med:>4.0} ms, p95 {p95:>4.0} ms | {n} pictures",
+        "  {:<48} median {med:>4.0} ms, p95 {p95:>4.0} ms | {n} pictures",
         "ffmpeg decoding the RTSP (no browser)"
     );
 
@@ -309,10 +314,11 @@ fn load(rt: &tokio::runtime::Runtime) {
     ] {
         let s = server();
         std::thread::sleep(Duration::from_secs(2));
-        let mut base = None;
+        let mut rows = Vec::new();
         for n in [0usize, 1, 10, 25] {
             let (cpu, rss, clean) = load_window(rt, &s, kind, n);
-            let base_cpu = *base.get_or_insert(cpu);
+            rows.push((n, cpu, rss));
+            let base_cpu = rows[0].1;
             let per = if n == 0 {
                 "-".to_string()
             } else {
@@ -329,6 +335,18 @@ fn load(rt: &tokio::runtime::Runtime) {
                 }
             );
         }
+        // The slope past the first viewer (which also starts the live muxer), less
+        // sensitive to one window's noise than each row.
+        if let (Some(one), Some(last)) = (rows.get(1), rows.last()) {
+            let added = (last.0 - one.0) as f64;
+            println!(
+                "  {name}, per viewer added from {} to {}: {:.3} % of a core, {:.0} KiB RSS",
+                one.0,
+                last.0,
+                (last.1 - one.1) / added,
+                (last.2 as f64 - one.2 as f64) / added
+            );
+        }
     }
 }
 
@@ -336,7 +354,7 @@ fn main() {
     let mut which = Vec::new();
     let mut opts = Opts {
         page: false,
-        selector: "video".into(),
+        selector: "#cards video".into(),
         seconds: 30,
     };
     let mut args = std::env::args().skip(1);
