@@ -32,7 +32,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::browser::require_browser_tools;
 use common::http::{setup_admin, wait_json};
@@ -279,11 +279,7 @@ fn load_window(
             }));
         }
         tokio::time::sleep(WARMUP).await;
-        let c0 = cpu_ticks_of(pid);
-        let t0 = Instant::now();
-        tokio::time::sleep(WINDOW).await;
-        let cpu = (cpu_ticks_of(pid) - c0) as f64 / t0.elapsed().as_secs_f64();
-        let rss = proc_status_kib(pid, "VmRSS");
+        let (cpu, rss) = cpu_and_rss_over(pid, WINDOW).await;
         // Every frame: no gap, and (joining takes up to a key-frame interval) nearly all of
         // the time watched.
         let least = (watch.as_secs_f64() - 2.0) * f64::from(FPS);

@@ -116,11 +116,7 @@ fn serve_window(rt: &tokio::runtime::Runtime, pid: u32, url: &str, n: usize) -> 
             }));
         }
         tokio::time::sleep(warmup).await;
-        let c0 = cpu_ticks_of(pid);
-        let t0 = Instant::now();
-        tokio::time::sleep(WINDOW).await;
-        let cpu = (cpu_ticks_of(pid) - c0) as f64 / t0.elapsed().as_secs_f64();
-        let rss = proc_status_kib(pid, "VmRSS");
+        let (cpu, rss) = cpu_and_rss_over(pid, WINDOW).await;
         let mut ok = 0;
         for t in tasks {
             ok += usize::from(

@@ -25,11 +25,11 @@
 // consecutive shown pictures (a player dropping frames), `undecodable` pictures without a
 // readable code. Exits 1 with the reason when nothing could be measured, 2 on bad arguments.
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../../tests/browser/chromium.mjs";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const CHROMIUM = "/usr/bin/chromium";
 
 function usage(why) {
   console.error(`latency.mjs: ${why}`);
@@ -218,13 +218,7 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
+      ...CHROMIUM_ARGS,
       "--autoplay-policy=no-user-gesture-required",
       // A page answered by --serve has no address of its own, so Chromium takes it for a
       // public site and blocks its socket to the loopback server (local network access).
@@ -257,7 +251,13 @@ async function main() {
       await field.fill(opts.password);
       await field.press("Enter");
     }
-    await page.locator(selector).first().waitFor({ state: "attached", timeout: 30000 });
+    await page
+      .locator(selector)
+      .first()
+      .waitFor({ state: "attached", timeout: 30000 })
+      .catch(() => {
+        throw new Error(`no element matches ${selector} on ${page.url()} within 30 s`);
+      });
     const kind = await page.evaluate((s) => window.__latencyStart(s), selector);
     if (kind !== "video" && kind !== "canvas") throw new Error(kind);
     // The first picture, then the warm-up, then the window.

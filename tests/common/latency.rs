@@ -18,11 +18,11 @@ pub fn percentile(mut v: Vec<f64>, p: usize) -> f64 {
     v.get(v.len() * p / 100).copied().unwrap_or(f64::NAN)
 }
 
-/// Latency (ms) of the `w`x`h` pictures ffmpeg decodes from the RTSP `url` over `seconds`:
-/// when decoded minus the burned-in capture time, the first second (`fps` frames) skipped.
-/// Returns (median, p95, frames measured). ffmpeg reads with its low-delay flags, so this
-/// is what the stream itself costs, with no player's buffering.
-pub fn ffmpeg_latency(url: &str, w: u32, h: u32, fps: u32, seconds: u32) -> (f64, f64, usize) {
+/// Latency (ms) of each `w`x`h` picture ffmpeg decodes from the RTSP `url` over `seconds`:
+/// when decoded minus the burned-in capture time, the first second (`fps` frames, the
+/// player's start) skipped. ffmpeg reads with its low-delay flags, so this is what the
+/// stream itself costs, with no player's buffering.
+pub fn ffmpeg_latencies(url: &str, w: u32, h: u32, fps: u32, seconds: u32) -> Vec<f64> {
     let seconds = seconds.to_string();
     let mut child = super::ffmpeg_gray_command(&[
         "-fflags",
@@ -57,7 +57,11 @@ pub fn ffmpeg_latency(url: &str, w: u32, h: u32, fps: u32, seconds: u32) -> (f64
         }
     }
     let _ = child.wait();
-    let steady: Vec<f64> = lat.iter().skip(fps as usize).copied().collect();
-    let n = steady.len();
-    (median(steady.clone()), percentile(steady, 95), n)
+    lat.split_off((fps as usize).min(lat.len()))
+}
+
+/// `ffmpeg_latencies`' (median, p95, pictures measured).
+pub fn ffmpeg_latency(url: &str, w: u32, h: u32, fps: u32, seconds: u32) -> (f64, f64, usize) {
+    let v = ffmpeg_latencies(url, w, h, fps, seconds);
+    (median(v.clone()), percentile(v.clone(), 95), v.len())
 }
