@@ -20,10 +20,14 @@
 //!   fresh process with the same config; and whether every viewer got every frame (fMP4
 //!   fragment sequence numbers, RTP timestamps without a gap).
 //!
-//! Run: `cargo bench --bench live_figures [latency] [load] [-- --page [--selector CSS]]
-//! [--seconds N]` (N: the latency window, default 30). Needs ffmpeg, node 18+, Debian's
-//! Chromium and `benches/browser/node_modules`: `scripts/install-deps.sh bench`. Takes about
-//! 9 minutes; hold the machine quiet. Prints figures; asserts nothing about speed.
+//! Run: `cargo bench --bench live_figures -- [latency] [load] [--page [--selector CSS]]
+//! [--seconds N] [--runs R]` (N: each browser session's window, default 20 s, after 3 s;
+//! R: sessions per player, alternating, default 3: an MSE player keeps the distance to the
+//! live edge it settled at on start, so sessions differ more than pictures within one).
+//! Needs ffmpeg, node 18+, Debian's Chromium and `benches/browser/node_modules`:
+//! `scripts/install-deps.sh bench`. Takes about 12 minutes (the machine quiet:
+//! `flock /tmp/vigint-cargo.lock cargo bench ...` where others share it). Prints figures;
+//! asserts nothing about speed.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 #[path = "../tests/common/mod.rs"]
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 use common::browser::require_browser_tools;
 use common::http::{setup_admin, wait_json};
-use common::latency::ffmpeg_latency;
+use common::latency::{ffmpeg_latency, median};
 use common::procs::*;
 use common::*;
 use futures::StreamExt;
@@ -77,6 +81,8 @@ struct Opts {
     page: bool,
     selector: String,
     seconds: u32,
+    /// Browser sessions per player.
+    runs: u32,
 }
 
 /// `latency.mjs` on `url`'s `selector` for `seconds`, with its `extra` options; its JSON.
@@ -137,30 +143,23 @@ fn latency(opts: &Opts) {
         "ffmpeg decoding the RTSP (no browser)"
     );
 
-    let ours = if opts.page {
+    // vigint's player and the peer's, in alternating browser sessions: an MSE player keeps
+    // the distance to the live edge it settled at when it started, so sessions differ more
+    // than pictures within one.
+    let (ours_url, ours_selector, ours_extra) = if opts.page {
         setup_admin(http, PASSWORD);
-        browser_latency(
-            &format!("http://{http}/"),
-            &opts.selector,
-            secs,
-            &["--password", PASSWORD],
-        )
+        let extra = vec!["--password".to_string(), PASSWORD.to_string()];
+        (format!("http://{http}/"), opts.selector.clone(), extra)
     } else {
-        let player = bench_file("live_player.html");
-        browser_latency(
-            &format!("http://{http}/bench/live_player.html?path=cam"),
-            "video",
-            secs,
-            &["--serve", &player],
-        )
+        let extra = vec!["--serve".to_string(), bench_file("live_player.html")];
+        let url = format!("http://{http}/bench/live_player.html?path=cam");
+        (url, "video".to_string(), extra)
     };
-    let what = if opts.page {
+    let ours_what = if opts.page {
         "vigint live view, the phone page (MSE)"
     } else {
         "vigint live view, fMP4 over WebSocket into MSE"
     };
-    latency_row(what, &ours);
-
     let (page_port, ws_port) = (free_port(), free_port());
     let mut peer = Command::new("node");
     peer.arg(bench_file("jsmpeg_peer.mjs")).args([
@@ -170,14 +169,37 @@ fn latency(opts: &Opts) {
         &KBPS.to_string(),
     ]);
     let peer = start_ready(peer, "node-rtsp-stream (jsmpeg_peer.mjs)");
-    let theirs = browser_latency(
-        &format!("http://127.0.0.1:{page_port}/?ws={ws_port}"),
-        "#player",
-        secs,
-        &[],
-    );
+    let peer_url = format!("http://127.0.0.1:{page_port}/?ws={ws_port}");
+    let peer_what = "node-rtsp-stream (ffmpeg, MPEG-1) + JSMpeg";
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..opts.runs {
+        let extra: Vec<&str> = ours_extra.iter().map(String::as_str).collect();
+        let v = browser_latency(&ours_url, &ours_selector, secs, &extra);
+        latency_row(ours_what, &v);
+        ours.push(v);
+        let v = browser_latency(&peer_url, "#player", secs, &[]);
+        latency_row(peer_what, &v);
+        theirs.push(v);
+    }
     drop(peer);
-    latency_row("node-rtsp-stream (ffmpeg, MPEG-1) + JSMpeg", &theirs);
+    for (what, runs) in [(ours_what, &ours), (peer_what, &theirs)] {
+        let of = |k: &str| -> Vec<String> {
+            runs.iter()
+                .map(|v| v[k].as_i64().unwrap_or(-1).to_string())
+                .collect()
+        };
+        let medians = runs
+            .iter()
+            .filter_map(|v| v["median_ms"].as_f64())
+            .collect();
+        println!(
+            "  {what:<48} median of {} sessions {:.0} ms (medians {} ms; p95s {} ms)",
+            runs.len(),
+            median(medians),
+            of("median_ms").join(" / "),
+            of("p95_ms").join(" / ")
+        );
+    }
 }
 
 /// What one viewer got.
@@ -351,13 +373,20 @@ fn main() {
     let mut opts = Opts {
         page: false,
         selector: "#cards video".into(),
-        seconds: 30,
+        seconds: 20,
+        runs: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--page" => opts.page = true,
             "--selector" => opts.selector = args.next().expect("--selector CSS"),
+            "--runs" => {
+                opts.runs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--runs N (browser sessions per player)")
+            }
             "--seconds" => {
                 opts.seconds = args
                     .next()
