@@ -9,10 +9,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::latency::{ffmpeg_latencies, median, percentile};
 use common::*;
 use futures::StreamExt;
 use retina::client::{
@@ -53,11 +52,6 @@ async fn first_frame(url: &str) -> Result<Duration, String> {
         }
     }
     Err("no frame".into())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn start_to_first_frame(rt: &tokio::runtime::Runtime) {
@@ -139,54 +133,18 @@ fn latency() {
     require("ffmpeg");
     let s = Server::start(config());
     std::thread::sleep(Duration::from_secs(1));
-    let url = s.url("cam");
-    let mut child = ffmpeg_gray_command(&[
-        "-fflags",
-        "nobuffer",
-        "-flags",
-        "low_delay",
-        "-probesize",
-        "32",
-        "-analyzeduration",
-        "0",
-        "-rtsp_transport",
-        "tcp",
-        "-i",
-        &url,
-        "-t",
-        "8",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("ffmpeg");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut frame = vec![0u8; (W * H) as usize];
-    let mut lat = Vec::new();
-    while out.read_exact(&mut frame).is_ok() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        if let Some(code) = vigint::source::pattern::read_code(&frame, W as usize, W, H) {
-            lat.push(now_ms.saturating_sub(code.capture_ms) as f64);
-        }
-    }
-    let _ = child.wait();
-    // Skip the first second: the player's start-up buffering.
-    let steady: Vec<f64> = lat.iter().skip(FPS as usize).cloned().collect();
-    let mut sorted = steady.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    if sorted.is_empty() {
+    let steady = ffmpeg_latencies(&s.url("cam"), W, H, FPS, 8);
+    if steady.is_empty() {
         println!("latency: no frames decoded");
         return;
     }
+    let max = steady.iter().copied().fold(f64::MIN, f64::max);
     println!(
         "capture-to-client latency at 720p30 (burned-in code, decoded by ffmpeg, {} frames): median {:.0} ms, p95 {:.0} ms, max {:.0} ms",
-        sorted.len(),
-        median(steady),
-        sorted[sorted.len() * 95 / 100],
-        sorted[sorted.len() - 1]
+        steady.len(),
+        median(steady.clone()),
+        percentile(steady, 95),
+        max
     );
 }
 

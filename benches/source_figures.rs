@@ -23,10 +23,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::latency::{ffmpeg_latency, median};
 use common::procs::*;
 use common::*;
 
@@ -43,11 +43,6 @@ fn upstream() -> Server {
 /// A vigint whose path `relay` pulls `url` over TCP.
 fn vigint_relay(url: &str) -> Server {
     Server::start(serde_json::json!({ "paths": { "relay": { "source": url } } }))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Key frames `path` published so far, from the status API.
@@ -121,11 +116,7 @@ fn serve_window(rt: &tokio::runtime::Runtime, pid: u32, url: &str, n: usize) -> 
             }));
         }
         tokio::time::sleep(warmup).await;
-        let c0 = cpu_ticks_of(pid);
-        let t0 = Instant::now();
-        tokio::time::sleep(WINDOW).await;
-        let cpu = (cpu_ticks_of(pid) - c0) as f64 / t0.elapsed().as_secs_f64();
-        let rss = proc_status_kib(pid, "VmRSS");
+        let (cpu, rss) = cpu_and_rss_over(pid, WINDOW).await;
         let mut ok = 0;
         for t in tasks {
             ok += usize::from(
@@ -173,52 +164,6 @@ fn fanout(rt: &tokio::runtime::Runtime) {
     }
 }
 
-/// Latency (ms) of frames decoded by ffmpeg from `url` for 8 s: now minus the burned-in
-/// capture time, the first second skipped; (median, p95, frames).
-fn latency_of(url: &str) -> (f64, f64, usize) {
-    let mut child = ffmpeg_gray_command(&[
-        "-fflags",
-        "nobuffer",
-        "-flags",
-        "low_delay",
-        "-probesize",
-        "32",
-        "-analyzeduration",
-        "0",
-        "-rtsp_transport",
-        "tcp",
-        "-i",
-        url,
-        "-t",
-        "8",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("ffmpeg");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut frame = vec![0u8; (W * H) as usize];
-    let mut lat = Vec::new();
-    while out.read_exact(&mut frame).is_ok() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        if let Some(code) = vigint::source::pattern::read_code(&frame, W as usize, W, H) {
-            lat.push(now_ms.saturating_sub(code.capture_ms) as f64);
-        }
-    }
-    let _ = child.wait();
-    let steady: Vec<f64> = lat.iter().skip(FPS as usize).copied().collect();
-    let mut sorted = steady.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let p95 = sorted
-        .get(sorted.len() * 95 / 100)
-        .copied()
-        .unwrap_or(f64::NAN);
-    (median(steady), p95, sorted.len())
-}
-
 fn latency() {
     require("ffmpeg");
     println!("latency: 720p30, burned-in capture time to ffmpeg's decoded frame (median, p95)");
@@ -244,6 +189,7 @@ fn latency() {
         .expect("ffmpeg push"),
     );
     std::thread::sleep(Duration::from_secs(4));
+    let latency_of = |url: &str| ffmpeg_latency(url, W, H, FPS, 8);
     let direct = latency_of(&source);
     let rows = [
         ("direct from the upstream", direct),

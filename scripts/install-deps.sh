@@ -8,6 +8,8 @@
 #          phone page's browser test Debian's chromium, node and npm (Debian's nodejs/npm only
 #          when no node/npm is on PATH) and tests/browser/node_modules (npm ci, from the
 #          committed package-lock.json, when missing)
+#   bench: test + benches/browser/node_modules (npm ci: playwright-core, node-rtsp-stream and
+#          JSMpeg for benches/live_figures.rs; node-rtsp-stream runs the system ffmpeg)
 #   arm:   build + the aarch64 and armv7 cross toolchains and qemu-user (scripts/build-arm.sh)
 #   vivid: what tests/vivid/ needs to boot Debian's kernel with the vivid camera driver in
 #          QEMU (x86_64 and aarch64 guests) and play the guest's stream with ffprobe
@@ -45,16 +47,18 @@ what=${1:-all}
 pkgs=("${need_build[@]}")
 arm=0
 browser=0
+bench=0
 fuzz=0
 case "$what" in
   build) ;;
   test) pkgs+=("${need_test[@]}"); browser=1 ;;
+  bench) pkgs+=("${need_test[@]}"); browser=1; bench=1 ;;
   arm) pkgs+=("${need_arm[@]}"); arm=1 ;;
   vivid) pkgs=("${need_vivid[@]}") ;;
   image) pkgs=("${need_image[@]}") ;;
   fuzz) fuzz=1 ;;
-  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}" "${need_image[@]}"); arm=1; browser=1; fuzz=1 ;;
-  *) echo "usage: $0 [build|test|arm|vivid|image|fuzz|all]" >&2; exit 2 ;;
+  all) pkgs+=("${need_test[@]}" "${need_arm[@]}" "${need_vivid[@]}" "${need_image[@]}"); arm=1; browser=1; bench=1; fuzz=1 ;;
+  *) echo "usage: $0 [build|test|bench|arm|vivid|image|fuzz|all]" >&2; exit 2 ;;
 esac
 # A node from elsewhere (NodeSource, nvm) brings its own npm and is kept: Debian's packages
 # are only the fallback when the commands are missing.
@@ -114,15 +118,18 @@ system_packages() {
 
 # The tests' npm packages, exactly as each package-lock.json pins them; after the system
 # packages, which bring node and npm: tests/browser (playwright-core) and tests/relay
-# (rtsp-streaming-server, an independent RTSP server the relay tests pull from).
+# (rtsp-streaming-server, an independent RTSP server the relay tests pull from); for the
+# bench group also benches/browser (the latency tool and the node-rtsp-stream + JSMpeg peer).
 npm_modules() {
   [ "$browser" = 1 ] || return 0
-  local root dir marker
+  local root dir marker pairs
   root="$(cd "$(dirname "$0")/.." && pwd)"
-  for pair in browser:playwright-core relay:rtsp-streaming-server; do
-    dir="$root/tests/${pair%%:*}" marker=${pair#*:}
+  pairs=(tests/browser:playwright-core tests/relay:rtsp-streaming-server)
+  if [ "$bench" = 1 ]; then pairs+=(benches/browser:node-rtsp-stream); fi
+  for pair in "${pairs[@]}"; do
+    dir="$root/${pair%%:*}" marker=${pair#*:}
     [ -d "$dir/node_modules/$marker" ] && continue
-    echo "installing tests/${pair%%:*}/node_modules: npm ci --prefix tests/${pair%%:*}" >&2
+    echo "installing ${pair%%:*}/node_modules: npm ci --prefix ${pair%%:*}" >&2
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
   done
 }

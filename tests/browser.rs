@@ -25,8 +25,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -44,33 +42,7 @@ fn artifact_dir() -> PathBuf {
 
 /// Fails with the install line when node, Chromium or the npm packages are missing.
 fn require_browser_tools() {
-    require_group("node", "test");
-    let v = run(
-        Command::new("node").arg("--version"),
-        Duration::from_secs(20),
-    );
-    let major = v
-        .stdout
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok());
-    assert!(
-        major.is_some_and(|m| m >= 18),
-        "node {} is too old or broken (playwright-core needs 18 or newer): install a newer nodejs",
-        v.stdout.trim()
-    );
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "`{CHROMIUM}` is missing: run `scripts/install-deps.sh test` (or: sudo apt-get install -y chromium)"
-    );
-    assert!(
-        repo()
-            .join("tests/browser/node_modules/playwright-core/package.json")
-            .exists(),
-        "tests/browser/node_modules is missing: run `scripts/install-deps.sh test` (or: npm ci --prefix tests/browser)"
-    );
+    common::browser::require_browser_tools("tests/browser", "playwright-core", "test");
 }
 
 /// A 3 s, 15 fps H.264 MP4 (Constrained Baseline, no B-frames, a key frame every second).

@@ -14,6 +14,7 @@
 // Exits 0 when every check passed; otherwise prints the failed step and why, saves
 // failure.png in ARTIFACT_DIR and exits 1 (2 for bad arguments).
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.mjs";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -24,7 +25,6 @@ if (!base || !configFile || !artifacts || !rtspPortArg || !clip) {
   console.error("usage: node page_test.mjs BASE_URL CONFIG_FILE ARTIFACT_DIR RTSP_PORT CLIP_MP4");
   process.exit(2);
 }
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "correct horse battery";
 const VIEWER = { name: "viewer", password: "viewer-secret-1" };
 // Given publish permission on the publisher path through the page.
@@ -87,15 +87,7 @@ async function main() {
     chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
+      args: CHROMIUM_ARGS,
       viewport: { width: 390, height: 844 },
       timeout: 30000,
     }),

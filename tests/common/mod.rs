@@ -1,7 +1,9 @@
 //! Shared test harness: runs the real `vigint` binary on loopback and real clients against it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
+pub mod latency;
 pub mod procs;
 pub mod raw_rtsp;
 pub mod retina_util;

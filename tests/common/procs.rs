@@ -87,3 +87,13 @@ pub fn cpu_ticks_of(pid: u32) -> u64 {
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
+
+/// The CPU of process `pid` over the next `window` in % of one core (clock ticks are
+/// 1/100 s), and its resident memory (KiB) at the end: a server's load while clients play.
+pub async fn cpu_and_rss_over(pid: u32, window: Duration) -> (f64, u64) {
+    let c0 = cpu_ticks_of(pid);
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(window).await;
+    let cpu = (cpu_ticks_of(pid) - c0) as f64 / t0.elapsed().as_secs_f64();
+    (cpu, super::proc_status_kib(pid, "VmRSS"))
+}

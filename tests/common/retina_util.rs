@@ -78,3 +78,10 @@ pub fn assert_consecutive(stamps: &[i64], fps: u32, what: &str) {
         );
     }
 }
+
+/// How many steps between consecutive frames are not exactly one frame interval: frames
+/// lost or repeated (0 for a viewer that got every frame).
+pub fn gaps(stamps: &[i64], fps: u32) -> usize {
+    let step = 90_000 / fps as i64;
+    stamps.windows(2).filter(|w| w[1] - w[0] != step).count()
+}
