@@ -13,6 +13,8 @@
 //! `page-desktop.png`, `page-phone.png` (the top, as in the README), `paths.png`,
 //! `settings.png`, `add-path.png`, `add-path-error.png`, `recordings.png`; `failure.png` on
 //! failure).
+//! `viewer_page_in_chromium` runs `tests/browser/viewer_test.mjs`: an RTSP user with `read`
+//! on one path logs in on the page and sees that path's card and no admin controls.
 //! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules`
 //! (`scripts/install-deps.sh test` installs them); fails, never skips, without them. About 25 s.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
