@@ -20,7 +20,7 @@ use common::*;
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use vigint::http::routes::{self, Access};
+use vigint::http::routes;
 
 const W: u32 = 320;
 const H: u32 = 240;
@@ -274,12 +274,30 @@ fn a_viewer_watches_its_paths_and_is_refused_everything_else() {
         "not_allowed",
     );
 
-    // Every route that is not a viewer's: 403, and nothing changed.
+    // Every route that is not a viewer's: 403, and nothing changed. The list of what a
+    // viewer may is written out here, not read from the route table, so a route given to
+    // viewers by mistake fails this test; a new route is in `routes::EXAMPLES` (a unit
+    // test there sees to it) and so asked here.
+    const VIEWER_MAY: &[&str] = &[
+        "GET /",
+        "GET /healthz",
+        "GET /api/v1/session",
+        "POST /api/v1/setup",
+        "GET /api/v1/status",
+        "GET /api/v1/paths",
+        "GET /api/v1/paths/cam",
+        "GET /api/v1/paths/cam/snapshot.jpg",
+        "GET /api/v1/paths/cam/live",
+        "GET /api/v1/paths/cam/live-links",
+        "GET /ws/stream?id=cam",
+        "GET /api/streams/",
+        "GET /api/streams/cam/",
+        "GET /api/health/",
+    ];
     let config_before = request(http, "GET", "/api/v1/config", &admin(PASSWORD)).body;
     let mut refused = 0;
     for (method, target) in routes::EXAMPLES {
-        let access = routes::decode(method, target).unwrap().access();
-        if !matches!(access, Access::Status | Access::Admin) {
+        if VIEWER_MAY.contains(&format!("{method} {target}").as_str()) {
             continue;
         }
         let extra = format!("{ann}Content-Type: application/json\r\n");
