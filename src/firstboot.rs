@@ -410,11 +410,11 @@ mod tests {
         let now = std::time::Instant::now();
         use crate::http::login::Verdict;
         assert_eq!(
-            login.check(Some(&hash), Some(&basic(PASSWORD)), ip, now),
-            Verdict::LoggedIn
+            login.check(Some(&hash), &Vec::new, Some(&basic(PASSWORD)), ip, now),
+            Verdict::Admin
         );
         assert_eq!(
-            login.check(Some(&hash), Some(&basic("wrong one!")), ip, now),
+            login.check(Some(&hash), &Vec::new, Some(&basic("wrong one!")), ip, now),
             Verdict::Wrong
         );
         assert!(!dir.0.join("etc/.config.json.tmp").exists());

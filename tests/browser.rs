@@ -13,6 +13,8 @@
 //! `page-desktop.png`, `page-phone.png` (the top, as in the README), `paths.png`,
 //! `settings.png`, `add-path.png`, `add-path-error.png`, `recordings.png`; `failure.png` on
 //! failure).
+//! `viewer_page_in_chromium` runs `tests/browser/viewer_test.mjs`: an RTSP user with `read`
+//! on one path logs in on the page and sees that path's card and no admin controls.
 //! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules`
 //! (`scripts/install-deps.sh test` installs them); fails, never skips, without them. About 25 s.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
@@ -127,4 +129,51 @@ fn phone_page_in_chromium() {
         t0.elapsed().as_secs_f64(),
         artifacts.display()
     );
+}
+
+/// The page for a viewer: `tests/browser/viewer_test.mjs` logs in as an RTSP user with
+/// `read` on cam (not door) and checks it sees cam's live card only and none of the
+/// admin's controls, then the admin's login brings them back. Screenshot `viewer.png` in
+/// `target/artifacts/browser-viewer/`. About 15 s.
+#[test]
+fn viewer_page_in_chromium() {
+    require_browser_tools();
+    const ADMIN: &str = "viewer page admin";
+    const VIEWER: (&str, &str) = ("ann", "ann-watches-cam");
+    let s = Server::start(serde_json::json!({
+        "paths": {
+            "cam": pattern_path(320, 240, 15, 400),
+            "door": pattern_path(320, 240, 15, 400)
+        },
+        "users": [{ "name": VIEWER.0, "password": VIEWER.1,
+                    "permissions": [{ "action": "read", "path": "cam" }] }]
+    }));
+    let http = s.http.expect("log names the HTTP address");
+    common::http::setup_admin(http, ADMIN);
+    // Its own directory: the other browser test empties `browser/` when it starts.
+    let artifacts = artifact_dir().with_file_name("browser-viewer");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).expect("create artifact dir");
+    let r = run(
+        Command::new("node")
+            .arg(repo().join("tests/browser/viewer_test.mjs"))
+            .arg(format!("http://{http}/"))
+            .arg(ADMIN)
+            .arg(VIEWER.0)
+            .arg(VIEWER.1)
+            .arg(&artifacts),
+        Duration::from_secs(120),
+    );
+    println!("{}", r.stdout);
+    assert!(
+        r.ok,
+        "the viewer's browser test failed:\n{}\n{}\n--- vigint log:\n{}",
+        r.stdout,
+        r.stderr,
+        s.log_text()
+    );
+    let len = std::fs::metadata(artifacts.join("viewer.png"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(len > 10_000, "viewer.png missing or empty ({len} bytes)");
 }

@@ -72,7 +72,7 @@ fn a_valid_file_sets_the_admin_password_merges_and_is_removed() {
     // The password works; nothing is open any more, as after the page's own setup.
     assert_eq!(
         request(http, "GET", "/api/v1/session", &admin(PASSWORD)).json(),
-        serde_json::json!({"setup_required": false, "logged_in": true})
+        serde_json::json!({"setup_required": false, "logged_in": true, "role": "admin", "user": "admin"})
     );
     assert_error(&get(http, "/api/v1/status"), 401, "unauthorized");
     assert_error(

@@ -27,6 +27,18 @@ use crate::http::ws::{self, Message, WebSocket};
 /// and a live link never opens a recording).
 pub const LINK_SCOPE: &str = "\0live";
 
+/// The scope of a viewer's live links: `LINK_SCOPE` bound to the RTSP user's name and
+/// password (the name's length first: no two users share an encoding), so that a link
+/// ends with a changed password. Only ever hashed into a token's MAC.
+pub fn viewer_link_scope(user: &crate::config::User) -> String {
+    format!(
+        "{LINK_SCOPE}\0{}:{}{}",
+        user.name.len(),
+        user.name,
+        user.password
+    )
+}
+
 /// The longest one message may take to leave: past it the viewer is stuck and closed.
 pub const SEND_DEADLINE: Duration = Duration::from_secs(10);
 

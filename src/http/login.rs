@@ -1,10 +1,18 @@
-//! The admin login: checking a Basic `Authorization` header, and the per-address limit on
-//! failed attempts.
+//! The HTTP login: checking a Basic `Authorization` header as the admin (user `admin`,
+//! its Argon2id hash in the config) or as a viewer (an RTSP user of the config, any other
+//! name), and the per-address limit on failed attempts, shared by both.
 //!
-//! Owns: a cache so that a page polling with the same credentials is not re-hashed every
-//! request, and the rate limiter (pure, time passed in). Does not own: hashing and the
-//! password rules (`auth::password`), where the hash is stored (the config) or which routes
-//! need a login (`http`).
+//! Owns: a cache so that a page polling with the admin's credentials is not re-hashed every
+//! request, the viewers' password comparison, and the rate limiter (pure, time passed in).
+//! Does not own: hashing and the password rules (`auth::password`), where hashes and users
+//! are stored (the config) or which routes need which login (`access`, `routes`).
+//!
+//! RTSP users' passwords are stored as the config gives them (RTSP Digest needs them, or
+//! their MD5 `HA1`), so there is no slow hash to check a viewer against: the sent and the
+//! stored password are compared as digests keyed with this process's secret (no early exit
+//! on a matching prefix), and guessing is held back by the same per-address limit as the
+//! admin's. The name `admin` is always the admin: an RTSP user of that name can play over
+//! RTSP but never logs in here as a viewer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,8 +22,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use blake2::{Blake2b512, Digest};
 
+use super::access::Viewer;
 use super::play::PlayKey;
 use crate::auth::password::verify_password;
+use crate::config::User;
 
 /// The one admin account's user name in Basic credentials.
 pub const ADMIN_USER: &str = "admin";
@@ -29,9 +39,9 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(900);
 /// Addresses tracked at most (the oldest are forgotten first): bounded memory under attack.
 const MAX_TRACKED: usize = 4096;
 
-/// The password of a Basic `Authorization` header for `ADMIN_USER`; `None` when the header
-/// is not Basic, not decodable or names another user.
-pub fn basic_password(authorization: &str) -> Option<String> {
+/// The user name and password of a Basic `Authorization` header; `None` when the header is
+/// not Basic or not decodable.
+pub fn basic_credentials(authorization: &str) -> Option<(String, String)> {
     let (scheme, value) = authorization.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -41,17 +51,20 @@ pub fn basic_password(authorization: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (user, password) = text.split_once(':')?;
-    (user == ADMIN_USER).then(|| password.to_string())
+    Some((user.to_string(), password.to_string()))
 }
 
 /// What a request's credentials amount to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// No admin password is set yet: first-run setup is pending.
+    /// No admin password is set yet: first-run setup is pending (credentials unchecked).
     SetupRequired,
     /// No credentials were sent.
     Anonymous,
-    LoggedIn,
+    /// The admin's login.
+    Admin,
+    /// An RTSP user's login (or a live link: `access::Viewer::of_link`).
+    Viewer(Viewer),
     /// Wrong credentials (counted against the address).
     Wrong,
     /// Too many failures from this address: try again after this long (nothing was checked).
@@ -161,10 +174,18 @@ impl Login {
         })
     }
 
-    /// Judges a request's `Authorization` header from `ip` against `admin_hash`.
+    /// True when `password` is `user`'s: keyed digests compared, so the time taken says
+    /// nothing about how much of a guess was right.
+    fn viewer_password_matches(&self, user: &User, password: &str) -> bool {
+        self.digest(&user.password) == self.digest(password)
+    }
+
+    /// Judges a request's `Authorization` header from `ip`: as the admin against
+    /// `admin_hash`, or as one of `users` (asked for only when another name is sent).
     pub fn check(
         &self,
         admin_hash: Option<&str>,
+        users: &dyn Fn() -> Vec<User>,
         authorization: Option<&str>,
         ip: IpAddr,
         now: Instant,
@@ -178,16 +199,21 @@ impl Login {
         if let Some(wait) = self.limiter.wait(ip, now) {
             return Verdict::Wait(wait);
         }
-        let ok = match basic_password(authorization) {
-            None => false,
-            Some(password) => {
+        let verdict = match basic_credentials(authorization) {
+            None => None,
+            Some((user, password)) if user != ADMIN_USER => users()
+                .into_iter()
+                .find(|u| u.name == user)
+                .filter(|u| self.viewer_password_matches(u, &password))
+                .map(|u| Verdict::Viewer(Viewer::new(&u.name, u.permissions))),
+            Some((_, password)) => {
                 let digest = self.digest(&password);
                 let cached = {
                     let v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
                     // The digest is keyed with a secret: comparing it leaks nothing useful.
                     v.as_ref().is_some_and(|(h, d)| h == hash && *d == digest)
                 };
-                if cached || self.cached_after_wait(hash, &digest) {
+                let ok = if cached || self.cached_after_wait(hash, &digest) {
                     true
                 } else if verify_password(hash, &password) {
                     *self.verified.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -195,12 +221,13 @@ impl Login {
                     true
                 } else {
                     false
-                }
+                };
+                ok.then_some(Verdict::Admin)
             }
         };
-        if ok {
+        if let Some(v) = verdict {
             self.limiter.succeeded(ip);
-            Verdict::LoggedIn
+            v
         } else {
             self.limiter.failed(ip, now);
             match self.limiter.wait(ip, now) {
@@ -223,16 +250,107 @@ mod tests {
         )
     }
 
+    fn no_users() -> Vec<User> {
+        Vec::new()
+    }
+
     #[test]
-    fn basic_headers_decode_for_admin_only() {
+    fn basic_headers_decode() {
+        let pair = |u: &str, p: &str| Some((u.to_string(), p.to_string()));
         assert_eq!(
-            basic_password(&basic("admin", "pa:ss word")).as_deref(),
-            Some("pa:ss word")
+            basic_credentials(&basic("admin", "pa:ss word")),
+            pair("admin", "pa:ss word")
         );
-        assert_eq!(basic_password(&basic("root", "x")), None);
-        assert_eq!(basic_password("Digest username=admin"), None);
-        assert_eq!(basic_password("Basic !!!"), None);
-        assert_eq!(basic_password("Basic"), None);
+        assert_eq!(basic_credentials(&basic("root", "x")), pair("root", "x"));
+        assert_eq!(basic_credentials("Digest username=admin"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+        assert_eq!(basic_credentials("Basic"), None);
+    }
+
+    #[test]
+    fn viewers_log_in_as_rtsp_users_and_share_the_limit() {
+        use crate::auth::permissions::{Action, Permission};
+        let hash = hash_password("admin password").expect("hash");
+        let grants = Some(vec![Permission {
+            action: Action::Read,
+            path: Some("door".into()),
+        }]);
+        let users = || {
+            vec![
+                User {
+                    name: "ann".into(),
+                    password: "ann-secret".into(),
+                    permissions: grants.clone(),
+                },
+                User {
+                    name: "admin".into(),
+                    password: "rtsp-admin".into(),
+                    permissions: None,
+                },
+            ]
+        };
+        let login = Login::default();
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            login.check(
+                Some(&hash),
+                &users,
+                Some(&basic("ann", "ann-secret")),
+                ip,
+                t0
+            ),
+            Verdict::Viewer(Viewer::new("ann", grants.clone()))
+        );
+        // Before the first-run setup nobody is checked, viewers neither.
+        assert_eq!(
+            login.check(None, &users, Some(&basic("ann", "ann-secret")), ip, t0),
+            Verdict::SetupRequired
+        );
+        // `admin` is the admin, even when an RTSP user has that name.
+        assert_eq!(
+            login.check(
+                Some(&hash),
+                &users,
+                Some(&basic("admin", "rtsp-admin")),
+                ip,
+                t0
+            ),
+            Verdict::Wrong
+        );
+        // Wrong passwords and unknown names count toward the same limit as the admin's.
+        assert_eq!(
+            login.check(Some(&hash), &users, Some(&basic("ann", "nope")), ip, t0),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            login.check(
+                Some(&hash),
+                &users,
+                Some(&basic("bob", "ann-secret")),
+                ip,
+                t0
+            ),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            login.check(Some(&hash), &users, Some(&basic("ann", "")), ip, t0),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            login.check(Some(&hash), &users, Some(&basic("ann", "x")), ip, t0),
+            Verdict::Wait(FIRST_WAIT)
+        );
+        assert!(matches!(
+            login.check(
+                Some(&hash),
+                &users,
+                Some(&basic("ann", "ann-secret")),
+                ip,
+                t0
+            ),
+            Verdict::Wait(_)
+        ));
     }
 
     #[test]
@@ -251,46 +369,52 @@ mod tests {
         let good = basic("admin", "correct horse");
         let bad = basic("admin", "wrong");
         assert_eq!(
-            login.check(None, Some(&good), ip, t0),
+            login.check(None, &no_users, Some(&good), ip, t0),
             Verdict::SetupRequired
         );
-        assert_eq!(login.check(Some(&hash), None, ip, t0), Verdict::Anonymous);
         assert_eq!(
-            login.check(Some(&hash), Some(&good), ip, t0),
-            Verdict::LoggedIn
+            login.check(Some(&hash), &no_users, None, ip, t0),
+            Verdict::Anonymous
+        );
+        assert_eq!(
+            login.check(Some(&hash), &no_users, Some(&good), ip, t0),
+            Verdict::Admin
         );
         // Cached: same answer, and a different hash is not fooled by the cache.
         assert_eq!(
-            login.check(Some(&hash), Some(&good), ip, t0),
-            Verdict::LoggedIn
+            login.check(Some(&hash), &no_users, Some(&good), ip, t0),
+            Verdict::Admin
         );
         let other_hash = hash_password("something else").expect("hash");
         assert_eq!(
-            login.check(Some(&other_hash), Some(&good), ip, t0),
+            login.check(Some(&other_hash), &no_users, Some(&good), ip, t0),
             Verdict::Wrong
         );
         // Four more failures are free; the fifth in all starts the wait.
         for _ in 0..3 {
-            assert_eq!(login.check(Some(&hash), Some(&bad), ip, t0), Verdict::Wrong);
+            assert_eq!(
+                login.check(Some(&hash), &no_users, Some(&bad), ip, t0),
+                Verdict::Wrong
+            );
         }
         assert_eq!(
-            login.check(Some(&hash), Some(&bad), ip, t0),
+            login.check(Some(&hash), &no_users, Some(&bad), ip, t0),
             Verdict::Wait(FIRST_WAIT)
         );
         // While waiting even the right password is not checked; other addresses are fine.
         assert!(matches!(
-            login.check(Some(&hash), Some(&good), ip, t0),
+            login.check(Some(&hash), &no_users, Some(&good), ip, t0),
             Verdict::Wait(_)
         ));
         assert_eq!(
-            login.check(Some(&hash), Some(&good), other, t0),
-            Verdict::LoggedIn
+            login.check(Some(&hash), &no_users, Some(&good), other, t0),
+            Verdict::Admin
         );
         // After the wait, a right password clears the record.
         let t1 = t0 + FIRST_WAIT;
         assert_eq!(
-            login.check(Some(&hash), Some(&good), ip, t1),
-            Verdict::LoggedIn
+            login.check(Some(&hash), &no_users, Some(&good), ip, t1),
+            Verdict::Admin
         );
         assert_eq!(login.limiter.wait(ip, t1), None);
     }

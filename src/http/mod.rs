@@ -1,13 +1,16 @@
 //! The HTTP side: the JSON API (status, config, paths, login, recordings), `/healthz`,
 //! `/metrics` and the phone page, served by hyper on the tokio runtime (`server`).
 //!
-//! Owns: who may do what (`routes::Access`, same-origin and JSON-only writes, the admin
-//! login in `login`), `answer`: from a request to the one small handler of its area (`api`,
-//! `recordings`, `mediamtx`), and where a play link (`play`) stands in for the login.
+//! Owns: who may do what (`routes::Access` and `access::admit`: the admin, a viewer (an
+//! RTSP user watching the paths it may read) or anyone; same-origin and JSON-only writes;
+//! the login in `login`), `answer`: from a request to the one small handler of its area
+//! (`api`, `recordings`, `mediamtx`), and where a play or live link (`play`) stands in for
+//! the login.
 //! Errors are `error::ApiError`, which becomes a status and JSON body in one place. Reads the
 //! appliance through `status::Monitor` and changes it only through `control::Control`;
 //! never imports `rtsp`, `source` or `record`.
 
+pub mod access;
 pub mod api;
 mod body;
 pub mod error;
@@ -33,6 +36,7 @@ use serde::Serialize;
 use crate::config::HttpConfig;
 use crate::control::{Control, LiveViews, Recordings};
 use crate::status::Monitor;
+use access::{Refusal, Viewer};
 pub use error::ApiError;
 use login::{Login, Verdict};
 use routes::{Access, Route, RouteError};
@@ -177,20 +181,24 @@ fn decode(req: &Request) -> Result<Route, ApiError> {
     Ok(route)
 }
 
-/// Whether the login lets this route through; `Err` is the refusal.
-fn admit(req: &Request, access: Access, verdict: Verdict) -> Result<(), ApiError> {
-    match (access, verdict) {
-        (Access::Open, _) | (_, Verdict::LoggedIn) => Ok(()),
-        (Access::Status, Verdict::SetupRequired) => Ok(()),
-        (Access::Admin, Verdict::SetupRequired) => Err(ApiError::Forbidden {
+/// Whether the login lets a route of `access` reading `path` through; `Err` is the
+/// refusal as an answer.
+fn admit(
+    req: &Request,
+    access: Access,
+    path: Option<&str>,
+    verdict: &Verdict,
+) -> Result<(), ApiError> {
+    access::admit(access, path, verdict).map_err(|r| match r {
+        Refusal::SetupRequired => ApiError::Forbidden {
             code: "setup_required",
             message: "set the admin password first (first-run setup on the page)".into(),
-        }),
-        (_, Verdict::Wait(wait)) => Err(ApiError::TooManyAttempts {
+        },
+        Refusal::Wait(wait) => ApiError::TooManyAttempts {
             retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
-        }),
-        (_, verdict) => Err(ApiError::Unauthorized {
-            message: if verdict == Verdict::Wrong {
+        },
+        Refusal::LogIn { wrong } => ApiError::Unauthorized {
+            message: if wrong {
                 "wrong password"
             } else {
                 "log in as admin"
@@ -198,8 +206,46 @@ fn admit(req: &Request, access: Access, verdict: Verdict) -> Result<(), ApiError
             .into(),
             // A page's own fetch() gets no browser login dialog.
             challenge: req.header("X-Requested-With").is_none(),
-        }),
+        },
+        Refusal::AdminOnly => ApiError::Forbidden {
+            code: "admin_only",
+            message: "only the admin may do this".into(),
+        },
+        Refusal::NotReadable => ApiError::Forbidden {
+            code: "not_allowed",
+            message: "this user may not watch this path".into(),
+        },
+    })
+}
+
+/// The viewer behind a verdict (`None` for the admin, and before the first-run setup,
+/// when everything readable is shown to all).
+fn viewer_of(verdict: &Verdict) -> Option<&Viewer> {
+    match verdict {
+        Verdict::Viewer(v) => Some(v),
+        _ => None,
     }
+}
+
+/// Whether `token` is a live link for `path`: minted for the admin, or for an RTSP user
+/// who may still read `path` with the same password (a changed password, a removed user or
+/// a withdrawn grant ends the user's links; a changed admin password ends them all).
+fn live_link_valid(ctx: &HttpContext, admin_hash: &str, path: &str, token: &str) -> bool {
+    let key = ctx.login.play();
+    let now = Instant::now();
+    if key
+        .check(admin_hash, path, live::LINK_SCOPE, token, now)
+        .is_ok()
+    {
+        return true;
+    }
+    ctx.control.config().users.iter().any(|u| {
+        u.name != login::ADMIN_USER
+            && Viewer::new(&u.name, u.permissions.clone()).may_read(path)
+            && key
+                .check(admin_hash, path, &live::viewer_link_scope(u), token, now)
+                .is_ok()
+    })
 }
 
 fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
@@ -224,70 +270,74 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
             .map(|r| r.id),
         _ => None,
     };
-    if matches!(route, Route::Live(_) | Route::StreamViewer) && !same_origin(req) {
-        // Another site's page must not open a socket with this browser's login.
+    if matches!(
+        route,
+        Route::Live(_) | Route::StreamViewer | Route::Snapshot(_)
+    ) && !same_origin(req)
+    {
+        // Another site's page must not open a socket or a picture with this browser's login.
         return Err(ApiError::Forbidden {
             code: "cross_origin",
-            message: "live video is opened from this device's own page".into(),
+            message: "live video and snapshots are opened from this device's own page".into(),
         });
     }
-    let by_link = match (&live_path, play::token_in(&req.target), &admin_hash) {
+    let link_path = match (&live_path, play::token_in(&req.target), &admin_hash) {
         (Some(path), Some(token), Some(hash)) => {
-            let checked =
-                ctx.login
-                    .play()
-                    .check(hash, path, live::LINK_SCOPE, token, Instant::now());
-            if checked.is_err() && !matches!(route, Route::StreamViewer) {
+            let valid = live_link_valid(ctx, hash, path, token);
+            if !valid && !matches!(route, Route::StreamViewer) {
                 return Err(ApiError::Unauthorized {
                     message: "this live link is not valid (expired, or the password changed)"
                         .into(),
                     challenge: false,
                 });
             }
-            checked.is_ok()
+            valid.then_some(path)
         }
-        _ => false,
+        _ => None,
     };
-    let verdict = if by_link {
-        Verdict::LoggedIn
-    } else {
-        ctx.login.check(
+    // Resolved once: the admin, a viewer (its grants, or the one path a link opens), nobody.
+    let verdict = match link_path {
+        Some(path) => Verdict::Viewer(Viewer::of_link(path)),
+        None => ctx.login.check(
             admin_hash.as_deref(),
+            &|| ctx.control.config().users,
             req.header("Authorization"),
             req.peer.ip(),
             Instant::now(),
-        )
+        ),
     };
     if route == Route::StreamViewer {
         // Refusals are said in the stream-viewer protocol, after the upgrade.
-        let refusal = |e: ApiError| live::Refusal {
+        let auth = |e: ApiError| live::Refusal {
             code: "AUTH",
             message: e.to_string(),
         };
-        let asked = admit(req, Access::Status, verdict)
-            .map_err(refusal)
+        let asked = admit(req, Access::Viewer, None, &verdict)
+            .map_err(auth)
             .and_then(|()| live::stream_request(routes::query_of(&req.target)))
-            .and_then(|asked| match asked.url {
-                // `url=` starts a pull from anywhere: the admin's alone (links are for a
-                // path, so only the login gets here).
-                Some(_) => admit(req, Access::Admin, verdict)
-                    .map(|()| asked)
-                    .map_err(refusal),
-                None => Ok(asked),
+            .and_then(|a| {
+                // `url=` starts a pull from anywhere: the admin's alone (links and viewers
+                // are for paths).
+                let checked = match &a.url {
+                    Some(_) => admit(req, Access::Admin, None, &verdict),
+                    None => admit(req, Access::Viewer, Some(&a.id), &verdict),
+                };
+                checked.map_err(auth).map(|()| a)
             });
         return Ok(live::stream_viewer(live_views(ctx)?, req, asked));
     }
-    admit(req, route.access(), verdict)?;
+    admit(req, route.access(), route.read_path(), &verdict)?;
     let setup_required = verdict == Verdict::SetupRequired;
+    let viewer = viewer_of(&verdict);
     match route {
         Route::Page => api::paths::page(),
-        Route::Status => api::paths::status(ctx),
-        Route::Paths => api::paths::list(ctx),
-        Route::Path(name) => api::paths::one(ctx, &name),
+        Route::Status => api::paths::status(ctx, viewer),
+        Route::Paths => api::paths::list(ctx, viewer),
+        Route::Path(name) => api::paths::one(ctx, &name, viewer),
         Route::Cameras => api::paths::cameras(ctx),
         Route::Healthz => api::paths::health(ctx),
         Route::Metrics => api::paths::metrics(ctx),
-        Route::Session => api::admin::state(setup_required, verdict == Verdict::LoggedIn),
+        Route::Session => api::admin::state(ctx, setup_required, &verdict),
         Route::Setup => api::admin::setup(ctx, req, setup_required),
         Route::SetAdminPassword => api::admin::set_password(ctx, req),
         Route::GetConfig => api::config::get(ctx),
@@ -301,13 +351,13 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
         Route::Mediamtx(call) => Ok(mediamtx::answer(ctx, req, call)),
         Route::Snapshot(path) => snapshot::answer(ctx.control.as_ref(), &path, &req.target),
         Route::Live(path) => live::live_view(&live_views(ctx)?, req, &path),
-        Route::LiveLinks(path) => live_links(ctx, admin_hash.as_deref(), &path),
+        Route::LiveLinks(path) => live_links(ctx, admin_hash.as_deref(), viewer, &path),
         Route::StreamViewer => Err(ApiError::internal("the stream viewer is answered above")),
-        Route::StreamList => api::streams::list(ctx),
+        Route::StreamList => api::streams::list(ctx, viewer),
         Route::AddStream => api::streams::add(ctx, req),
-        Route::Stream(id) => api::streams::one(ctx, &id),
+        Route::Stream(id) => api::streams::one(ctx, &id, viewer),
         Route::DeleteStream(id) => api::streams::delete(ctx, &id),
-        Route::StreamsHealth => api::streams::health(ctx),
+        Route::StreamsHealth => api::streams::health(ctx, viewer),
     }
 }
 
@@ -319,10 +369,12 @@ fn live_views(ctx: &HttpContext) -> Result<Arc<dyn LiveViews>, ApiError> {
 }
 
 /// `GET /api/v1/paths/{name}/live-links`: the path's live view, stream-viewer socket and
-/// snapshot with a token each (none needed before the first-run setup).
+/// snapshot with a token each (none needed before the first-run setup). A viewer's token
+/// opens that path only, and only while the viewer keeps its password and its `read`.
 fn live_links(
     ctx: &HttpContext,
     admin_hash: Option<&str>,
+    viewer: Option<&Viewer>,
     path: &str,
 ) -> Result<Response, ApiError> {
     if ctx.monitor.path(path).is_none() {
@@ -331,12 +383,26 @@ fn live_links(
             format!("no path named `{path}`"),
         ));
     }
+    let scope = match viewer {
+        None => live::LINK_SCOPE.to_string(),
+        Some(v) => ctx
+            .control
+            .config()
+            .users
+            .iter()
+            .find(|u| u.name == v.name)
+            .map(live::viewer_link_scope)
+            .ok_or(ApiError::Forbidden {
+                code: "not_allowed",
+                message: "this user may not watch this path".into(),
+            })?,
+    };
     let token = match admin_hash {
         None => None,
         Some(hash) => Some(
             ctx.login
                 .play()
-                .mint(hash, path, live::LINK_SCOPE, Instant::now())
+                .mint(hash, path, &scope, Instant::now())
                 .ok_or_else(|| ApiError::Unavailable {
                     code: "no_links",
                     message: "this device cannot make links (no random numbers)".into(),
@@ -614,7 +680,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             body(&a),
-            serde_json::json!({"setup_required": false, "logged_in": true})
+            serde_json::json!({"setup_required": false, "logged_in": true, "role": "admin", "user": "admin"})
         );
         let a = answer(
             &c,
@@ -745,5 +811,113 @@ pub(crate) mod tests {
             200
         );
         assert_eq!(send("GET", "/api/v1/config", "").status, 401);
+    }
+
+    #[test]
+    fn viewers_watch_their_paths_and_nothing_else() {
+        let c = ctx();
+        post_setup(&c, "long enough");
+        let admin = [("Authorization", "Basic YWRtaW46bG9uZyBlbm91Z2g=")];
+        let users = r#"{"users":[
+            {"name":"ann","password":"ann-pass","permissions":[{"action":"read","path":"cam"}]},
+            {"name":"bob","password":"bob-pass","permissions":[{"action":"read","path":"door"}]},
+            {"name":"pub","password":"pub-pass","permissions":[{"action":"publish","path":"cam"}]}]}"#;
+        let a = answer(&c, &req("PATCH", "/api/v1/config", &admin, users));
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let basic = |u: &str, p: &str| {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        };
+        let as_user = |auth: &str, method: &str, target: &str| {
+            answer(&c, &req(method, target, &[("Authorization", auth)], ""))
+        };
+        let ann = basic("ann", "ann-pass");
+        let a = as_user(&ann, "GET", "/api/v1/session");
+        assert_eq!(
+            body(&a),
+            serde_json::json!({"setup_required": false, "logged_in": true,
+                "role": "viewer", "user": "ann", "paths": ["cam"]})
+        );
+        // Status: its path, what watching needs, no source or readers.
+        let s = body(&as_user(&ann, "GET", "/api/v1/status"));
+        assert_eq!(s["paths"][0]["name"], "cam");
+        for secret in ["source", "readers", "last_error", "route", "recording"] {
+            assert!(s["paths"][0].get(secret).is_none(), "{secret}: {s}");
+        }
+        for device in ["board", "board_profile", "first_boot", "led"] {
+            assert!(s.get(device).is_none(), "{device}: {s}");
+        }
+        assert_eq!(as_user(&ann, "GET", "/api/v1/paths/cam").status, 200);
+        let snap = as_user(&ann, "GET", "/api/v1/paths/cam/snapshot.jpg");
+        assert_eq!((snap.status, &snap.body[..2]), (200, &[0xff, 0xd8][..]));
+        // Every route that is not a viewer's is refused with 403, whatever it is.
+        for (method, target) in routes::EXAMPLES {
+            let route = routes::decode(method, target).unwrap();
+            if matches!(route.access(), Access::Status | Access::Admin) {
+                let a = answer(&c, &req(method, target, &[("Authorization", &ann)], "{}"));
+                assert_eq!(a.status, 403, "{method} {target}");
+                if !mediamtx::is_mediamtx(target) {
+                    assert_eq!(body(&a)["error"]["code"], "admin_only", "{method} {target}");
+                }
+            }
+        }
+        // Another viewer's path, and a publisher who may not watch: 403, nothing shown.
+        let bob = basic("bob", "bob-pass");
+        assert_eq!(
+            body(&as_user(&bob, "GET", "/api/v1/status"))["paths"],
+            serde_json::json!([])
+        );
+        for target in [
+            "/api/v1/paths/cam",
+            "/api/v1/paths/cam/snapshot.jpg",
+            "/api/v1/paths/cam/live-links",
+        ] {
+            for who in [&bob, &basic("pub", "pub-pass")] {
+                let a = as_user(who, "GET", target);
+                assert_eq!(
+                    (a.status, body(&a)["error"]["code"].as_str()),
+                    (403, Some("not_allowed")),
+                    "{target}"
+                );
+            }
+        }
+        // A wrong password is a 401 like the admin's.
+        assert_eq!(
+            as_user(&basic("ann", "nope"), "GET", "/api/v1/status").status,
+            401
+        );
+        // A viewer's live link opens its path's snapshot, not another path, and ends with
+        // its password.
+        let links = body(&as_user(&ann, "GET", "/api/v1/paths/cam/live-links"));
+        let snapshot = links["snapshot"].as_str().unwrap().to_string();
+        assert_eq!(get(&c, &snapshot).status, 200);
+        let token = play::token_in(&snapshot).unwrap().to_string();
+        assert_eq!(
+            get(
+                &c,
+                &format!("/api/v1/paths/door/snapshot.jpg?token={token}")
+            )
+            .status,
+            401
+        );
+        assert_eq!(
+            get(&c, &format!("/api/v1/status?token={token}")).status,
+            401,
+            "a link is no login"
+        );
+        let a = answer(
+            &c,
+            &req(
+                "PATCH",
+                "/api/v1/config",
+                &admin,
+                r#"{"users":[{"name":"ann","password":"new-pass"}]}"#,
+            ),
+        );
+        assert_eq!(a.status, 200);
+        assert_eq!(get(&c, &snapshot).status, 401);
     }
 }

@@ -50,21 +50,29 @@ pub enum Route {
     StreamsHealth,
 }
 
-/// Who may ask.
+/// Who may ask (the rule is `access::admit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: the page shell, health, login state, first-run setup.
+    /// Anyone: the page shell, health, login state, first-run setup (and the stream-viewer
+    /// socket, which says its refusals in its own protocol).
     Open,
     /// Anyone until an admin password is set, then the admin.
     Status,
+    /// Anyone until an admin password is set, then the admin or a viewer: watching
+    /// (`Route::read_path`, which the viewer must be allowed to read) and the lists, which
+    /// show a viewer only the paths it may read.
+    Viewer,
     /// The admin; nobody before the first-run setup.
     Admin,
 }
 
 impl Route {
+    /// Who may ask. Anything not listed is the admin's, so a new route is closed to
+    /// viewers until someone decides otherwise.
     pub fn access(&self) -> Access {
         match self {
             Route::Page | Route::Healthz | Route::Session | Route::Setup => Access::Open,
+            Route::StreamViewer => Access::Open,
             Route::Status
             | Route::Paths
             | Route::Path(_)
@@ -73,14 +81,71 @@ impl Route {
             | Route::LiveLinks(_)
             | Route::StreamList
             | Route::Stream(_)
-            | Route::StreamsHealth
-            | Route::Metrics => Access::Status,
-            Route::StreamViewer => Access::Open,
+            | Route::StreamsHealth => Access::Viewer,
+            // Every path's numbers and the process's: a scraper's, logged in as the admin.
+            Route::Metrics => Access::Status,
+            // MediaMTX gives its API its own permission (`api`), not `read`: the admin's.
             Route::Mediamtx(call) => call.access(),
             _ => Access::Admin,
         }
     }
+
+    /// The one path this route reads, which a viewer must be allowed to read.
+    pub fn read_path(&self) -> Option<&str> {
+        match self {
+            Route::Path(p)
+            | Route::Snapshot(p)
+            | Route::Live(p)
+            | Route::LiveLinks(p)
+            | Route::Stream(p) => Some(p),
+            _ => None,
+        }
+    }
 }
+
+/// One request of every route (method, target), for tests that must cover them all (a
+/// unit test below fails when a route has none; `tests/http_viewer.rs` asks each as a
+/// viewer).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/api/v1/status"),
+    ("GET", "/api/v1/paths"),
+    ("GET", "/api/v1/paths/cam"),
+    ("POST", "/api/v1/paths/cam"),
+    ("DELETE", "/api/v1/paths/cam"),
+    ("GET", "/api/v1/cameras"),
+    ("GET", "/api/v1/config"),
+    ("PUT", "/api/v1/config"),
+    ("PATCH", "/api/v1/config"),
+    ("GET", "/api/v1/session"),
+    ("POST", "/api/v1/setup"),
+    ("PUT", "/api/v1/admin/password"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/recordings"),
+    ("GET", "/api/v1/recordings/cam/a.mp4"),
+    ("DELETE", "/api/v1/recordings/cam/a.mp4"),
+    ("GET", "/v3/info"),
+    ("GET", "/v3/paths/list"),
+    ("GET", "/v3/paths/get/cam"),
+    ("GET", "/v3/config/global/get"),
+    ("GET", "/v3/config/pathdefaults/get"),
+    ("GET", "/v3/config/paths/list"),
+    ("GET", "/v3/config/paths/get/cam"),
+    ("POST", "/v3/config/paths/add/cam"),
+    ("PATCH", "/v3/config/paths/patch/cam"),
+    ("POST", "/v3/config/paths/replace/cam"),
+    ("DELETE", "/v3/config/paths/delete/cam"),
+    ("GET", "/api/v1/paths/cam/snapshot.jpg"),
+    ("GET", "/api/v1/paths/cam/live"),
+    ("GET", "/api/v1/paths/cam/live-links"),
+    ("GET", "/ws/stream?id=cam"),
+    ("GET", "/api/streams/"),
+    ("POST", "/api/streams/"),
+    ("GET", "/api/streams/cam/"),
+    ("DELETE", "/api/streams/cam/"),
+    ("GET", "/api/health/"),
+];
 
 /// Why a request has no route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,13 +521,112 @@ mod tests {
         assert_eq!(percent_decode("%25%32%46"), Some("%2F".into()));
     }
 
+    /// A number per kind of route: the match has no wildcard, so a new `Route` (or MediaMTX
+    /// `Call`) does not compile until it is counted here, and then
+    /// `every_route_has_an_example` fails until `EXAMPLES` has one.
+    fn kind(r: &Route) -> usize {
+        use super::super::mediamtx::Call;
+        match r {
+            Route::Page => 0,
+            Route::Status => 1,
+            Route::Paths => 2,
+            Route::Path(_) => 3,
+            Route::AddPath(_) => 4,
+            Route::DeletePath(_) => 5,
+            Route::Cameras => 6,
+            Route::GetConfig => 7,
+            Route::PutConfig => 8,
+            Route::PatchConfig => 9,
+            Route::Session => 10,
+            Route::Setup => 11,
+            Route::SetAdminPassword => 12,
+            Route::Healthz => 13,
+            Route::Metrics => 14,
+            Route::Recordings => 15,
+            Route::Segment { .. } => 16,
+            Route::DeleteSegment { .. } => 17,
+            Route::Mediamtx(call) => match call {
+                Call::Info => 18,
+                Call::PathsList => 19,
+                Call::PathsGet(_) => 20,
+                Call::GlobalGet => 21,
+                Call::PathDefaultsGet => 22,
+                Call::ConfPathsList => 23,
+                Call::ConfPathsGet(_) => 24,
+                Call::ConfPathsAdd(_) => 25,
+                Call::ConfPathsPatch(_) => 26,
+                Call::ConfPathsReplace(_) => 27,
+                Call::ConfPathsDelete(_) => 28,
+            },
+            Route::Snapshot(_) => 29,
+            Route::Live(_) => 30,
+            Route::LiveLinks(_) => 31,
+            Route::StreamViewer => 32,
+            Route::StreamList => 33,
+            Route::AddStream => 34,
+            Route::Stream(_) => 35,
+            Route::DeleteStream(_) => 36,
+            Route::StreamsHealth => 37,
+        }
+    }
+    const KINDS: usize = 38;
+
+    #[test]
+    fn every_route_has_an_example() {
+        let mut seen = [false; KINDS];
+        for (method, target) in EXAMPLES {
+            let r = decode(method, target).unwrap_or_else(|e| panic!("{method} {target}: {e:?}"));
+            assert!(
+                !seen[kind(&r)],
+                "{method} {target}: a second example of {r:?}"
+            );
+            seen[kind(&r)] = true;
+        }
+        let missing: Vec<usize> = (0..KINDS).filter(|k| !seen[*k]).collect();
+        assert!(missing.is_empty(), "routes without an example: {missing:?}");
+    }
+
+    #[test]
+    fn viewers_get_only_watching_and_their_lists() {
+        let viewer: Vec<String> = EXAMPLES
+            .iter()
+            .filter(|(m, t)| decode(m, t).unwrap().access() == Access::Viewer)
+            .map(|(m, t)| format!("{m} {t}"))
+            .collect();
+        assert_eq!(
+            viewer,
+            [
+                "GET /api/v1/status",
+                "GET /api/v1/paths",
+                "GET /api/v1/paths/cam",
+                "GET /api/v1/paths/cam/snapshot.jpg",
+                "GET /api/v1/paths/cam/live",
+                "GET /api/v1/paths/cam/live-links",
+                "GET /api/streams/",
+                "GET /api/streams/cam/",
+                "GET /api/health/",
+            ]
+        );
+        // Nothing that changes anything is a viewer's or open, but the first-run setup.
+        for (m, t) in EXAMPLES {
+            let r = decode(m, t).unwrap();
+            if changes_state(m) && r != Route::Setup {
+                assert_eq!(r.access(), Access::Admin, "{m} {t}");
+            }
+            // Every route that reads one path names it, for the viewer's check.
+            if r.access() == Access::Viewer && t.contains("cam") {
+                assert_eq!(r.read_path(), Some("cam"), "{m} {t}");
+            }
+        }
+    }
+
     #[test]
     fn only_reads_are_open_before_login() {
         assert_eq!(Route::Page.access(), Access::Open);
         assert_eq!(Route::Setup.access(), Access::Open);
-        assert_eq!(Route::Status.access(), Access::Status);
+        assert_eq!(Route::Status.access(), Access::Viewer);
         assert_eq!(Route::Metrics.access(), Access::Status);
-        assert_eq!(Route::Snapshot("cam".into()).access(), Access::Status);
+        assert_eq!(Route::Snapshot("cam".into()).access(), Access::Viewer);
         for r in [
             Route::GetConfig,
             Route::PatchConfig,

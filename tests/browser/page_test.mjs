@@ -135,14 +135,14 @@ async function main() {
   });
 
   await step("login: a wrong password is refused", async () => {
-    await page.locator("#login-view").getByLabel("Admin password").fill("not the password");
+    await page.locator("#login-view").getByLabel("Password", { exact: true }).fill("not the password");
     await page.getByRole("button", { name: "Log in" }).click();
     await page.locator("#login-note", { hasText: "Wrong password." }).waitFor();
     check(await page.getByRole("heading", { name: "Log in" }).isVisible(), "login form gone after a wrong password");
   });
 
   await step("login with the admin password: status card of cam is live", async () => {
-    await page.locator("#login-view").getByLabel("Admin password").fill(PASSWORD);
+    await page.locator("#login-view").getByLabel("Password", { exact: true }).fill(PASSWORD);
     await page.getByRole("button", { name: "Log in" }).click();
     await page.getByRole("heading", { name: "Status" }).waitFor();
     const card = page.locator('article.card[data-path="cam"]');
@@ -731,7 +731,7 @@ async function main() {
     const note = page.locator("#login-note");
     let limited = null;
     for (let i = 0; i < 10 && !limited; i++) {
-      await page.locator("#login-view").getByLabel("Admin password").fill("wrong " + i);
+      await page.locator("#login-view").getByLabel("Password", { exact: true }).fill("wrong " + i);
       const [res] = await Promise.all([
         page.waitForResponse((r) => new URL(r.url()).pathname.startsWith("/api/")),
         page.getByRole("button", { name: "Log in" }).click(),

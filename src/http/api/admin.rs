@@ -1,20 +1,50 @@
-//! The admin's routes: `/api/v1/session` (setup or login state), the first-run setup and
-//! changing the admin password.
+//! The login's routes: `/api/v1/session` (setup or login state: who is logged in and, for
+//! a viewer, which paths it may watch), the first-run setup and changing the admin
+//! password.
 //!
 //! Owns: those three answers and the new-password checks on the way in. Does not own: the
 //! password policy and hashing (`auth::password`), checking a login (`http::login`).
 
 use crate::control::ControlError;
 use crate::http::error::ApiError;
+use crate::http::login::{Verdict, ADMIN_USER};
 use crate::http::{json, json_body, HttpContext, Request, Response};
 
 fn session(setup_required: bool, logged_in: bool) -> serde_json::Value {
     serde_json::json!({"setup_required": setup_required, "logged_in": logged_in})
 }
 
-/// `GET /api/v1/session`.
-pub fn state(setup_required: bool, logged_in: bool) -> Result<Response, ApiError> {
-    Ok(json(200, &session(setup_required, logged_in)))
+/// `GET /api/v1/session`: `{"setup_required", "logged_in"}`, and once logged in `role`
+/// (`admin` or `viewer`) and `user`; a viewer also gets `paths`, those it may watch.
+pub fn state(
+    ctx: &HttpContext,
+    setup_required: bool,
+    verdict: &Verdict,
+) -> Result<Response, ApiError> {
+    let mut s = session(setup_required, false);
+    match verdict {
+        Verdict::Admin => {
+            s["logged_in"] = true.into();
+            s["role"] = "admin".into();
+            s["user"] = ADMIN_USER.into();
+        }
+        Verdict::Viewer(v) => {
+            let paths: Vec<String> = ctx
+                .monitor
+                .snapshot()
+                .paths
+                .into_iter()
+                .map(|p| p.name)
+                .filter(|p| v.may_read(p))
+                .collect();
+            s["logged_in"] = true.into();
+            s["role"] = "viewer".into();
+            s["user"] = v.name.clone().into();
+            s["paths"] = paths.into();
+        }
+        _ => {}
+    }
+    Ok(json(200, &s))
 }
 
 /// `{"password": "..."}` checked as a new admin password, hashed.

@@ -4,11 +4,13 @@
 //!
 //! Owns: those answers' shapes (`{"id","url","on_demand","state","problem","ws","rtsp"}`,
 //! the URL's credentials masked) and turning a `POST` into a relay path (validated, saved
-//! and started like any config change). Does not own: validation, saving and applying
-//! (`supervisor` behind `control`), the WebSocket (`http::live`), the viewer limits.
+//! and started like any config change). A viewer sees only the streams it may read, and
+//! no `url`. Does not own: validation, saving and applying (`supervisor` behind
+//! `control`), the WebSocket (`http::live`), the viewer limits.
 
 use crate::config::{self, Config, SourceSpec};
 use crate::control::ControlError;
+use crate::http::access::Viewer;
 use crate::http::error::ApiError;
 use crate::http::{json, json_body, HttpContext, Request, Response};
 use crate::status::PathStatus;
@@ -30,8 +32,27 @@ fn stream_json(cfg: &Config, name: &str, status: Option<&PathStatus>) -> Option<
     }))
 }
 
-/// `GET /api/streams/`: every stream.
-pub fn list(ctx: &HttpContext) -> Result<Response, ApiError> {
+/// A stream as `viewer` may see it: `None` when it may not read it; without the camera's
+/// URL (a viewer needs none).
+fn for_viewer(v: serde_json::Value, viewer: Option<&Viewer>) -> Option<serde_json::Value> {
+    match viewer {
+        None => Some(v),
+        Some(viewer) => {
+            let id = v.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+            if !viewer.may_read(id) {
+                return None;
+            }
+            let mut v = v;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("url");
+            }
+            Some(v)
+        }
+    }
+}
+
+/// `GET /api/streams/`: every stream (a viewer's only).
+pub fn list(ctx: &HttpContext, viewer: Option<&Viewer>) -> Result<Response, ApiError> {
     let cfg = ctx.control.config();
     let status = ctx.monitor.snapshot();
     let streams: Vec<serde_json::Value> = cfg
@@ -39,17 +60,18 @@ pub fn list(ctx: &HttpContext) -> Result<Response, ApiError> {
         .keys()
         .filter_map(|name| {
             let s = status.paths.iter().find(|p| &p.name == name);
-            stream_json(&cfg, name, s)
+            for_viewer(stream_json(&cfg, name, s)?, viewer)
         })
         .collect();
     Ok(json(200, &serde_json::json!({ "streams": streams })))
 }
 
-/// `GET /api/streams/{id}/`.
-pub fn one(ctx: &HttpContext, id: &str) -> Result<Response, ApiError> {
+/// `GET /api/streams/{id}/` (a viewer gets here only for a path it may read).
+pub fn one(ctx: &HttpContext, id: &str, viewer: Option<&Viewer>) -> Result<Response, ApiError> {
     let cfg = ctx.control.config();
     let status = ctx.monitor.path(id);
     stream_json(&cfg, id, status.as_ref())
+        .and_then(|v| for_viewer(v, viewer))
         .map(|v| json(200, &v))
         .ok_or_else(|| ApiError::not_found("unknown_stream", format!("no stream `{id}`")))
 }
@@ -114,20 +136,27 @@ pub fn delete(ctx: &HttpContext, id: &str) -> Result<Response, ApiError> {
     Ok(Response::new(204, vec![], vec![]))
 }
 
-/// `GET /api/health/`: `{"status":"ok"|"degraded","streams","streaming","uptime_s"}`.
-pub fn health(ctx: &HttpContext) -> Result<Response, ApiError> {
+/// `GET /api/health/`: `{"status":"ok"|"degraded","streams","streaming","uptime_s"}` (a
+/// viewer's counts are of its streams).
+pub fn health(ctx: &HttpContext, viewer: Option<&Viewer>) -> Result<Response, ApiError> {
     let cfg = ctx.control.config();
     let s = ctx.monitor.snapshot();
     let streams: Vec<&PathStatus> = s
         .paths
         .iter()
         .filter(|p| stream_json(&cfg, &p.name, None).is_some())
+        .filter(|p| viewer.is_none_or(|v| v.may_read(&p.name)))
         .collect();
     let streaming = streams.iter().filter(|p| p.problem.is_none()).count();
+    // A viewer learns nothing of paths it may not read, their health neither.
+    let healthy = match viewer {
+        None => s.healthy,
+        Some(_) => streaming == streams.len(),
+    };
     Ok(json(
         200,
         &serde_json::json!({
-            "status": if s.healthy { "ok" } else { "degraded" },
+            "status": if healthy { "ok" } else { "degraded" },
             "streams": streams.len(),
             "healthy_streams": streaming,
             "uptime_s": s.uptime_s,
