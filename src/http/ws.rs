@@ -23,6 +23,8 @@ pub type WebSocket = WebSocketStream<Upgraded>;
 
 /// Messages from a browser are small (commands); larger ones close the socket.
 const MAX_INCOMING: usize = 64 * 1024;
+/// The read buffer's start size (it grows for a larger message, up to `MAX_INCOMING`).
+const READ_BUFFER: usize = 4 * 1024;
 
 fn has_token(req: &Request, header: &str, token: &str) -> bool {
     req.header(header)
@@ -64,7 +66,11 @@ where
 
 /// The server side of the socket over the upgraded connection (no handshake: done above).
 pub(crate) async fn open(io: Upgraded) -> WebSocket {
+    // Read little (commands), and write each message as it comes (a frame is flushed at
+    // once anyway): tungstenite's 128 KiB defaults cost a live viewer over 200 KiB.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_INCOMING))
         .max_frame_size(Some(MAX_INCOMING));
     WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
