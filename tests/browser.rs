@@ -21,6 +21,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -98,9 +99,34 @@ fn make_clip(path: &Path) {
     assert!(r.ok, "ffmpeg could not make the test clip: {}", r.stderr);
 }
 
+/// The screenshots `page_test.mjs` saves.
+const PAGE_SHOTS: [&str; 8] = [
+    "page.png",
+    "page-desktop.png",
+    "paths.png",
+    "settings.png",
+    "page-phone.png",
+    "add-path.png",
+    "add-path-error.png",
+    "recordings.png",
+];
+
+/// The screenshots `live_test.mjs` saves.
+const LIVE_SHOTS: [&str; 4] = [
+    "live-card.png",
+    "live-page.png",
+    "live-fullscreen.png",
+    "live-card-snapshots.png",
+];
+
+/// One browser test at a time: each runs Chromium and vigint, and the live test's timing
+/// checks need the machine's cores.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
 #[test]
 fn phone_page_in_chromium() {
     require_browser_tools();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     // Short segments, so that finished ones exist within seconds.
     let s = Server::start(serde_json::json!({
         "paths": { "cam": pattern_path(320, 240, 15, 500) },
@@ -113,8 +139,10 @@ fn phone_page_in_chromium() {
     let clip = clips.file("clip.mp4");
     make_clip(&clip);
     let artifacts = artifact_dir();
-    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).expect("create artifact dir");
+    for shot in PAGE_SHOTS.iter().chain(&["failure.png"]) {
+        let _ = std::fs::remove_file(artifacts.join(shot));
+    }
     let t0 = Instant::now();
     let r = run(
         Command::new("node")
@@ -135,16 +163,7 @@ fn phone_page_in_chromium() {
         r.stderr,
         s.log_text()
     );
-    for shot in [
-        "page.png",
-        "page-desktop.png",
-        "paths.png",
-        "settings.png",
-        "page-phone.png",
-        "add-path.png",
-        "add-path-error.png",
-        "recordings.png",
-    ] {
+    for shot in PAGE_SHOTS {
         let len = std::fs::metadata(artifacts.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);
@@ -152,6 +171,56 @@ fn phone_page_in_chromium() {
     }
     println!(
         "browser test passed in {:.1} s; screenshots in {}",
+        t0.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+}
+
+/// The live picture: `tests/browser/live_test.mjs` against a 640x360 test pattern at 15 fps
+/// with a key frame every 2 s (the throttle check's interval), the admin password set.
+#[test]
+fn live_picture_in_chromium() {
+    require_browser_tools();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    const PASSWORD: &str = "live view password";
+    const KEYFRAME_S: u32 = 2;
+    let mut cam = pattern_path(640, 360, 15, 800);
+    cam["idr_interval_s"] = KEYFRAME_S.into();
+    let s = Server::start(serde_json::json!({ "paths": { "cam": cam } }));
+    let http = s.http.expect("log names the HTTP address");
+    common::http::setup_admin(http, PASSWORD);
+    let artifacts = artifact_dir();
+    std::fs::create_dir_all(&artifacts).expect("create artifact dir");
+    for shot in LIVE_SHOTS.iter().chain(&["live-failure.png"]) {
+        let _ = std::fs::remove_file(artifacts.join(shot));
+    }
+    let t0 = Instant::now();
+    let r = run(
+        Command::new("node")
+            .arg(repo().join("tests/browser/live_test.mjs"))
+            .arg(format!("http://{http}/"))
+            .arg(PASSWORD)
+            .arg(&artifacts)
+            .args(["640", "360", "15", &KEYFRAME_S.to_string()]),
+        Duration::from_secs(180),
+    );
+    println!("{}", r.stdout);
+    assert!(
+        r.ok,
+        "the live browser test failed after {:.1} s:\n{}\n{}\n--- vigint log:\n{}",
+        t0.elapsed().as_secs_f64(),
+        r.stdout,
+        r.stderr,
+        s.log_text()
+    );
+    for shot in LIVE_SHOTS {
+        let len = std::fs::metadata(artifacts.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "{shot} missing or empty ({len} bytes)");
+    }
+    println!(
+        "live browser test passed in {:.1} s; screenshots in {}",
         t0.elapsed().as_secs_f64(),
         artifacts.display()
     );
