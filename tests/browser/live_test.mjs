@@ -14,8 +14,8 @@
 //    one key-frame interval plus MARGIN_S;
 //  - with MediaSource and ManagedMediaSource removed: the card shows snapshots whose src
 //    changes about every second, each decoding to a picture with a rising frame number;
-//  - mpegts.js (npm, its dist file inlined into a page served by this test through
-//    page.route, nothing from the internet) plays /ws/stream?id=cam with the live link's
+//  - mpegts.js (npm, its dist file inlined into a test page on vigint's origin, nothing
+//    from the internet) plays /ws/stream?id=cam with the live link's
 //    token: the video advances and the frame numbers rise.
 //
 //   node tests/browser/live_test.mjs BASE_URL PASSWORD ARTIFACT_DIR WIDTH HEIGHT FPS KEYFRAME_S
@@ -151,13 +151,15 @@ function pageHelpers() {
 // Frame numbers read in order: how many, the biggest step, and whether they only rise.
 function judge(codes) {
   const frames = codes.filter((c) => c.frame !== null).map((c) => c.frame);
-  let maxGap = 0, rising = true;
+  let maxGap = 0, repeats = 0, backwards = 0;
   for (let i = 1; i < frames.length; i++) {
     const d = frames[i] - frames[i - 1];
-    if (d <= 0) rising = false;
+    if (d === 0) repeats++;
+    if (d < 0) backwards++;
     maxGap = Math.max(maxGap, d);
   }
-  return { read: frames.length, unread: codes.length - frames.length, first: frames[0], last: frames[frames.length - 1], maxGap, rising };
+  return { read: frames.length, unread: codes.length - frames.length, first: frames[0], last: frames[frames.length - 1], maxGap,
+    repeats, backwards, rising: !repeats && !backwards };
 }
 function median(xs) {
   const s = xs.slice().sort((a, b) => a - b);
@@ -315,7 +317,9 @@ async function main() {
     await sleep(2000);
     const after = await page.evaluate((since) => window.__seen.filter((c) => c.at > since + 500), lifted + back);
     const j = judge(after);
-    check(j.rising && j.read >= FPS, `after catching up: ${JSON.stringify(j)}`);
+    // A jump to the newest frame may show one frame twice; never an older one.
+    log(`  after catching up: ${JSON.stringify(j)}`);
+    check(!j.backwards && j.repeats <= 2 && j.maxGap <= 5 && j.read >= FPS, `after catching up: ${JSON.stringify(after.map((c) => c.frame))}`);
     await cdp.detach();
   });
 
@@ -344,8 +348,11 @@ async function main() {
     check(shots.length >= 3 && shots.length <= 7, `${shots.length} snapshots in 5 s, want about one a second`);
     check(new Set(shots.map((s) => s.src)).size === shots.length, "a snapshot URL was loaded twice");
     check(shots.every((s) => /\/api\/v1\/paths\/cam\/snapshot\.jpg\?token=/.test(s.src)), `snapshot URLs without a token: ${shots[0].src}`);
-    const j = judge(shots);
-    check(j.read === shots.length && j.rising, `snapshot frame numbers: ${JSON.stringify(shots.map((s) => s.frame))}`);
+    // The server makes a path's snapshot at most once a second; the page asks a second
+    // after the last one came, so each is a newer picture (one repeat allowed for a slow ask).
+    const frames = shots.map((s) => s.frame);
+    check(frames.every((f, i) => f !== null && (i === 0 || f >= frames[i - 1])) && new Set(frames).size >= shots.length - 1,
+      `snapshot frame numbers: ${JSON.stringify(frames)}`);
     await snap.locator('article.card[data-path="cam"]').screenshot({ path: path.join(artifacts, "live-card-snapshots.png") });
     await snap.close();
   });
@@ -357,13 +364,12 @@ async function main() {
     check(/^\/ws\/stream\?id=cam&token=/.test(links.stream), `stream link ${links.stream}`);
     const dist = fs.readFileSync(path.join(here, "node_modules/mpegts.js/dist/mpegts.js"), "utf8");
     const ts = await newPage("mpegts");
-    // Served on vigint's origin (the socket's Origin check), by this test, not by vigint.
-    const url = origin + "/__mpegts_test.html";
-    await ts.route(url, (route) => route.fulfill({
-      contentType: "text/html",
-      body: `<!doctype html><meta charset="utf-8"><video id="v" muted autoplay playsinline width="${WIDTH}" height="${HEIGHT}"></video><script>${dist.replace(/<\/script/gi, "<\\/script")}</script>`,
-    }));
-    await ts.goto(url);
+    // The test page, written by this test into a document of vigint's origin (its JSON
+    // /healthz): the socket's Origin is vigint's own, and Chromium's local-network check
+    // lets a page from 127.0.0.1 open a socket there (a page.route'd one it blocks).
+    await ts.goto(origin + "/healthz");
+    await ts.setContent(`<!doctype html><meta charset="utf-8"><video id="v" muted autoplay playsinline width="${WIDTH}" height="${HEIGHT}"></video><script>${dist.replace(/<\/script/gi, "<\\/script")}</script>`);
+    check(await ts.evaluate(() => typeof mpegts === "object" && mpegts.isSupported()), "mpegts.js did not load, or says it is not supported here");
     const wsUrl = "ws://" + new URL(origin).host + links.stream;
     await ts.evaluate((wsUrl) => {
       window.__texts = [];
