@@ -113,15 +113,19 @@ system_packages() {
 }
 
 # The tests' npm packages, exactly as each package-lock.json pins them; after the system
-# packages, which bring node and npm: tests/browser (playwright-core) and tests/relay
-# (rtsp-streaming-server, an independent RTSP server the relay tests pull from).
+# packages, which bring node and npm: tests/browser (playwright-core, and mpegts.js for the
+# live test) and tests/relay (rtsp-streaming-server, an independent RTSP server the relay
+# tests pull from). A folder missing any of its packages is installed again.
 npm_modules() {
   [ "$browser" = 1 ] || return 0
-  local root dir marker
+  local root dir markers marker missing
   root="$(cd "$(dirname "$0")/.." && pwd)"
-  for pair in browser:playwright-core relay:rtsp-streaming-server; do
-    dir="$root/tests/${pair%%:*}" marker=${pair#*:}
-    [ -d "$dir/node_modules/$marker" ] && continue
+  for pair in browser:playwright-core,mpegts.js relay:rtsp-streaming-server; do
+    dir="$root/tests/${pair%%:*}" markers=${pair#*:} missing=0
+    for marker in ${markers//,/ }; do
+      [ -d "$dir/node_modules/$marker" ] || missing=1
+    done
+    [ "$missing" = 0 ] && continue
     echo "installing tests/${pair%%:*}/node_modules: npm ci --prefix tests/${pair%%:*}" >&2
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
   done

@@ -10,11 +10,29 @@
 //! playback in `<video>` through a play link with byte ranges and a seek, refused play
 //! links, delete and the refused delete of the segment being written), no horizontal scroll
 //! at phone width. Screenshots land in `target/artifacts/browser/` (`page.png`,
-//! `page-desktop.png`, `page-phone.png` (the top, as in the README), `paths.png`,
-//! `settings.png`, `add-path.png`, `add-path-error.png`, `recordings.png`; `failure.png` on
-//! failure).
-//! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules`
-//! (`scripts/install-deps.sh test` installs them); fails, never skips, without them. About 25 s.
+//! `page-desktop.png`, `page-phone.png` (the top with its live pictures playing, as in the
+//! README), `paths.png`, `settings.png`, `add-path.png`, `add-path-error.png`,
+//! `recordings.png`; `failure.png` on failure).
+//!
+//! `live_picture_in_chromium` runs `tests/browser/live_test.mjs` against a 640x360 test
+//! pattern (a key frame every 2 s): the cam card plays through Media Source Extensions
+//! (this Chromium plays H.264 in MSE; the test checks `isTypeSupported` first), its 16:9 box
+//! does not move when the picture comes, currentTime advances, and the frame numbers burned
+//! into the pattern, read from every presented frame through a canvas, rise one by one
+//! (the median capture-to-screen delay is printed); a tap goes full screen and back; a card
+//! scrolled out of view closes its socket and plays again in view; throttled by CDP
+//! `Network.emulateNetworkConditions` (it does throttle WebSocket frames in this Chromium)
+//! until the picture is 3 s old, then unthrottled, it is live again (under 1 s old) within
+//! the key-frame interval plus 2 s; with MediaSource removed the card shows snapshots
+//! refreshed about every second with rising frame numbers; mpegts.js plays
+//! `/ws/stream?id=cam` with the live link's token (through a 20-line loader that sets the
+//! socket's JSON status text aside: mpegts.js's own WebSocket loader stops at the first text
+//! message). Screenshots `live-card.png`, `live-page.png`, `live-fullscreen.png`,
+//! `live-card-snapshots.png` (`live-failure.png` on failure). The two tests take turns.
+//!
+//! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules` (playwright-core,
+//! mpegts.js; `scripts/install-deps.sh test` installs them); fails, never skips, without
+//! them. About 25 s each.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // test code
 
 mod common;
@@ -71,6 +89,12 @@ fn require_browser_tools() {
             .join("tests/browser/node_modules/playwright-core/package.json")
             .exists(),
         "tests/browser/node_modules is missing: run `scripts/install-deps.sh test` (or: npm ci --prefix tests/browser)"
+    );
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/mpegts.js/dist/mpegts.js")
+            .exists(),
+        "tests/browser/node_modules has no mpegts.js: run `scripts/install-deps.sh test` (or: npm ci --prefix tests/browser)"
     );
 }
 
