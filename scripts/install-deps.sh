@@ -117,18 +117,22 @@ system_packages() {
 }
 
 # The tests' npm packages, exactly as each package-lock.json pins them; after the system
-# packages, which bring node and npm: tests/browser (playwright-core) and tests/relay
-# (rtsp-streaming-server, an independent RTSP server the relay tests pull from); for the
-# bench group also benches/browser (the latency tool and the node-rtsp-stream + JSMpeg peer).
+# packages, which bring node and npm: tests/browser (playwright-core, and mpegts.js for the
+# live test) and tests/relay (rtsp-streaming-server, an independent RTSP server the relay
+# tests pull from); for the bench group also benches/browser (the latency tool and the
+# node-rtsp-stream + JSMpeg peer). A folder missing any of its packages is installed again.
 npm_modules() {
   [ "$browser" = 1 ] || return 0
-  local root dir marker pairs
+  local root dir markers marker missing pairs
   root="$(cd "$(dirname "$0")/.." && pwd)"
-  pairs=(tests/browser:playwright-core tests/relay:rtsp-streaming-server)
+  pairs=(tests/browser:playwright-core+mpegts.js tests/relay:rtsp-streaming-server)
   if [ "$bench" = 1 ]; then pairs+=(benches/browser:node-rtsp-stream); fi
   for pair in "${pairs[@]}"; do
-    dir="$root/${pair%%:*}" marker=${pair#*:}
-    [ -d "$dir/node_modules/$marker" ] && continue
+    dir="$root/${pair%%:*}" markers=${pair#*:} missing=0
+    for marker in ${markers//+/ }; do
+      [ -d "$dir/node_modules/$marker" ] || missing=1
+    done
+    [ "$missing" = 0 ] && continue
     echo "installing ${pair%%:*}/node_modules: npm ci --prefix ${pair%%:*}" >&2
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
   done

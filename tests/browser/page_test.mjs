@@ -495,10 +495,17 @@ async function main() {
     await page.mouse.move(0, 0);
     await page.locator("#status-view").screenshot({ path: path.join(artifacts, "paths.png") });
     await page.locator("#settings-view").screenshot({ path: path.join(artifacts, "settings.png") });
-    // The picture in README and docs/HTTP.md: the top of the page on a phone.
-    await sleep(400); // the buttons' colour transition
+    // The picture in README and docs/HTTP.md: the top of the page on a phone, down to door,
+    // in a viewport that tall so that every card in it plays its live picture.
     const height = await page.evaluate(() => document.querySelector('article.card[data-path="door"]').getBoundingClientRect().bottom + scrollY + 8);
-    await page.screenshot({ path: path.join(artifacts, "page-phone.png"), fullPage: true, clip: { x: 0, y: 0, width: 390, height } });
+    await page.setViewportSize({ width: 390, height: Math.ceil(height) });
+    await page.evaluate(() => scrollTo(0, 0));
+    await until("the live cards at the top did not all show their picture", () => page.evaluate(() =>
+      [...document.querySelectorAll("article.card")].filter((c) => c.getBoundingClientRect().bottom <= innerHeight && c.querySelector(".badge.live"))
+        .every((c) => { const v = c.querySelector("button.live video"); return v && v.readyState >= 2 && !v.paused; })), 20000);
+    await sleep(400); // the buttons' colour transition
+    await page.screenshot({ path: path.join(artifacts, "page-phone.png"), clip: { x: 0, y: 0, width: 390, height } });
+    await page.setViewportSize({ width: 390, height: 844 });
   });
 
   // ---------- recordings: list, play in <video> with ranges and a seek, play links, delete ----------

@@ -17,12 +17,13 @@ const PAGE: &str = include_str!("../page.html");
 pub const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const HTML: &str = "text/html; charset=utf-8";
 
-/// `GET /`: the page, framed by nobody, running only its own inline script.
+/// `GET /`: the page, framed by nobody, running only its own inline script. Its live
+/// pictures are MediaSource `blob:` URLs (`media-src`).
 pub fn page() -> Result<Response, ApiError> {
     let mut r = respond(200, HTML, PAGE);
     r.headers.push((
         "Content-Security-Policy",
-        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'".into(),
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'".into(),
     ));
     r.headers.push(("X-Frame-Options", "DENY".into()));
     Ok(r)
