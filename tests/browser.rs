@@ -25,9 +25,10 @@
 //! until the picture is 3 s old, then unthrottled, it is live again (under 1 s old) within
 //! the key-frame interval plus 2 s; with MediaSource removed the card shows snapshots
 //! refreshed about every second with rising frame numbers; mpegts.js plays
-//! `/ws/stream?id=cam` with the live link's token (through a 20-line loader that sets the
-//! socket's JSON status text aside: mpegts.js's own WebSocket loader stops at the first text
-//! message). Screenshots `live-card.png`, `live-page.png`, `live-fullscreen.png`,
+//! `/ws/stream?id=cam` with the live link's token, through a 20-line loader that sets the
+//! socket's JSON status text aside (mpegts.js's own WebSocket loader reports an error at
+//! every text message), and with its own loader on `&messages=none` (media only), with no
+//! error. Screenshots `live-card.png`, `live-page.png`, `live-fullscreen.png`,
 //! `live-card-snapshots.png` (`live-failure.png` on failure).
 //!
 //! `viewer_page_in_chromium` runs `tests/browser/viewer_test.mjs`: an RTSP user with `read`

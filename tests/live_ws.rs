@@ -302,6 +302,28 @@ fn the_stream_viewer_socket_speaks_its_protocol() {
         let (_, bytes) = read_for(&mut ws, 3.0).await;
         assert!(check_decodes(&dir, "stream.mp4", &bytes) >= 25);
 
+        // messages=none (players that read the socket as bytes, e.g. mpegts.js's own
+        // loader): no text at all, MPEG-TS from the first message; a refusal is the close
+        // frame's reason.
+        drop(ws);
+        let mut ws = open(http, "/ws/stream?id=cam&messages=none", true, None)
+            .await
+            .unwrap();
+        let (texts, bytes) = read_for(&mut ws, 3.0).await;
+        assert!(texts.is_empty(), "{texts:?}");
+        assert!(check_decodes(&dir, "quiet.ts", &bytes) >= 25);
+        drop(ws);
+        let mut ws = open(http, "/ws/stream?id=cam&messages=none", false, None)
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert!(frame.reason.as_str().starts_with("AUTH: "), "{frame}");
+            }
+            other => panic!("expected a close frame with the reason, got {other:?}"),
+        }
+
         // Errors, in the protocol: no login, an unknown stream, too many from one client.
         drop(ws);
         let mut ws = open(http, "/ws/stream?id=cam", false, None).await.unwrap();

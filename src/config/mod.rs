@@ -406,9 +406,11 @@ pub struct HttpConfig {
 }
 
 /// Defaults for the live-viewer limits: a small board serves a household's phones, and
-/// one misbehaving page cannot take every slot.
+/// one misbehaving page cannot take every slot. Per client 8: the phone page plays every
+/// card on screen, and a desktop shows about that many (each viewer costs about 70 KiB and
+/// 0.05 % of a core here, `benches/live_figures.rs`).
 pub const DEFAULT_MAX_LIVE_VIEWERS: usize = 20;
-pub const DEFAULT_MAX_LIVE_VIEWERS_PER_CLIENT: usize = 4;
+pub const DEFAULT_MAX_LIVE_VIEWERS_PER_CLIENT: usize = 8;
 
 impl Default for HttpConfig {
     fn default() -> Self {

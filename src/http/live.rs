@@ -20,7 +20,8 @@ use crate::config::masked_source;
 use crate::control::{Feed, FeedError, FeedFormat, FeedMessage, LiveViews};
 use crate::http::error::ApiError;
 use crate::http::message::{Request, Response};
-use crate::http::ws::{self, Message, WebSocket};
+use crate::http::routes::query_of;
+use crate::http::ws::{self, CloseCode, CloseFrame, Message, WebSocket};
 
 /// What a live link's token is minted for, in place of a recording's file name (no file
 /// name the API accepts contains a NUL, so a recording's play link never opens live video
@@ -66,10 +67,9 @@ pub fn live_view(
             },
             FeedError::BadSource(message) => ApiError::bad("bad_source", message),
         })?;
-    let peer = req.peer.ip();
+    let mut v = Viewer::new(req, false);
     Ok(ws::accept(req, move |socket| async move {
-        let mut v = Viewer { socket, peer };
-        v.plain(feed).await;
+        v.plain(socket, feed).await;
     }))
 }
 
@@ -81,6 +81,10 @@ pub struct StreamRequest {
     /// `url=`: another RTSP server's stream, relayed unsaved (the admin's only).
     pub url: Option<String>,
     pub format: FeedFormat,
+    /// `messages=none`: media only, no JSON text (players that take the socket as a plain
+    /// byte stream, such as mpegts.js's own loader, stop at a text message); a refusal is
+    /// then the close frame's reason.
+    pub media_only: bool,
 }
 
 /// Why the stream-viewer socket refuses, said in its own protocol after the upgrade
@@ -99,10 +103,11 @@ pub fn stream_viewer(
     req: &Request,
     asked: Result<StreamRequest, Refusal>,
 ) -> Response {
-    let peer = req.peer.ip();
+    // Known even when the request is refused: a media-only client reads no text.
+    let media_only = stream_request(query_of(&req.target)).is_ok_and(|r| r.media_only);
+    let mut v = Viewer::new(req, media_only);
     ws::accept(req, move |socket| async move {
-        let mut v = Viewer { socket, peer };
-        v.stream_viewer(live, asked).await;
+        v.stream_viewer(socket, live, asked).await;
     })
 }
 
@@ -112,6 +117,7 @@ pub fn stream_viewer(
 pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
     let mut id = None;
     let mut url = None;
+    let mut media_only = false;
     let mut format = FeedFormat::MpegTs;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -131,6 +137,18 @@ pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
                 }
             }
             "url" => url = Some(v),
+            "messages" => {
+                media_only = match v.as_str() {
+                    "none" => true,
+                    "all" => false,
+                    other => {
+                        return Err(Refusal {
+                            code: "BAD_REQUEST",
+                            message: format!("messages {other:?}: all or none"),
+                        })
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -139,11 +157,13 @@ pub fn stream_request(query: &str) -> Result<StreamRequest, Refusal> {
             id,
             url: None,
             format,
+            media_only,
         }),
         (None, Some(url)) => Ok(StreamRequest {
             id: masked_source(&url),
             url: Some(url),
             format,
+            media_only,
         }),
         (Some(_), Some(_)) => Err(Refusal {
             code: "BAD_REQUEST",
@@ -164,8 +184,12 @@ struct Command {
 
 /// One viewer's socket.
 struct Viewer {
-    socket: WebSocket,
+    socket: Option<WebSocket>,
     peer: IpAddr,
+    /// No JSON text: statuses are left out, an error becomes the close frame's reason.
+    media_only: bool,
+    /// The last error of a media-only viewer, said when the socket closes.
+    close_reason: Option<String>,
 }
 
 /// What happened while waiting for the next thing to do.
@@ -175,9 +199,21 @@ enum Event {
 }
 
 impl Viewer {
+    fn new(req: &Request, media_only: bool) -> Viewer {
+        Viewer {
+            socket: None,
+            peer: req.peer.ip(),
+            media_only,
+            close_reason: None,
+        }
+    }
+
     /// Sends `m`; false when the socket failed or took over `SEND_DEADLINE`.
     async fn send(&mut self, m: Message) -> bool {
-        match tokio::time::timeout(SEND_DEADLINE, self.socket.send(m)).await {
+        let Some(socket) = self.socket.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(SEND_DEADLINE, socket.send(m)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -210,26 +246,37 @@ impl Viewer {
         self.send(Message::text(v.to_string())).await
     }
 
+    /// Closes the socket; a media-only viewer's last error is the close frame's reason.
     async fn close(&mut self) {
-        let _ = tokio::time::timeout(SEND_DEADLINE, self.socket.close(None)).await;
+        let frame = self.close_reason.take().map(|reason| CloseFrame {
+            code: CloseCode::Policy,
+            reason: reason.into(),
+        });
+        if let Some(socket) = self.socket.as_mut() {
+            let _ = tokio::time::timeout(SEND_DEADLINE, socket.close(frame)).await;
+        }
     }
 
     /// The next media message of `feed` (none: waits for the client only) or the next
     /// message from the client. Reading the client keeps pings answered and notices a
     /// close.
     async fn next_event(&mut self, feed: Option<&mut Box<dyn Feed>>) -> Event {
+        let Some(socket) = self.socket.as_mut() else {
+            return Event::Client(None);
+        };
         match feed {
             Some(feed) => tokio::select! {
                 m = feed.next() => Event::Media(m),
-                c = self.socket.next() => Event::Client(c.and_then(Result::ok)),
+                c = socket.next() => Event::Client(c.and_then(Result::ok)),
             },
-            None => Event::Client(self.socket.next().await.and_then(Result::ok)),
+            None => Event::Client(socket.next().await.and_then(Result::ok)),
         }
     }
 
     /// The live view: the feed's messages as they come; nothing is read from the client
     /// but its close and pings.
-    async fn plain(&mut self, mut feed: Box<dyn Feed>) {
+    async fn plain(&mut self, socket: WebSocket, mut feed: Box<dyn Feed>) {
+        self.socket = Some(socket);
         loop {
             match self.next_event(Some(&mut feed)).await {
                 Event::Media(Some(m)) => match self.send_media(m).await {
@@ -248,11 +295,18 @@ impl Viewer {
     }
 
     async fn status(&mut self, phase: &str) -> bool {
+        if self.media_only {
+            return true;
+        }
         self.send_json(serde_json::json!({"type": "status", "phase": phase}))
             .await
     }
 
     async fn error(&mut self, code: &str, message: &str) -> bool {
+        if self.media_only {
+            self.close_reason = Some(close_reason(code, message));
+            return true;
+        }
         self.send_json(serde_json::json!({"type": "error", "code": code, "message": message}))
             .await
     }
@@ -262,9 +316,11 @@ impl Viewer {
     /// `{"type":"error","code":...}`; `start`, `stop` and `reconnect` from the client.
     async fn stream_viewer(
         &mut self,
+        socket: WebSocket,
         live: Arc<dyn LiveViews>,
         asked: Result<StreamRequest, Refusal>,
     ) {
+        self.socket = Some(socket);
         let asked = match asked {
             Ok(a) => a,
             Err(r) => {
@@ -316,10 +372,14 @@ impl Viewer {
                 None => self.next_event(feed.as_mut()).await,
             };
             match event {
+                Event::Media(Some(FeedMessage::Text(_))) if self.media_only => {
+                    // fMP4's codec message: text, which a media-only client does not read.
+                }
                 Event::Media(Some(m)) => {
                     if !playing {
                         playing = true;
                         waiting_since = None;
+                        self.close_reason = None;
                         if !self.status("playing").await {
                             return;
                         }
@@ -390,6 +450,19 @@ impl Viewer {
     }
 }
 
+/// `CODE: message` within a close frame's 123 bytes (cut at a character).
+fn close_reason(code: &str, message: &str) -> String {
+    let mut reason = format!("{code}: {message}");
+    if reason.len() > 123 {
+        let mut end = 123;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
 /// Opens `asked`'s feed for `peer`; the error is the stream-viewer protocol's code and
 /// message.
 fn open(
@@ -419,9 +492,19 @@ mod tests {
             Ok(StreamRequest {
                 id: "cam".into(),
                 url: None,
-                format: FeedFormat::MpegTs
+                format: FeedFormat::MpegTs,
+                media_only: false,
             })
         );
+        assert!(stream_request("id=cam&messages=none").unwrap().media_only);
+        assert!(!stream_request("id=cam&messages=all").unwrap().media_only);
+        assert_eq!(
+            stream_request("id=cam&messages=some").unwrap_err().code,
+            "BAD_REQUEST"
+        );
+        assert_eq!(close_reason("AUTH", "no").as_str(), "AUTH: no");
+        let long = close_reason("LIMIT", &"é".repeat(100));
+        assert!(long.len() <= 123 && long.starts_with("LIMIT: é"), "{long}");
         assert_eq!(
             stream_request("format=fmp4&id=door%20cam").map(|r| (r.id, r.format)),
             Ok(("door cam".to_string(), FeedFormat::Fmp4))

@@ -16,6 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 use crate::http::message::{Request, Response, Streamed};
 use crate::http::server::Upgraded;
 
+pub use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub use tokio_tungstenite::tungstenite::{Error, Message};
 
 /// An open WebSocket, server side.

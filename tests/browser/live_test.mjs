@@ -357,7 +357,7 @@ async function main() {
     await snap.close();
   });
 
-  await step("mpegts.js plays /ws/stream?id=cam with the live link's token", async () => {
+  await step("mpegts.js plays /ws/stream?id=cam with the live link's token (status text set aside by a loader; and its own loader with messages=none)", async () => {
     const r = await fetch(origin + "/api/v1/paths/cam/live-links", { headers: { Authorization: auth } });
     check(r.status === 200, `live-links answered ${r.status}`);
     const links = await r.json();
@@ -420,6 +420,32 @@ async function main() {
     check(texts.some((t) => JSON.parse(t).phase === "playing"), `no "playing" status: ${texts.join(" ")}`);
     const errors = await ts.evaluate(() => window.__errors);
     check(errors.length === 0, `mpegts.js errors: ${JSON.stringify(errors)}`);
+    await ts.evaluate(() => window.__player.destroy());
+
+    // mpegts.js as it comes (its own WebSocket loader, which stops at a text message) on
+    // the same socket with messages=none: MPEG-TS only.
+    await ts.evaluate((wsUrl) => {
+      window.__errors = [];
+      const v = document.getElementById("v");
+      const player = mpegts.createPlayer({ type: "mpegts", isLive: true, url: wsUrl },
+        { enableWorker: false, liveBufferLatencyChasing: true });
+      player.on(mpegts.Events.ERROR, (type, detail, info) => window.__errors.push([type, detail, info && info.msg]));
+      player.attachMediaElement(v);
+      player.load();
+      v.play().catch(() => {});
+      window.__player = player;
+    }, wsUrl + "&messages=none");
+    await until("stock mpegts.js never played", () => v.evaluate((e) => e.readyState >= 2 && e.currentTime > 0), 20000);
+    const c = await v.evaluate((e) => e.currentTime);
+    await v.evaluate((e, [w, h]) => { window.__seen = window.__live.watch(e, w, h); }, [WIDTH, HEIGHT]);
+    await sleep(3000);
+    const d = await v.evaluate((e) => e.currentTime);
+    const stock = judge(await ts.evaluate(() => window.__seen.slice()));
+    log(`  stock loader, messages=none: currentTime ${c.toFixed(2)} -> ${d.toFixed(2)}; ${stock.read} codes read, largest step ${stock.maxGap}`);
+    check(d - c > 2, `stock mpegts.js: currentTime went from ${c} to ${d} in 3 s`);
+    check(stock.rising && stock.read >= FPS * 3 * 0.6 && stock.maxGap <= 5, `stock mpegts.js frame numbers: ${stock.read} read, step ${stock.maxGap}`);
+    const stockErrors = await ts.evaluate(() => window.__errors);
+    check(stockErrors.length === 0, `stock mpegts.js errors: ${JSON.stringify(stockErrors)}`);
     await ts.evaluate(() => window.__player.destroy());
     await ts.close();
   });
