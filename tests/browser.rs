@@ -35,6 +35,11 @@
 //! on one path logs in on the page and sees that path's card and no admin controls. The
 //! browser tests take turns.
 //!
+//! The three scripts share `tests/browser/harness.mjs` (steps, checks, polling, the page
+//! errors, Chromium started with the flags of `tests/browser/chromium.mjs`, the ending);
+//! `live_test.mjs` reads the frame codes with `tests/browser/framecode.mjs`, as
+//! `benches/browser/latency.mjs` does.
+//!
 //! Needs node, /usr/bin/chromium, ffmpeg and `tests/browser/node_modules` (playwright-core,
 //! mpegts.js; `scripts/install-deps.sh test` installs them); fails, never skips, without
 //! them. About 25 s each.

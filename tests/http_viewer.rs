@@ -16,10 +16,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::http::{admin, assert_error, get, request, send, setup_admin};
+use common::ws::{read_for, refused_status, rt, Socket};
 use common::*;
-use futures::StreamExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 use vigint::http::routes;
 
 const W: u32 = 320;
@@ -27,9 +25,6 @@ const H: u32 = 240;
 const PASSWORD: &str = "viewer-test-admin";
 const ANN: (&str, &str) = ("ann", "ann-watches-cam");
 const PUSHER: (&str, &str) = ("pusher", "pusher-only-pushes");
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn basic((user, password): (&str, &str)) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -40,57 +35,14 @@ fn login((user, password): (&str, &str)) -> String {
     format!("Authorization: {}\r\n", basic((user, password)))
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Opens `target` as a WebSocket from the device's own page, with `user`'s login if any.
 async fn open(
     http: SocketAddr,
     target: &str,
     user: Option<(&str, &str)>,
 ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut req = format!("ws://{http}{target}")
-        .into_client_request()
-        .unwrap();
-    if let Some(u) = user {
-        req.headers_mut()
-            .insert("Authorization", basic(u).parse().unwrap());
-    }
-    req.headers_mut()
-        .insert("Origin", format!("http://{http}").parse().unwrap());
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
-    )
-    .await
-    .expect("the handshake answers")
-    .map(|(s, _)| s)
-}
-
-fn refused_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
-    match e {
-        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
-        other => panic!("not an HTTP refusal: {other}"),
-    }
-}
-
-/// The text messages and the binary bytes that came in `seconds`.
-async fn read_for(socket: &mut Socket, seconds: f64) -> (Vec<serde_json::Value>, Vec<u8>) {
-    let until = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
-    let (mut texts, mut bytes) = (Vec::new(), Vec::new());
-    while let Ok(m) = tokio::time::timeout_at(until, socket.next()).await {
-        match m {
-            Some(Ok(Message::Text(t))) => texts.push(serde_json::from_str(t.as_str()).unwrap()),
-            Some(Ok(Message::Binary(b))) => bytes.extend_from_slice(&b),
-            Some(Ok(_)) => {}
-            None | Some(Err(_)) => break,
-        }
-    }
-    (texts, bytes)
+    let origin = format!("http://{http}");
+    ws::open(http, target, user.map(basic).as_deref(), Some(&origin)).await
 }
 
 /// Decodes `bytes` with ffmpeg into the test pattern's frames, gapless; the frame count.

@@ -13,25 +13,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::http::{admin, assert_error, get, request, setup_admin};
+use common::ws::{read_for, refused_status, rt, Socket};
 use common::*;
 use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const W: u32 = 320;
 const H: u32 = 240;
 const FPS: u32 = 15;
 const PASSWORD: &str = "live-admin-1";
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Opens `target` as a WebSocket, with the admin's login when `login`, and `origin`.
 async fn open(
@@ -40,47 +30,11 @@ async fn open(
     login: bool,
     origin: Option<&str>,
 ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut req = format!("ws://{http}{target}")
-        .into_client_request()
-        .unwrap();
-    if login {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
-        req.headers_mut()
-            .insert("Authorization", format!("Basic {basic}").parse().unwrap());
-    }
-    if let Some(o) = origin {
-        req.headers_mut().insert("Origin", o.parse().unwrap());
-    }
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
-    )
-    .await
-    .expect("the handshake answers")
-    .map(|(s, _)| s)
-}
-
-/// The HTTP status a refused handshake got.
-fn refused_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
-    match e {
-        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
-        other => panic!("not an HTTP refusal: {other}"),
-    }
-}
-
-/// What came over a socket in `seconds`: the text messages and the binary bytes in order.
-async fn read_for(socket: &mut Socket, seconds: f64) -> (Vec<serde_json::Value>, Vec<u8>) {
-    let until = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
-    let (mut texts, mut bytes) = (Vec::new(), Vec::new());
-    while let Ok(m) = tokio::time::timeout_at(until, socket.next()).await {
-        match m {
-            Some(Ok(Message::Text(t))) => texts.push(serde_json::from_str(t.as_str()).unwrap()),
-            Some(Ok(Message::Binary(b))) => bytes.extend_from_slice(&b),
-            Some(Ok(_)) => {}
-            None | Some(Err(_)) => break,
-        }
-    }
-    (texts, bytes)
+    let basic = login.then(|| {
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
+        format!("Basic {b}")
+    });
+    ws::open(http, target, basic.as_deref(), origin).await
 }
 
 /// The next text message (skipping nothing: a binary one first fails).

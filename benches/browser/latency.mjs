@@ -26,10 +26,10 @@
 // readable code. Exits 1 with the reason when nothing could be measured, 2 on bad arguments.
 import { chromium } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../../tests/browser/chromium.mjs";
+import { withFrameCode } from "../../tests/browser/framecode.mjs";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-
 
 function usage(why) {
   console.error(`latency.mjs: ${why}`);
@@ -61,71 +61,10 @@ for (const k of Object.keys(opts)) {
   if (!["warmup", "serve", "password", "screenshot"].includes(k)) usage(`unknown option --${k}`);
 }
 
-// Runs in the page before its own scripts: the code reader and the canvas hooks.
+// Runs in the page before its own scripts, after the code reader (tests/browser/framecode.mjs):
+// the canvas hooks.
 function probe() {
-  const CODE_CELLS = 12 + 32 + 48 + 8;
-  const SYNC = [1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1];
-  const MIN_CONTRAST = 60;
-  // As CodeLayout::for_size.
-  function layout(w, h) {
-    const block = w < 640 ? 8 : 16 * Math.floor(w / 640);
-    const cols = Math.min(Math.floor(w / block), 40);
-    if (cols < 8) return null;
-    const rows = Math.ceil(CODE_CELLS / cols);
-    return rows * block <= Math.floor(h / 2) ? { block, cols, rows } : null;
-  }
-  function crc8(bytes) {
-    let crc = 0xff;
-    for (const b of bytes) {
-      crc ^= b;
-      for (let i = 0; i < 8; i++) crc = crc & 0x80 ? ((crc << 1) ^ 0x1d) & 0xff : (crc << 1) & 0xff;
-    }
-    return crc ^ 0xff;
-  }
-  const scratch = document.createElement("canvas");
-  const sctx = scratch.getContext("2d", { willReadFrequently: true });
-  // As read_code, on RGBA pixels (luma from RGB; the threshold comes from the sync cells).
-  function readCode(source, w, h) {
-    const l = layout(w, h);
-    if (!l) return null;
-    const band = l.rows * l.block;
-    if (scratch.width !== w || scratch.height !== band) {
-      scratch.width = w;
-      scratch.height = band;
-    }
-    sctx.drawImage(source, 0, 0, w, band, 0, 0, w, band);
-    const px = sctx.getImageData(0, 0, w, band).data;
-    const b = l.block;
-    const inset = Math.floor(b / 4);
-    const span = Math.floor(b / 2);
-    const mean = (i) => {
-      const x0 = (i % l.cols) * b + inset;
-      const y0 = Math.floor(i / l.cols) * b + inset;
-      let sum = 0;
-      for (let y = y0; y < y0 + span; y++) {
-        for (let x = x0; x < x0 + span; x++) {
-          const o = (y * w + x) * 4;
-          sum += 0.299 * px[o] + 0.587 * px[o + 1] + 0.114 * px[o + 2];
-        }
-      }
-      return sum / (span * span);
-    };
-    let onesSum = 0, ones = 0, onesMin = Infinity, zerosSum = 0, zeros = 0, zerosMax = -Infinity;
-    SYNC.forEach((bit, i) => {
-      const m = mean(i);
-      if (bit) { onesSum += m; ones++; onesMin = Math.min(onesMin, m); }
-      else { zerosSum += m; zeros++; zerosMax = Math.max(zerosMax, m); }
-    });
-    if (onesMin < zerosMax + MIN_CONTRAST) return null;
-    const threshold = (onesSum / ones + zerosSum / zeros) / 2;
-    const bytes = new Array(11).fill(0);
-    for (let i = 0; i < 88; i++) if (mean(12 + i) > threshold) bytes[i >> 3] |= 0x80 >> (i & 7);
-    if (crc8(bytes.slice(0, 10)) !== bytes[10]) return null;
-    const frame = ((bytes[0] << 24) >>> 0) + (bytes[1] << 16) + (bytes[2] << 8) + bytes[3];
-    let capture = 0;
-    for (let i = 4; i < 10; i++) capture = capture * 256 + bytes[i];
-    return { frame, capture };
-  }
+  const readCode = (source, w, h) => window.__frameCode.readCode(source, w, h);
 
   const state = (window.__latency = {
     samples: [], // [shownWallMs, frame, captureMs]
@@ -138,7 +77,7 @@ function probe() {
   // The wall clock at `t` on the performance timeline (no drift from timeOrigin).
   const wallAt = (t) => Date.now() + (t - performance.now());
   function record(code, shown) {
-    if (code) state.samples.push([shown, code.frame, code.capture]);
+    if (code) state.samples.push([shown, code.frame, code.captureMs]);
     else state.undecodable.push(shown);
   }
 
@@ -242,7 +181,7 @@ async function main() {
         (route) => route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body }),
       );
     }
-    await page.addInitScript(probe);
+    await page.addInitScript(withFrameCode(probe));
     const t0 = Date.now();
     await page.goto(url, { waitUntil: "load" });
     if (opts.password !== undefined) {

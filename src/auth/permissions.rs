@@ -73,16 +73,19 @@ pub fn allowed(
     }
 }
 
+/// A grant of `action` on `path` (every path when `None`): the unit tests' shorthand, here
+/// and in `http::access`.
+#[cfg(test)]
+pub(crate) fn grant(action: Action, path: Option<&str>) -> Permission {
+    Permission {
+        action,
+        path: path.map(str::to_string),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn grant(action: Action, path: Option<&str>) -> Permission {
-        Permission {
-            action,
-            path: path.map(str::to_string),
-        }
-    }
 
     #[test]
     fn nobody_publishes_anonymously_and_reading_is_open_only_without_users() {

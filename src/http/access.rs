@@ -90,13 +90,7 @@ pub fn admit(access: Access, path: Option<&str>, verdict: &Verdict) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn grant(action: Action, path: Option<&str>) -> Permission {
-        Permission {
-            action,
-            path: path.map(str::to_string),
-        }
-    }
+    use crate::auth::permissions::grant;
 
     #[test]
     fn viewers_read_what_their_grants_say() {

@@ -1,5 +1,5 @@
-// How the browser test (page_test.mjs) and the browser benches (benches/browser/latency.mjs)
-// start Debian's Chromium: headless, no sandbox (root), no GPU, nothing fetched by the
+// How the browser tests (through harness.mjs) and the browser benches
+// (benches/browser/latency.mjs) start Debian's Chromium: headless, no sandbox (root), no GPU, nothing fetched by the
 // browser itself. Each passes a fresh --user-data-dir through launchPersistentContext.
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = [

@@ -22,9 +22,9 @@
 //
 // Exits 0 when every check passed; otherwise prints the failed step and why, saves
 // live-failure.png in ARTIFACT_DIR and exits 1 (2 for bad arguments).
-import { chromium } from "playwright-core";
+import { check, collectProblems, log, problems, run, setPollInterval, sleep, step, until } from "./harness.mjs";
+import { withFrameCode } from "./framecode.mjs";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,7 +33,6 @@ if (!base || !password || !artifacts || !wArg || !hArg || !fpsArg || !keyArg) {
   console.error("usage: node live_test.mjs BASE_URL PASSWORD ARTIFACT_DIR WIDTH HEIGHT FPS KEYFRAME_S");
   process.exit(2);
 }
-const CHROMIUM = "/usr/bin/chromium";
 const WIDTH = Number(wArg), HEIGHT = Number(hArg), FPS = Number(fpsArg), KEYFRAME_S = Number(keyArg);
 // After the throttle is lifted: live again within one key-frame interval plus this (the
 // backlog in the socket buffers drains, the server skips its laggard to a key frame, the
@@ -43,97 +42,14 @@ const MARGIN_S = 2;
 const LIVE_S = 1.0;
 const origin = new URL(base).origin;
 const here = path.dirname(fileURLToPath(import.meta.url));
-fs.mkdirSync(artifacts, { recursive: true });
-
-let current = "start";
-const t0 = Date.now();
-function log(text) {
-  console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
-}
-async function step(name, fn) {
-  current = name;
-  log(name);
-  return fn();
-}
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e.message;
-    }
-    if (Date.now() > end) throw new Error(`${what} (waited ${ms} ms; last: ${JSON.stringify(last)})`);
-    await sleep(100);
-  }
-}
+// The picture checks poll faster than the page tests.
+setPollInterval(100);
 const auth = "Basic " + Buffer.from("admin:" + password).toString("base64");
 
-// Runs in every page: the frame-code reader of src/source/pattern.rs (read_code) over RGBA
-// canvas pixels, and a watcher that reads the code of every frame a <video> presents.
+// Runs in every page, after the frame-code reader (framecode.mjs): a watcher that reads the
+// code of every frame a <video> presents.
 function pageHelpers() {
-  const SYNC = [1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1];
-  const DATA_BITS = 88, CELLS = SYNC.length + DATA_BITS, MIN_CONTRAST = 60;
-  function layout(w, h) {
-    const block = w < 640 ? 8 : 16 * Math.floor(w / 640);
-    const cols = Math.min(Math.floor(w / block), 40);
-    if (cols < 8) return null;
-    const rows = Math.ceil(CELLS / cols);
-    return rows * block <= h / 2 ? { block, cols, rows } : null;
-  }
-  function crc8(bytes) {
-    let crc = 0xff;
-    for (const b of bytes) {
-      crc ^= b;
-      for (let i = 0; i < 8; i++) crc = crc & 0x80 ? ((crc << 1) ^ 0x1d) & 0xff : (crc << 1) & 0xff;
-    }
-    return crc ^ 0xff;
-  }
-  // `source` (a <video> or <img>) drawn at the size the code was burned at.
-  function readCode(source, w, h) {
-    const l = layout(w, h);
-    if (!l) return null;
-    const c = (readCode.canvas ||= document.createElement("canvas"));
-    if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
-    const g = (readCode.g ||= c.getContext("2d", { willReadFrequently: true }));
-    g.drawImage(source, 0, 0, w, h);
-    const px = g.getImageData(0, 0, w, l.rows * l.block).data;
-    const b = l.block, inset = Math.floor(b / 4), span = Math.floor(b / 2);
-    const mean = (i) => {
-      const x0 = (i % l.cols) * b + inset, y0 = Math.floor(i / l.cols) * b + inset;
-      let sum = 0;
-      for (let y = y0; y < y0 + span; y++) {
-        for (let x = x0; x < x0 + span; x++) {
-          const o = (y * w + x) * 4;
-          sum += 0.299 * px[o] + 0.587 * px[o + 1] + 0.114 * px[o + 2];
-        }
-      }
-      return sum / (span * span);
-    };
-    let ones = [0, 0, Infinity], zeros = [0, 0, 0];
-    SYNC.forEach((bit, i) => {
-      const m = mean(i);
-      if (bit) ones = [ones[0] + m, ones[1] + 1, Math.min(ones[2], m)];
-      else zeros = [zeros[0] + m, zeros[1] + 1, Math.max(zeros[2], m)];
-    });
-    if (ones[2] < zeros[2] + MIN_CONTRAST) return null;
-    const threshold = (ones[0] / ones[1] + zeros[0] / zeros[1]) / 2;
-    const bytes = new Array(11).fill(0);
-    for (let i = 0; i < DATA_BITS; i++) if (mean(SYNC.length + i) > threshold) bytes[i >> 3] |= 0x80 >> (i & 7);
-    if (crc8(bytes.slice(0, 10)) !== bytes[10]) return null;
-    const frame = ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
-    let ms = 0;
-    for (let i = 4; i < 10; i++) ms = ms * 256 + bytes[i];
-    return { frame, captureMs: ms };
-  }
+  const readCode = (source, w, h) => window.__frameCode.readCode(source, w, h);
   // Every presented frame of `video`: {frame, captureMs, at (wall ms), mediaTime}.
   function watch(video, w, h) {
     const seen = [];
@@ -166,40 +82,18 @@ function median(xs) {
   return s.length ? s[Math.floor(s.length / 2)] : NaN;
 }
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigint-chromium-"));
 let context;
 let page;
-const problems = [];
 
 async function newPage(name) {
   const p = await context.newPage();
-  p.on("pageerror", (e) => problems.push(`${name}: uncaught: ${e.message}`));
-  p.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`${name}: console: ${m.text()}`);
-  });
-  await p.addInitScript(pageHelpers);
+  collectProblems(p, `${name}: `);
+  await p.addInitScript(withFrameCode(pageHelpers));
   return p;
 }
 
-async function main() {
-  context = await step("start Chromium", () =>
-    chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-      viewport: { width: 360, height: 740 },
-      timeout: 30000,
-    }),
-  );
-  context.setDefaultTimeout(10000);
+async function main(browser) {
+  context = browser;
   for (const p of context.pages()) await p.close();
   page = await newPage("page");
   const sockets = [];
@@ -455,20 +349,14 @@ async function main() {
   });
 }
 
-let code = 0;
-try {
-  await main();
-  log(`PASS: all live checks passed; screenshots in ${artifacts}`);
-} catch (e) {
-  code = 1;
-  console.log(`FAIL in step "${current}": ${e.message}`);
-  try {
-    if (page) await page.screenshot({ path: path.join(artifacts, "live-failure.png"), fullPage: true });
-  } catch (_) {
-    // The page may be gone.
-  }
-} finally {
-  if (context) await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-process.exit(code);
+await run(
+  {
+    profile: "vigint-chromium-",
+    viewport: { width: 360, height: 740 },
+    artifacts,
+    page: () => page,
+    failureShot: "live-failure.png",
+    passed: "all live checks passed",
+  },
+  main,
+);

@@ -13,11 +13,9 @@
 //
 // Exits 0 when every check passed; otherwise prints the failed step and why, saves
 // failure.png in ARTIFACT_DIR and exits 1 (2 for bad arguments).
-import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.mjs";
+import { check, collectProblems, log, problems, run, sleep, step, until } from "./harness.mjs";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 
 const [base, configFile, artifacts, rtspPortArg, clip] = process.argv.slice(2);
@@ -32,39 +30,6 @@ const PUSHER = { name: "pusher", password: "pusher-secret-2" };
 const rtspPort = Number(rtspPortArg);
 const origin = new URL(base).origin;
 const host = new URL(base).hostname;
-fs.mkdirSync(artifacts, { recursive: true });
-
-let current = "start";
-const t0 = Date.now();
-function log(text) {
-  console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
-}
-async function step(name, fn) {
-  current = name;
-  log(name);
-  return fn();
-}
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-// Polls `fn` until it returns a truthy value; fails with `what` and the last value.
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e.message;
-    }
-    if (Date.now() > end) throw new Error(`${what} (waited ${ms} ms; last: ${JSON.stringify(last)})`);
-    await sleep(200);
-  }
-}
 const auth = "Basic " + Buffer.from("admin:" + PASSWORD).toString("base64");
 async function apiConfig() {
   const r = await fetch(origin + "/api/v1/config", { headers: { Authorization: auth } });
@@ -75,31 +40,16 @@ function fileConfig() {
   return JSON.parse(fs.readFileSync(configFile, "utf8"));
 }
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigint-chromium-"));
 let context;
 let page;
 let publisher = null; // the ffmpeg pushing into the publisher path
-const problems = []; // uncaught page errors and console errors
 const apiRequests = [];
 
-async function main() {
-  context = await step("start Chromium", () =>
-    chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 390, height: 844 },
-      timeout: 30000,
-    }),
-  );
-  context.setDefaultTimeout(10000);
+async function main(browser) {
+  context = browser;
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
   page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => problems.push(`uncaught: ${e.message}`));
-  page.on("console", (m) => {
-    // The browser logs every 4xx answer; the page expects some (a wrong password, a rejected value).
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
-  });
+  collectProblems(page);
   page.on("request", (r) => {
     if (new URL(r.url()).pathname.startsWith("/api/")) {
       apiRequests.push({ method: r.method(), path: new URL(r.url()).pathname, headers: r.headers() });
@@ -762,30 +712,15 @@ async function main() {
   });
 }
 
-let failed = null;
-try {
-  await main();
-} catch (e) {
-  failed = e;
-}
-if (failed && page) {
-  try {
-    await page.screenshot({ path: path.join(artifacts, "failure.png"), fullPage: true });
-  } catch (e) {
-    // The browser may be gone; the message below still says what failed.
-  }
-}
-if (publisher) publisher.kill("SIGKILL");
-try {
-  if (context) await context.close();
-} catch (e) {
-  // Closing a crashed browser can fail; nothing else to clean up but the profile.
-}
-fs.rmSync(userDataDir, { recursive: true, force: true });
-if (failed) {
-  console.error(`FAIL at step "${current}": ${failed.message}`);
-  if (problems.length) console.error("page errors:\n  " + problems.join("\n  "));
-  console.error(`artifacts (failure.png): ${artifacts}`);
-  process.exit(1);
-}
-log(`PASS: all page checks passed; screenshots in ${artifacts}`);
+await run(
+  {
+    profile: "vigint-chromium-",
+    viewport: { width: 390, height: 844 },
+    artifacts,
+    page: () => page,
+    failureShot: "failure.png",
+    passed: "all page checks passed",
+    cleanup: () => publisher && publisher.kill("SIGKILL"),
+  },
+  main,
+);

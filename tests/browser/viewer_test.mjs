@@ -10,9 +10,7 @@
 //
 // Exits 0 when every check passed; otherwise prints the failed step and why, saves
 // viewer-failure.png in ARTIFACT_DIR and exits 1 (2 for bad arguments).
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import os from "node:os";
+import { check, collectProblems, problems, run, sleep, step, until } from "./harness.mjs";
 import path from "node:path";
 
 const [base, adminPassword, viewerName, viewerPassword, artifacts] = process.argv.slice(2);
@@ -20,44 +18,9 @@ if (!base || !adminPassword || !viewerName || !viewerPassword || !artifacts) {
   console.error("usage: node viewer_test.mjs BASE_URL ADMIN_PASSWORD VIEWER_NAME VIEWER_PASSWORD ARTIFACT_DIR");
   process.exit(2);
 }
-const CHROMIUM = "/usr/bin/chromium";
-fs.mkdirSync(artifacts, { recursive: true });
 
-let current = "start";
-const t0 = Date.now();
-function log(text) {
-  console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
-}
-async function step(name, fn) {
-  current = name;
-  log(name);
-  return fn();
-}
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e.message;
-    }
-    if (Date.now() > end) throw new Error(`${what} (waited ${ms} ms; last: ${JSON.stringify(last)})`);
-    await sleep(200);
-  }
-}
-
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigint-chromium-viewer-"));
 let context;
 let page;
-const problems = [];
 const answers = []; // {method, path, status} of every /api/ answer
 
 async function logIn(user, password) {
@@ -67,30 +30,10 @@ async function logIn(user, password) {
   await page.getByRole("button", { name: "Log in" }).click();
 }
 
-async function main() {
-  context = await step("start Chromium", () =>
-    chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-      viewport: { width: 390, height: 844 },
-      timeout: 30000,
-    }),
-  );
-  context.setDefaultTimeout(10000);
+async function main(browser) {
+  context = browser;
   page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => problems.push(`uncaught: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
-  });
+  collectProblems(page);
   page.on("response", (r) => {
     const u = new URL(r.url());
     if (u.pathname.startsWith("/api/")) answers.push({ method: r.request().method(), path: u.pathname, status: r.status() });
@@ -164,29 +107,14 @@ async function main() {
   });
 }
 
-let failed = null;
-try {
-  await main();
-} catch (e) {
-  failed = e;
-}
-if (failed && page) {
-  try {
-    await page.screenshot({ path: path.join(artifacts, "viewer-failure.png"), fullPage: true });
-  } catch (e) {
-    // The browser may be gone; the message below still says what failed.
-  }
-}
-try {
-  if (context) await context.close();
-} catch (e) {
-  // Closing a crashed browser can fail; nothing else to clean up but the profile.
-}
-fs.rmSync(userDataDir, { recursive: true, force: true });
-if (failed) {
-  console.error(`FAIL at step "${current}": ${failed.message}`);
-  if (problems.length) console.error("page errors:\n  " + problems.join("\n  "));
-  console.error(`artifacts (viewer-failure.png): ${artifacts}`);
-  process.exit(1);
-}
-log(`PASS: all viewer page checks passed; screenshot in ${artifacts}`);
+await run(
+  {
+    profile: "vigint-chromium-viewer-",
+    viewport: { width: 390, height: 844 },
+    artifacts,
+    page: () => page,
+    failureShot: "viewer-failure.png",
+    passed: "all viewer page checks passed",
+  },
+  main,
+);

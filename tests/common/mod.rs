@@ -7,6 +7,7 @@ pub mod latency;
 pub mod procs;
 pub mod raw_rtsp;
 pub mod retina_util;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
