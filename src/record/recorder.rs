@@ -926,17 +926,39 @@ mod tests {
         assert_eq!(stats.state(), RecorderState::Stopped);
     }
 
-    /// A storage whose writes block while `stalled` is set, and that can run out of space.
+    /// A storage whose writes block while `stalled` is set, and that can run out of space:
+    /// at once (`full`), or as a real disk does, when a write is larger than the `room`
+    /// left (a smaller one, such as a segment's init, still fits).
     struct FakeStorage {
         inner: DiskStorage,
         stalled: Arc<AtomicBool>,
         full: Arc<AtomicBool>,
+        room: Arc<AtomicU64>,
+        /// The largest first write of a file so far: the init segments' size.
+        largest_init: Arc<AtomicU64>,
+    }
+
+    impl FakeStorage {
+        fn new(root: &Path) -> FakeStorage {
+            FakeStorage {
+                inner: DiskStorage {
+                    root: root.to_path_buf(),
+                },
+                stalled: Arc::new(AtomicBool::new(false)),
+                full: Arc::new(AtomicBool::new(false)),
+                room: Arc::new(AtomicU64::new(u64::MAX)),
+                largest_init: Arc::new(AtomicU64::new(0)),
+            }
+        }
     }
 
     struct FakeFile {
         inner: Box<dyn SegmentFile>,
         stalled: Arc<AtomicBool>,
         full: Arc<AtomicBool>,
+        room: Arc<AtomicU64>,
+        largest_init: Arc<AtomicU64>,
+        written: u64,
     }
 
     impl SegmentFile for FakeFile {
@@ -944,9 +966,18 @@ mod tests {
             while self.stalled.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if self.full.load(Ordering::Acquire) {
+            let len = bytes.len() as u64;
+            let fits = self
+                .room
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(len))
+                .is_ok();
+            if self.full.load(Ordering::Acquire) || !fits {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
+            if self.written == 0 {
+                self.largest_init.fetch_max(len, Ordering::AcqRel);
+            }
+            self.written += len;
             self.inner.write_all(bytes)
         }
         fn sync_data(&mut self) -> io::Result<()> {
@@ -963,13 +994,16 @@ mod tests {
                 inner: self.inner.create(rel)?,
                 stalled: self.stalled.clone(),
                 full: self.full.clone(),
+                room: self.room.clone(),
+                largest_init: self.largest_init.clone(),
+                written: 0,
             }))
         }
         fn make_room(&self, _writing: &Path) -> bool {
             false
         }
         fn has_room(&self) -> bool {
-            !self.full.load(Ordering::Acquire)
+            !self.full.load(Ordering::Acquire) && self.room.load(Ordering::Acquire) > 1 << 20
         }
     }
 
@@ -1032,12 +1066,8 @@ mod tests {
         let dir = TempDir::new("rec-stall");
         let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
-        let stalled = Arc::new(AtomicBool::new(false));
-        let storage = FakeStorage {
-            inner: DiskStorage { root: root.clone() },
-            stalled: stalled.clone(),
-            full: Arc::new(AtomicBool::new(false)),
-        };
+        let storage = FakeStorage::new(&root);
+        let stalled = storage.stalled.clone();
         // A live viewer of the same path: it must get every frame through the stall.
         let mut viewer = media.frames.subscribe();
         let rec = Recorder::start(
@@ -1093,12 +1123,8 @@ mod tests {
         let dir = TempDir::new("rec-full");
         let root = dir.path().to_path_buf();
         let (media, pipeline) = source("cam", 15);
-        let full = Arc::new(AtomicBool::new(false));
-        let storage = FakeStorage {
-            inner: DiskStorage { root: root.clone() },
-            stalled: Arc::new(AtomicBool::new(false)),
-            full: full.clone(),
-        };
+        let storage = FakeStorage::new(&root);
+        let full = storage.full.clone();
         let rec = Recorder::start(
             media,
             settings("cam", 250, 60_000),
@@ -1140,5 +1166,69 @@ mod tests {
             crate::record::repair::repair(s).expect("repair");
             probe(s);
         }
+    }
+
+    #[test]
+    fn a_disk_found_full_when_a_segment_closes_opens_no_next_segment() {
+        // Fragments are written only when a segment closes (parts longer than segments),
+        // and the disk then has room for an init segment but not for a fragment: the close
+        // fails and pauses. Opening the next segment anyway (as once happened) wrote its
+        // init, said "recording" and skipped every frame until the disk had room.
+        require("ffprobe");
+        let rt = runtime();
+        let dir = TempDir::new("rec-full-at-close");
+        let root = dir.path().to_path_buf();
+        let (media, pipeline) = source("cam", 15);
+        let storage = FakeStorage::new(&root);
+        let (room, largest_init) = (storage.room.clone(), storage.largest_init.clone());
+        let rec = Recorder::start(
+            media,
+            settings("cam", 60_000, 500),
+            Arc::new(storage),
+            rt.handle(),
+        )
+        .expect("recorder");
+        let stats = rec.stats().clone();
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < deadline, "{what}: {}", stats.state());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        wait_for("two segments", &|| {
+            stats.segments.load(Ordering::Relaxed) >= 2
+        });
+        let init = largest_init.load(Ordering::Acquire);
+        assert!(init > 0 && init < 4096, "init segment of {init} bytes");
+        // Room for one more init (and a little), never for half a second of video.
+        room.store(init + 64, Ordering::Release);
+        wait_for("paused", &|| {
+            matches!(stats.state(), RecorderState::Paused(_))
+        });
+        let segments = stats.segments.load(Ordering::Relaxed);
+        let frames = stats.frames_written.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            matches!(stats.state(), RecorderState::Paused(_)),
+            "still paused while the disk is full: {}",
+            stats.state()
+        );
+        assert_eq!(
+            stats.segments.load(Ordering::Relaxed),
+            segments,
+            "no segment opened while paused"
+        );
+        assert_eq!(stats.frames_written.load(Ordering::Relaxed), frames);
+        // Room again: a new segment within the check interval and a key frame.
+        room.store(u64::MAX, Ordering::Release);
+        wait_for("resumed", &|| {
+            stats.segments.load(Ordering::Relaxed) > segments + 1
+        });
+        assert_eq!(stats.state(), RecorderState::Recording);
+        rec.stop();
+        pipeline.stop();
+        let last = files(&root.join("cam")).pop().expect("a segment");
+        assert!(probe(&last).0 > 0, "{}", last.display());
     }
 }
