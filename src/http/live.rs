@@ -20,7 +20,6 @@ use crate::config::masked_source;
 use crate::control::{Feed, FeedError, FeedFormat, FeedMessage, LiveViews};
 use crate::http::error::ApiError;
 use crate::http::message::{Request, Response};
-use crate::http::routes::query_of;
 use crate::http::ws::{self, CloseCode, CloseFrame, Message, WebSocket};
 
 /// What a live link's token is minted for, in place of a recording's file name (no file
@@ -67,9 +66,9 @@ pub fn live_view(
             },
             FeedError::BadSource(message) => ApiError::bad("bad_source", message),
         })?;
-    let mut v = Viewer::new(req, false);
+    let peer = req.peer.ip();
     Ok(ws::accept(req, move |socket| async move {
-        v.plain(socket, feed).await;
+        Viewer::new(socket, peer, false).plain(feed).await;
     }))
 }
 
@@ -95,19 +94,21 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// `GET /ws/stream?id=...`: upgrades, then speaks the stream-viewer protocol. `allowed` is
-/// the access decision for this request (checked by the caller: a refusal is sent as an
-/// `AUTH` error over the socket).
+/// `GET /ws/stream?id=...`: upgrades, then speaks the stream-viewer protocol. `asked` is
+/// the request with the access decision for it (checked by the caller: a refusal is sent
+/// as an `AUTH` error over the socket); `media_only` is the request's `messages=none`,
+/// known even when it is refused.
 pub fn stream_viewer(
     live: Arc<dyn LiveViews>,
     req: &Request,
     asked: Result<StreamRequest, Refusal>,
+    media_only: bool,
 ) -> Response {
-    // Known even when the request is refused: a media-only client reads no text.
-    let media_only = stream_request(query_of(&req.target)).is_ok_and(|r| r.media_only);
-    let mut v = Viewer::new(req, media_only);
+    let peer = req.peer.ip();
     ws::accept(req, move |socket| async move {
-        v.stream_viewer(socket, live, asked).await;
+        Viewer::new(socket, peer, media_only)
+            .stream_viewer(live, asked)
+            .await;
     })
 }
 
@@ -184,7 +185,7 @@ struct Command {
 
 /// One viewer's socket.
 struct Viewer {
-    socket: Option<WebSocket>,
+    socket: WebSocket,
     peer: IpAddr,
     /// No JSON text: statuses are left out, an error becomes the close frame's reason.
     media_only: bool,
@@ -199,10 +200,10 @@ enum Event {
 }
 
 impl Viewer {
-    fn new(req: &Request, media_only: bool) -> Viewer {
+    fn new(socket: WebSocket, peer: IpAddr, media_only: bool) -> Viewer {
         Viewer {
-            socket: None,
-            peer: req.peer.ip(),
+            socket,
+            peer,
             media_only,
             close_reason: None,
         }
@@ -210,10 +211,7 @@ impl Viewer {
 
     /// Sends `m`; false when the socket failed or took over `SEND_DEADLINE`.
     async fn send(&mut self, m: Message) -> bool {
-        let Some(socket) = self.socket.as_mut() else {
-            return false;
-        };
-        match tokio::time::timeout(SEND_DEADLINE, socket.send(m)).await {
+        match tokio::time::timeout(SEND_DEADLINE, self.socket.send(m)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -252,31 +250,25 @@ impl Viewer {
             code: CloseCode::Policy,
             reason: reason.into(),
         });
-        if let Some(socket) = self.socket.as_mut() {
-            let _ = tokio::time::timeout(SEND_DEADLINE, socket.close(frame)).await;
-        }
+        let _ = tokio::time::timeout(SEND_DEADLINE, self.socket.close(frame)).await;
     }
 
     /// The next media message of `feed` (none: waits for the client only) or the next
     /// message from the client. Reading the client keeps pings answered and notices a
     /// close.
     async fn next_event(&mut self, feed: Option<&mut Box<dyn Feed>>) -> Event {
-        let Some(socket) = self.socket.as_mut() else {
-            return Event::Client(None);
-        };
         match feed {
             Some(feed) => tokio::select! {
                 m = feed.next() => Event::Media(m),
-                c = socket.next() => Event::Client(c.and_then(Result::ok)),
+                c = self.socket.next() => Event::Client(c.and_then(Result::ok)),
             },
-            None => Event::Client(socket.next().await.and_then(Result::ok)),
+            None => Event::Client(self.socket.next().await.and_then(Result::ok)),
         }
     }
 
     /// The live view: the feed's messages as they come; nothing is read from the client
     /// but its close and pings.
-    async fn plain(&mut self, socket: WebSocket, mut feed: Box<dyn Feed>) {
-        self.socket = Some(socket);
+    async fn plain(&mut self, mut feed: Box<dyn Feed>) {
         loop {
             match self.next_event(Some(&mut feed)).await {
                 Event::Media(Some(m)) => match self.send_media(m).await {
@@ -316,11 +308,9 @@ impl Viewer {
     /// `{"type":"error","code":...}`; `start`, `stop` and `reconnect` from the client.
     async fn stream_viewer(
         &mut self,
-        socket: WebSocket,
         live: Arc<dyn LiveViews>,
         asked: Result<StreamRequest, Refusal>,
     ) {
-        self.socket = Some(socket);
         let asked = match asked {
             Ok(a) => a,
             Err(r) => {

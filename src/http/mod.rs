@@ -261,13 +261,13 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
     }
     // A live link stands in for the login on reading the one path it names: its live view,
     // stream-viewer socket and snapshot (a WebSocket or an <img> cannot send the login).
-    let live_path = match &route {
-        Route::Live(p) | Route::Snapshot(p) => Some(p.clone()),
+    // The stream-viewer socket's request, read once.
+    let stream_request =
+        (route == Route::StreamViewer).then(|| live::stream_request(routes::query_of(&req.target)));
+    let live_path = match (&route, &stream_request) {
+        (Route::Live(p) | Route::Snapshot(p), _) => Some(p.clone()),
         // A token is for a path; an unsaved relay's `url` needs the admin's login.
-        Route::StreamViewer => live::stream_request(routes::query_of(&req.target))
-            .ok()
-            .filter(|r| r.url.is_none())
-            .map(|r| r.id),
+        (_, Some(Ok(r))) if r.url.is_none() => Some(r.id.clone()),
         _ => None,
     };
     if matches!(
@@ -306,15 +306,16 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
             Instant::now(),
         ),
     };
-    if route == Route::StreamViewer {
+    if let Some(parsed) = stream_request {
         // Refusals are said in the stream-viewer protocol, after the upgrade.
+        let media_only = parsed.as_ref().is_ok_and(|r| r.media_only);
         let auth = |e: ApiError| live::Refusal {
             code: "AUTH",
             message: e.to_string(),
         };
         let asked = admit(req, Access::Viewer, None, &verdict)
             .map_err(auth)
-            .and_then(|()| live::stream_request(routes::query_of(&req.target)))
+            .and(parsed)
             .and_then(|a| {
                 // `url=` starts a pull from anywhere: the admin's alone (links and viewers
                 // are for paths).
@@ -324,7 +325,12 @@ fn answer_route(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> 
                 };
                 checked.map_err(auth).map(|()| a)
             });
-        return Ok(live::stream_viewer(live_views(ctx)?, req, asked));
+        return Ok(live::stream_viewer(
+            live_views(ctx)?,
+            req,
+            asked,
+            media_only,
+        ));
     }
     admit(req, route.access(), route.read_path(), &verdict)?;
     let setup_required = verdict == Verdict::SetupRequired;

@@ -767,15 +767,15 @@ impl LiveViews for Supervisor {
         format: FeedFormat,
         peer: IpAddr,
     ) -> Result<Box<dyn Feed>, FeedError> {
-        let media = {
+        let (media, limits) = {
             let st = self.state();
-            st.paths.get(path).ok_or(FeedError::NotFound)?.media.clone()
+            let served = st.paths.get(path).ok_or(FeedError::NotFound)?;
+            (served.media.clone(), live_limits(&st.run.http))
         };
         // A path's first viewer starts its muxer task on the runtime; this may be called
         // from a blocking thread.
         let _in_runtime = self.runtime.enter();
-        self.live
-            .viewer(&media, live_format(format), peer, self.live_limits())
+        self.live.viewer(&media, live_format(format), peer, limits)
     }
 
     fn live_url(
@@ -784,7 +784,7 @@ impl LiveViews for Supervisor {
         format: FeedFormat,
         peer: IpAddr,
     ) -> Result<Box<dyn Feed>, FeedError> {
-        let limits = self.live_limits();
+        let limits = live_limits(&self.state().run.http);
         let _in_runtime = self.runtime.enter();
         let relay = self.url_relays.relay(url, &self.runtime)?;
         let feed = self
@@ -797,13 +797,10 @@ impl LiveViews for Supervisor {
     }
 }
 
-impl Supervisor {
-    fn live_limits(&self) -> live::Limits {
-        let st = self.state();
-        live::Limits {
-            total: st.run.http.max_live_viewers,
-            per_client: st.run.http.max_live_viewers_per_client,
-        }
+fn live_limits(http: &HttpConfig) -> live::Limits {
+    live::Limits {
+        total: http.max_live_viewers,
+        per_client: http.max_live_viewers_per_client,
     }
 }
 
