@@ -77,6 +77,9 @@ pub trait Storage: Send + Sync {
     fn has_room(&self) -> bool;
     /// `rel` is no longer being written (closed, or ended early): retention may take it.
     fn closed(&self, _rel: &Path) {}
+    /// Removes `rel`, which ended before its first fragment: an init alone is no video
+    /// (players refuse it), and a restart's repair would remove it anyway.
+    fn discard(&self, rel: &Path) -> io::Result<()>;
 }
 
 /// Counters of one recorder, readable from any thread.
@@ -335,6 +338,8 @@ struct Segment {
     first_dts: i64,
     started: Instant,
     next_sequence: u32,
+    /// Fragments written whole: none means the file holds no video.
+    fragments: u32,
 }
 
 struct Writer {
@@ -499,12 +504,12 @@ impl Writer {
         self.run_start = true;
         if let Some(seg) = self.segment.take() {
             self.stats.set_current(None);
-            self.storage.closed(&seg.rel);
             log::warn!(
                 "path {}: segment {} ends early",
                 self.name(),
                 seg.rel.display()
             );
+            self.release(seg);
         }
         match f {
             WriteFailure::Full(why) => {
@@ -616,6 +621,7 @@ impl Writer {
             first_dts: frame.dts_90k,
             started: Instant::now(),
             next_sequence: 1,
+            fragments: 0,
         });
         self.stats.set_current(Some(rel.clone()));
         self.run_start = false;
@@ -684,6 +690,9 @@ impl Writer {
         let bytes = fmp4::fragment(seg.next_sequence, base, &samples);
         seg.next_sequence += 1;
         self.write(&bytes)?;
+        if let Some(seg) = self.segment.as_mut() {
+            seg.fragments += 1;
+        }
         self.sync(false)?;
         self.stats.fragments.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -703,10 +712,38 @@ impl Writer {
             self.failed(f);
         }
         if let Some(seg) = self.segment.take() {
-            self.storage.closed(&seg.rel);
             log::debug!("path {}: segment {} closed", self.name(), seg.rel.display());
+            self.release(seg);
         }
         self.stats.set_current(None);
+    }
+
+    /// A segment is no longer written: retention may take it, and one that ended before its
+    /// first fragment (the disk filled up right after its init) is removed.
+    fn release(&self, seg: Segment) {
+        let Segment {
+            rel,
+            file,
+            fragments,
+            ..
+        } = seg;
+        drop(file);
+        self.storage.closed(&rel);
+        if fragments > 0 {
+            return;
+        }
+        match self.storage.discard(&rel) {
+            Ok(()) => log::info!(
+                "path {}: removed {}: it ended before its first fragment",
+                self.name(),
+                rel.display()
+            ),
+            Err(e) => log::warn!(
+                "path {}: cannot remove {}, which holds no video: {e}",
+                self.name(),
+                rel.display()
+            ),
+        }
     }
 }
 
@@ -793,6 +830,11 @@ impl Storage for DiskStorage {
     }
     fn has_room(&self) -> bool {
         true
+    }
+    fn discard(&self, rel: &Path) -> io::Result<()> {
+        let path = self.root.join(rel);
+        std::fs::remove_file(&path)?;
+        sync_dir(path.parent().unwrap_or(&self.root))
     }
 }
 
@@ -936,6 +978,9 @@ mod tests {
         room: Arc<AtomicU64>,
         /// The largest first write of a file so far: the init segments' size.
         largest_init: Arc<AtomicU64>,
+        /// When set, the next file created leaves only this much `room` (the disk filling
+        /// up just as a segment opens).
+        room_at_next_create: Arc<Mutex<Option<u64>>>,
     }
 
     impl FakeStorage {
@@ -948,6 +993,7 @@ mod tests {
                 full: Arc::new(AtomicBool::new(false)),
                 room: Arc::new(AtomicU64::new(u64::MAX)),
                 largest_init: Arc::new(AtomicU64::new(0)),
+                room_at_next_create: Arc::new(Mutex::new(None)),
             }
         }
     }
@@ -990,6 +1036,9 @@ mod tests {
             if self.full.load(Ordering::Acquire) {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
+            if let Some(room) = self.room_at_next_create.lock().unwrap().take() {
+                self.room.store(room, Ordering::Release);
+            }
             Ok(Box::new(FakeFile {
                 inner: self.inner.create(rel)?,
                 stalled: self.stalled.clone(),
@@ -1004,6 +1053,9 @@ mod tests {
         }
         fn has_room(&self) -> bool {
             !self.full.load(Ordering::Acquire) && self.room.load(Ordering::Acquire) > 1 << 20
+        }
+        fn discard(&self, rel: &Path) -> io::Result<()> {
+            self.inner.discard(rel)
         }
     }
 
@@ -1230,5 +1282,61 @@ mod tests {
         pipeline.stop();
         let last = files(&root.join("cam")).pop().expect("a segment");
         assert!(probe(&last).0 > 0, "{}", last.display());
+    }
+
+    #[test]
+    fn a_segment_the_disk_fills_up_after_its_init_is_removed() {
+        // The disk has room for a new segment's init and not for its first fragment: the
+        // file ends early holding no video. Left behind, it was a file no player opens (the
+        // end-to-end full-disk test found one now and then).
+        let rt = runtime();
+        let dir = TempDir::new("rec-full-after-init");
+        let root = dir.path().to_path_buf();
+        let (media, pipeline) = source("cam", 15);
+        let storage = FakeStorage::new(&root);
+        let (largest_init, room_at_next_create) = (
+            storage.largest_init.clone(),
+            storage.room_at_next_create.clone(),
+        );
+        let rec = Recorder::start(
+            media,
+            settings("cam", 250, 500),
+            Arc::new(storage),
+            rt.handle(),
+        )
+        .expect("recorder");
+        let stats = rec.stats().clone();
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < deadline, "{what}: {}", stats.state());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        wait_for("two segments", &|| {
+            stats.segments.load(Ordering::Relaxed) >= 2
+        });
+        let init = largest_init.load(Ordering::Acquire);
+        assert!(init > 0 && init < 4096, "init segment of {init} bytes");
+        *room_at_next_create.lock().unwrap() = Some(init + 64);
+        wait_for("paused", &|| {
+            matches!(stats.state(), RecorderState::Paused(_))
+        });
+        assert!(
+            room_at_next_create.lock().unwrap().is_none(),
+            "paused before a segment opened on the nearly full disk"
+        );
+        rec.stop();
+        pipeline.stop();
+        let segs = files(&root.join("cam"));
+        assert!(segs.len() >= 2, "{segs:?}");
+        for s in &segs {
+            let summary = crate::record::repair::summarize(s).expect("summary");
+            assert!(
+                summary.has_init && summary.fragments > 0,
+                "{}: {summary:?}",
+                s.display()
+            );
+        }
     }
 }

@@ -495,6 +495,12 @@ impl Storage for PathStore {
             Err(_) => false,
         }
     }
+
+    fn discard(&self, rel: &Path) -> io::Result<()> {
+        let path = self.root.join(rel);
+        std::fs::remove_file(&path)?;
+        self.volume.sync_dir(path.parent().unwrap_or(&self.root))
+    }
 }
 
 #[cfg(test)]
