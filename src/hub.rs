@@ -6,7 +6,9 @@
 //! `min_interval`; `fast_start` hands a new reader the group of pictures since the last key
 //! frame), the group since the last key frame (`Hub::group`, also what snapshots decode)
 //! and the `MediaPath` that pairs a hub of encoded frames with the stream description and
-//! the latest raw picture (`LatestPicture`, for sources Vigint encodes itself).
+//! the latest raw picture (`LatestPicture`, for sources Vigint encodes itself), and the
+//! tally of the path's live (browser) viewers (`ReaderTally`: the live view counts, the
+//! status reads; it outlives each live stream, as a path's counters must).
 //! Does not own: what readers do with frames (RTSP, recording) or where frames come from.
 //!
 //! A bounded ring (tokio `broadcast`) holds the last `capacity` items; a reader that falls
@@ -14,7 +16,7 @@
 //! slow reader never receives part of a group of pictures and never slows the others.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -469,6 +471,41 @@ pub struct MediaPath {
     /// How long a new reader waits for the source to describe itself (longer for sources
     /// that start on demand).
     start_wait_ms: AtomicU64,
+    /// The path's live (browser) viewers: counted by `live`, read by `status`.
+    pub live: ReaderTally,
+}
+
+/// How many readers of one kind watch a path now and the bytes sent to them so far.
+#[derive(Debug, Default)]
+pub struct ReaderTally {
+    now: AtomicUsize,
+    bytes_sent: AtomicU64,
+}
+
+impl ReaderTally {
+    pub fn enter(&self) {
+        self.now.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn leave(&self) {
+        // Never below zero, even if a leave came without its enter.
+        let _ = self
+            .now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub fn count_sent(&self, bytes: usize) {
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Readers watching now.
+    pub fn readers(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
 }
 
 /// A reader's interest in a path, from `MediaPath::want` until dropped.
@@ -496,6 +533,7 @@ impl MediaPath {
             info: watch::channel(None).0,
             demand: watch::channel(0).0,
             start_wait_ms: AtomicU64::new(DEFAULT_START_WAIT.as_millis() as u64),
+            live: ReaderTally::default(),
         })
     }
 

@@ -169,7 +169,7 @@ pub fn status_line(status: &Status, ready: bool) -> String {
     let viewers: usize = status
         .paths
         .iter()
-        .map(|p| p.clients.tcp + p.clients.udp)
+        .map(|p| p.clients.tcp + p.clients.udp + p.live_viewers)
         .sum();
     if viewers > 0 {
         parts.push(format!(

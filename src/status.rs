@@ -448,12 +448,17 @@ pub struct PathStatus {
     /// When the source last began streaming (RFC 3339 UTC, to the sampler's half second);
     /// `None` while it does not stream.
     pub streaming_since: Option<String>,
+    /// RTSP clients playing the path.
     pub clients: Clients,
-    /// Who plays the path now.
+    /// Who plays the path over RTSP now.
     pub readers: Vec<ReaderInfo>,
+    /// Live (browser, stream-viewer) viewers watching the path now.
+    pub live_viewers: usize,
     pub frames: u64,
-    /// Bytes sent to the path's viewers.
+    /// Bytes sent to the path's RTSP viewers.
     pub bytes_sent: u64,
+    /// Bytes sent to the path's live viewers.
+    pub live_bytes_sent: u64,
     pub bytes: u64,
     pub idr_frames: u64,
     pub encode_seconds_total: f64,
@@ -799,7 +804,9 @@ impl Monitor {
             streaming_since,
             clients: readers.clients,
             readers: readers.readers,
+            live_viewers: p.media.live.readers(),
             bytes_sent: readers.bytes_sent,
+            live_bytes_sent: p.media.live.bytes_sent(),
             frames: s.frames,
             bytes: s.bytes,
             idr_frames: s.idr_frames,
@@ -1067,9 +1074,11 @@ pub(crate) mod tests {
             streaming_since: None,
             clients: Clients::default(),
             readers: Vec::new(),
+            live_viewers: 0,
             frames: 0,
             bytes: 0,
             bytes_sent: 0,
+            live_bytes_sent: 0,
             idr_frames: 0,
             encode_seconds_total: 0.0,
             encode_buckets: Default::default(),

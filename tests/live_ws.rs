@@ -166,6 +166,26 @@ fn the_live_view_sends_fmp4_that_decodes_to_every_frame() {
             .await
             .unwrap();
         assert_eq!(next_text(&mut ws2).await["type"], "codec");
+        // Both watch: the path's status and metrics count them, and the bytes sent.
+        let path = request(http, "GET", "/api/v1/paths/cam", &admin(PASSWORD)).json();
+        assert_eq!(path["live_viewers"], 2, "{path}");
+        assert!(path["live_bytes_sent"].as_u64().unwrap() as usize >= bytes.len());
+        let metrics = request(http, "GET", "/metrics", &admin(PASSWORD)).body;
+        assert!(
+            metrics.contains("vigint_live_viewers{path=\"cam\"} 2\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("vigint_live_bytes_sent_total{path=\"cam\"} "));
+        drop((ws, ws2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = request(http, "GET", "/api/v1/paths/cam", &admin(PASSWORD)).json();
+            if path["live_viewers"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "viewers never left: {path}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     // A plain GET (no upgrade) is a clear 400.
     let r = request(http, "GET", "/api/v1/paths/cam/live", &admin(PASSWORD));

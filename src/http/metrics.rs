@@ -218,6 +218,26 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
             p.clients.udp,
         );
     }
+    o.family(
+        "vigint_live_viewers",
+        "gauge",
+        "Live viewers (browser and stream-viewer WebSockets) watching the path.",
+    );
+    for p in paths {
+        o.value("vigint_live_viewers", &[("path", &p.name)], p.live_viewers);
+    }
+    o.family(
+        "vigint_live_bytes_sent_total",
+        "counter",
+        "Bytes sent to the path's live viewers.",
+    );
+    for p in paths {
+        o.value(
+            "vigint_live_bytes_sent_total",
+            &[("path", &p.name)],
+            p.live_bytes_sent,
+        );
+    }
     let r = status.rtsp;
     o.family("vigint_rtsp_connections", "gauge", "Open RTSP connections.");
     o.value("vigint_rtsp_connections", &[], r.connections);

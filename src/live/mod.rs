@@ -7,7 +7,8 @@
 //! (`fragment::FragmentMuxer`), and what one viewer is sent, in order (`LiveViewer`): a
 //! codec message, the init segment, then fragments from a key frame; a new codec message
 //! and init segment when the description changes; a viewer that falls more than
-//! `MAX_LAG` behind live drops whole frames to the next key frame. A stream has one
+//! `MAX_LAG` behind live drops whole frames to the next key frame; each viewer and the
+//! bytes sent to it are counted in the path's `hub::ReaderTally`. A stream has one
 //! `Format`; a path watched in both has two. Does not own: the fMP4 boxes (`mux::fmp4`,
 //! shared with the recorder) or TS packets (`mux::ts`), the WebSocket, sockets, timeouts or
 //! authentication (the HTTP side), who may watch (`auth`).
@@ -15,7 +16,7 @@
 pub mod fragment;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +58,8 @@ pub struct LiveStream {
     /// Decode time of the newest fragment: how far behind a viewer is.
     newest_dts: Arc<AtomicI64>,
     viewers: AtomicUsize,
-    bytes_sent: AtomicU64,
+    /// The path: its tally of live viewers and bytes (which outlives this stream).
+    media: Arc<MediaPath>,
     task: tokio::task::JoinHandle<()>,
     /// While the live view runs, an on-demand source runs for it.
     _demand: Demand,
@@ -73,12 +75,17 @@ impl LiveStream {
         let hub = Arc::new(Hub::new(DEFAULT_HUB_CAPACITY, keyframe));
         let newest_dts = Arc::new(AtomicI64::new(i64::MIN));
         let demand = media.want();
-        let task = tokio::spawn(mux_task(media, format, hub.clone(), newest_dts.clone()));
+        let task = tokio::spawn(mux_task(
+            media.clone(),
+            format,
+            hub.clone(),
+            newest_dts.clone(),
+        ));
         Arc::new(LiveStream {
             hub,
             newest_dts,
             viewers: AtomicUsize::new(0),
-            bytes_sent: AtomicU64::new(0),
+            media,
             task,
             _demand: demand,
         })
@@ -87,6 +94,7 @@ impl LiveStream {
     /// A new viewer: it starts at a key frame.
     pub fn viewer(self: &Arc<Self>) -> LiveViewer {
         self.viewers.fetch_add(1, Ordering::Relaxed);
+        self.media.live.enter();
         LiveViewer {
             stream: self.clone(),
             reader: self.hub.subscribe(),
@@ -101,13 +109,10 @@ impl LiveStream {
         self.viewers.load(Ordering::Relaxed)
     }
 
-    /// Bytes handed to this path's viewers (counted by the transport as it sends).
+    /// Bytes handed to this path's viewers (counted by the transport as it sends) go to
+    /// the path's tally.
     pub fn count_sent(&self, n: usize) {
-        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub fn bytes_sent(&self) -> u64 {
-        self.bytes_sent.load(Ordering::Relaxed)
+        self.media.live.count_sent(n);
     }
 
     /// Frames muxed so far.
@@ -277,6 +282,7 @@ impl LiveViewer {
 impl Drop for LiveViewer {
     fn drop(&mut self) {
         self.stream.viewers.fetch_sub(1, Ordering::Relaxed);
+        self.stream.media.live.leave();
     }
 }
 

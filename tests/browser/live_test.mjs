@@ -143,6 +143,9 @@ async function main(browser) {
     check(s.sw <= s.cw, `at 360 px the page is ${s.sw} px wide: horizontal scroll`);
     const liveLink = sockets.find((w) => /\/api\/v1\/paths\/cam\/live\?token=/.test(w.url));
     check(liveLink, `no live WebSocket with a token: ${JSON.stringify(sockets)}`);
+    // The card's viewer count includes its own picture (the status refreshes by itself).
+    const viewers = page.locator('article.card[data-path="cam"] dd[data-k="clients"]');
+    await until("the card never counted its own live picture", async () => /\b1 live\b/.test(await viewers.textContent()), 10000);
   });
 
   await step("frame numbers read from the presented frames rise without big gaps", async () => {

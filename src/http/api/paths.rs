@@ -41,6 +41,7 @@ pub fn viewer_path(p: &PathStatus) -> serde_json::Value {
         "codec": p.codec,
         "streaming_since": p.streaming_since,
         "clients": p.clients,
+        "live_viewers": p.live_viewers,
     })
 }
 
