@@ -1220,6 +1220,40 @@ mod tests {
         }
     }
 
+    /// Waits up to 10 s for `done`, failing with `what` and the recorder's state.
+    fn wait_for(stats: &RecorderStats, what: &str, done: impl Fn(&RecorderStats) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(stats) {
+            assert!(Instant::now() < deadline, "{what}: {}", stats.state());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Records `cam` (a key frame every 15 frames) onto `storage` until two segments are
+    /// written; returns the runtime, the recorder, the source and the init segment's size.
+    fn two_segments_on(
+        storage: FakeStorage,
+        part_ms: u64,
+        segment_ms: u64,
+    ) -> (tokio::runtime::Runtime, Recorder, Pipeline, u64) {
+        let rt = runtime();
+        let (media, pipeline) = source("cam", 15);
+        let largest_init = storage.largest_init.clone();
+        let rec = Recorder::start(
+            media,
+            settings("cam", part_ms, segment_ms),
+            Arc::new(storage),
+            rt.handle(),
+        )
+        .expect("recorder");
+        wait_for(rec.stats(), "two segments", |s| {
+            s.segments.load(Ordering::Relaxed) >= 2
+        });
+        let init = largest_init.load(Ordering::Acquire);
+        assert!(init > 0 && init < 4096, "init segment of {init} bytes");
+        (rt, rec, pipeline, init)
+    }
+
     #[test]
     fn a_disk_found_full_when_a_segment_closes_opens_no_next_segment() {
         // Fragments are written only when a segment closes (parts longer than segments),
@@ -1227,36 +1261,16 @@ mod tests {
         // fails and pauses. Opening the next segment anyway (as once happened) wrote its
         // init, said "recording" and skipped every frame until the disk had room.
         require("ffprobe");
-        let rt = runtime();
         let dir = TempDir::new("rec-full-at-close");
         let root = dir.path().to_path_buf();
-        let (media, pipeline) = source("cam", 15);
         let storage = FakeStorage::new(&root);
-        let (room, largest_init) = (storage.room.clone(), storage.largest_init.clone());
-        let rec = Recorder::start(
-            media,
-            settings("cam", 60_000, 500),
-            Arc::new(storage),
-            rt.handle(),
-        )
-        .expect("recorder");
+        let room = storage.room.clone();
+        let (_rt, rec, pipeline, init) = two_segments_on(storage, 60_000, 500);
         let stats = rec.stats().clone();
-        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !done() {
-                assert!(Instant::now() < deadline, "{what}: {}", stats.state());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
-        wait_for("two segments", &|| {
-            stats.segments.load(Ordering::Relaxed) >= 2
-        });
-        let init = largest_init.load(Ordering::Acquire);
-        assert!(init > 0 && init < 4096, "init segment of {init} bytes");
         // Room for one more init (and a little), never for half a second of video.
         room.store(init + 64, Ordering::Release);
-        wait_for("paused", &|| {
-            matches!(stats.state(), RecorderState::Paused(_))
+        wait_for(&stats, "paused", |s| {
+            matches!(s.state(), RecorderState::Paused(_))
         });
         let segments = stats.segments.load(Ordering::Relaxed);
         let frames = stats.frames_written.load(Ordering::Relaxed);
@@ -1274,8 +1288,8 @@ mod tests {
         assert_eq!(stats.frames_written.load(Ordering::Relaxed), frames);
         // Room again: a new segment within the check interval and a key frame.
         room.store(u64::MAX, Ordering::Release);
-        wait_for("resumed", &|| {
-            stats.segments.load(Ordering::Relaxed) > segments + 1
+        wait_for(&stats, "resumed", |s| {
+            s.segments.load(Ordering::Relaxed) > segments + 1
         });
         assert_eq!(stats.state(), RecorderState::Recording);
         rec.stop();
@@ -1289,38 +1303,15 @@ mod tests {
         // The disk has room for a new segment's init and not for its first fragment: the
         // file ends early holding no video. Left behind, it was a file no player opens (the
         // end-to-end full-disk test found one now and then).
-        let rt = runtime();
         let dir = TempDir::new("rec-full-after-init");
         let root = dir.path().to_path_buf();
-        let (media, pipeline) = source("cam", 15);
         let storage = FakeStorage::new(&root);
-        let (largest_init, room_at_next_create) = (
-            storage.largest_init.clone(),
-            storage.room_at_next_create.clone(),
-        );
-        let rec = Recorder::start(
-            media,
-            settings("cam", 250, 500),
-            Arc::new(storage),
-            rt.handle(),
-        )
-        .expect("recorder");
+        let room_at_next_create = storage.room_at_next_create.clone();
+        let (_rt, rec, pipeline, init) = two_segments_on(storage, 250, 500);
         let stats = rec.stats().clone();
-        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !done() {
-                assert!(Instant::now() < deadline, "{what}: {}", stats.state());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
-        wait_for("two segments", &|| {
-            stats.segments.load(Ordering::Relaxed) >= 2
-        });
-        let init = largest_init.load(Ordering::Acquire);
-        assert!(init > 0 && init < 4096, "init segment of {init} bytes");
         *room_at_next_create.lock().unwrap() = Some(init + 64);
-        wait_for("paused", &|| {
-            matches!(stats.state(), RecorderState::Paused(_))
+        wait_for(&stats, "paused", |s| {
+            matches!(s.state(), RecorderState::Paused(_))
         });
         assert!(
             room_at_next_create.lock().unwrap().is_none(),
