@@ -186,6 +186,19 @@ async function main(browser) {
       (await card.locator(".badge").textContent()) === "Live" && /fps$/.test(await card.locator('[data-k="fps"]').textContent()), 20000);
   });
 
+  await step("an RTSP user named admin is told it cannot log in on the page; removed before saving", async () => {
+    const users = page.locator("#users-fs");
+    await users.getByLabel("Name", { exact: true }).fill("admin");
+    await users.getByLabel("Password", { exact: true }).fill("not-saved-1");
+    await page.getByRole("button", { name: "Add user" }).click();
+    const row = page.locator('#user-list li[data-user="admin"]');
+    await until("no row for the user admin", () => row.count(), 5000);
+    const note = await row.locator('[data-k="admin-name"]').textContent();
+    check(/cannot log in here/.test(note), `the admin row says: ${note}`);
+    await row.getByRole("button", { name: /Remove/ }).click();
+    check(await row.count() === 0, "the admin row is still there after Remove");
+  });
+
   await step("add an RTSP user: the file has its password, the API does not", async () => {
     const users = page.locator("#users-fs");
     await users.getByLabel("Name", { exact: true }).fill(VIEWER.name);
