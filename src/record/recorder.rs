@@ -337,9 +337,9 @@ struct Segment {
     /// Media time of its first frame: decode times in the file start at 0.
     first_dts: i64,
     started: Instant,
+    /// The next fragment's sequence number, counted on once a fragment is written whole
+    /// (1: the file holds no video yet).
     next_sequence: u32,
-    /// Fragments written whole: none means the file holds no video.
-    fragments: u32,
 }
 
 struct Writer {
@@ -621,7 +621,6 @@ impl Writer {
             first_dts: frame.dts_90k,
             started: Instant::now(),
             next_sequence: 1,
-            fragments: 0,
         });
         self.stats.set_current(Some(rel.clone()));
         self.run_start = false;
@@ -687,11 +686,11 @@ impl Writer {
             })
             .collect();
         let base = (frames[0].dts_90k - seg.first_dts).max(0) as u64;
-        let bytes = fmp4::fragment(seg.next_sequence, base, &samples);
-        seg.next_sequence += 1;
+        let sequence = seg.next_sequence;
+        let bytes = fmp4::fragment(sequence, base, &samples);
         self.write(&bytes)?;
         if let Some(seg) = self.segment.as_mut() {
-            seg.fragments += 1;
+            seg.next_sequence = sequence + 1;
         }
         self.sync(false)?;
         self.stats.fragments.fetch_add(1, Ordering::Relaxed);
@@ -724,12 +723,12 @@ impl Writer {
         let Segment {
             rel,
             file,
-            fragments,
+            next_sequence,
             ..
         } = seg;
         drop(file);
         self.storage.closed(&rel);
-        if fragments > 0 {
+        if next_sequence > 1 {
             return;
         }
         match self.storage.discard(&rel) {

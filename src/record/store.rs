@@ -497,9 +497,7 @@ impl Storage for PathStore {
     }
 
     fn discard(&self, rel: &Path) -> io::Result<()> {
-        let path = self.root.join(rel);
-        std::fs::remove_file(&path)?;
-        self.volume.sync_dir(path.parent().unwrap_or(&self.root))
+        self.disk.discard(rel)
     }
 }
 
