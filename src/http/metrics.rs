@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::status::{RecorderState, Status, ENCODE_BUCKETS_S, FSYNC_BUCKETS_S};
+use crate::status::{PathStatus, RecorderState, Status, ENCODE_BUCKETS_S, FSYNC_BUCKETS_S};
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
@@ -32,6 +32,21 @@ impl Out {
             self.0.push('}');
         }
         let _ = writeln!(self.0, " {v}");
+    }
+    /// A family with one series per path, labelled `path`; a path whose `value` is `None`
+    /// (not measured yet) has none.
+    fn per_path<V: std::fmt::Display>(
+        &mut self,
+        paths: &[PathStatus],
+        (name, kind, help): (&str, &str, &str),
+        value: impl Fn(&PathStatus) -> Option<V>,
+    ) {
+        self.family(name, kind, help);
+        for p in paths {
+            if let Some(v) = value(p) {
+                self.value(name, &[("path", &p.name)], v);
+            }
+        }
     }
     /// One path's series of histogram `name`: cumulative buckets from per-bucket `counts`
     /// (one more than `bounds`, the last for values above them), the sum and the count.
@@ -87,54 +102,47 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
     }
 
     let paths = &status.paths;
-    o.family(
-        "vigint_path_up",
-        "gauge",
-        "1 when the path delivers frames, else 0.",
-    );
-    for p in paths {
-        o.value(
+    o.per_path(
+        paths,
+        (
             "vigint_path_up",
-            &[("path", &p.name)],
-            u8::from(p.problem.is_none()),
-        );
-    }
-    o.family(
-        "vigint_frames_total",
-        "counter",
-        "Frames published (encoded or passed through).",
+            "gauge",
+            "1 when the path delivers frames, else 0.",
+        ),
+        |p| Some(u8::from(p.problem.is_none())),
     );
-    for p in paths {
-        o.value("vigint_frames_total", &[("path", &p.name)], p.frames);
-    }
-    o.family(
-        "vigint_idr_frames_total",
-        "counter",
-        "Key frames (IDR) published.",
+    o.per_path(
+        paths,
+        (
+            "vigint_frames_total",
+            "counter",
+            "Frames published (encoded or passed through).",
+        ),
+        |p| Some(p.frames),
     );
-    for p in paths {
-        o.value(
+    o.per_path(
+        paths,
+        (
             "vigint_idr_frames_total",
-            &[("path", &p.name)],
-            p.idr_frames,
-        );
-    }
-    o.family("vigint_bytes_total", "counter", "Bytes of H.264 published.");
-    for p in paths {
-        o.value("vigint_bytes_total", &[("path", &p.name)], p.bytes);
-    }
-    o.family(
-        "vigint_bytes_sent_total",
-        "counter",
-        "Bytes sent to RTSP viewers, RTP and interleaving headers included.",
+            "counter",
+            "Key frames (IDR) published.",
+        ),
+        |p| Some(p.idr_frames),
     );
-    for p in paths {
-        o.value(
+    o.per_path(
+        paths,
+        ("vigint_bytes_total", "counter", "Bytes of H.264 published."),
+        |p| Some(p.bytes),
+    );
+    o.per_path(
+        paths,
+        (
             "vigint_bytes_sent_total",
-            &[("path", &p.name)],
-            p.bytes_sent,
-        );
-    }
+            "counter",
+            "Bytes sent to RTSP viewers, RTP and interleaving headers included.",
+        ),
+        |p| Some(p.bytes_sent),
+    );
     o.family(
         "vigint_frames_dropped_total",
         "counter",
@@ -150,18 +158,15 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
             );
         }
     }
-    o.family(
-        "vigint_source_restarts_total",
-        "counter",
-        "Times the pipeline started over after an error.",
-    );
-    for p in paths {
-        o.value(
+    o.per_path(
+        paths,
+        (
             "vigint_source_restarts_total",
-            &[("path", &p.name)],
-            p.restarts,
-        );
-    }
+            "counter",
+            "Times the pipeline started over after an error.",
+        ),
+        |p| Some(p.restarts),
+    );
     o.family(
         "vigint_encode_seconds",
         "histogram",
@@ -176,31 +181,25 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
             p.encode_seconds_total,
         );
     }
-    o.family(
-        "vigint_frame_rate",
-        "gauge",
-        "Frames per second measured over the last seconds.",
+    o.per_path(
+        paths,
+        (
+            "vigint_frame_rate",
+            "gauge",
+            "Frames per second measured over the last seconds.",
+        ),
+        |p| p.fps,
     );
-    for p in paths {
-        if let Some(fps) = p.fps {
-            o.value("vigint_frame_rate", &[("path", &p.name)], fps);
-        }
-    }
     // Bytes, not bits: Prometheus' base unit (promtool's lint insists).
-    o.family(
-        "vigint_stream_bytes_per_second",
-        "gauge",
-        "H.264 data rate measured over the last seconds.",
+    o.per_path(
+        paths,
+        (
+            "vigint_stream_bytes_per_second",
+            "gauge",
+            "H.264 data rate measured over the last seconds.",
+        ),
+        |p| p.bitrate_kbps.map(|kbps| kbps * 1000.0 / 8.0),
     );
-    for p in paths {
-        if let Some(kbps) = p.bitrate_kbps {
-            o.value(
-                "vigint_stream_bytes_per_second",
-                &[("path", &p.name)],
-                kbps * 1000.0 / 8.0,
-            );
-        }
-    }
     o.family(
         "vigint_rtsp_clients",
         "gauge",
@@ -218,26 +217,24 @@ pub fn render(status: &Status, rss_bytes: Option<u64>) -> String {
             p.clients.udp,
         );
     }
-    o.family(
-        "vigint_live_viewers",
-        "gauge",
-        "Live viewers (browser and stream-viewer WebSockets) watching the path.",
+    o.per_path(
+        paths,
+        (
+            "vigint_live_viewers",
+            "gauge",
+            "Live viewers (browser and stream-viewer WebSockets) watching the path.",
+        ),
+        |p| Some(p.live_viewers),
     );
-    for p in paths {
-        o.value("vigint_live_viewers", &[("path", &p.name)], p.live_viewers);
-    }
-    o.family(
-        "vigint_live_bytes_sent_total",
-        "counter",
-        "Bytes sent to the path's live viewers.",
-    );
-    for p in paths {
-        o.value(
+    o.per_path(
+        paths,
+        (
             "vigint_live_bytes_sent_total",
-            &[("path", &p.name)],
-            p.live_bytes_sent,
-        );
-    }
+            "counter",
+            "Bytes sent to the path's live viewers.",
+        ),
+        |p| Some(p.live_bytes_sent),
+    );
     let r = status.rtsp;
     o.family("vigint_rtsp_connections", "gauge", "Open RTSP connections.");
     o.value("vigint_rtsp_connections", &[], r.connections);
@@ -288,7 +285,7 @@ fn rss_from_proc_status(text: &str) -> Option<u64> {
 }
 
 /// Recorder families, only when some path records.
-fn recorder_metrics(o: &mut Out, paths: &[crate::status::PathStatus]) {
+fn recorder_metrics(o: &mut Out, paths: &[PathStatus]) {
     let recording: Vec<(&str, &crate::status::RecorderSample)> = paths
         .iter()
         .filter_map(|p| Some((p.name.as_str(), p.recording.as_ref()?)))
